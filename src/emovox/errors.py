@@ -1,0 +1,50 @@
+"""Errors that users can fix. The CLI prints each as one line and exits with code 2."""
+from __future__ import annotations
+
+
+class EmovoxError(Exception):
+    """Base of every user-facing error: the message names the value, the file and what is valid."""
+
+    kind = "error"
+
+
+class BadAudio(EmovoxError):
+    """An audio file cannot be used (unreadable, empty, silent, NaN, ...)."""
+
+    kind = "bad audio"
+
+
+class BadLabel(EmovoxError):
+    """A label, emotion or intensity code is not in the scheme."""
+
+    kind = "bad label"
+
+
+class BadManifest(EmovoxError):
+    """A manifest or corpus is malformed or has invalid rows."""
+
+    kind = "bad manifest"
+
+
+class BadConfig(EmovoxError):
+    """A configuration key or value is wrong."""
+
+    kind = "bad config"
+
+
+class BadRunDir(EmovoxError):
+    """A run directory is missing files or is not an emovox run."""
+
+    kind = "bad run dir"
+
+
+class InvalidCorpus(BadManifest):
+    """`prepare` found invalid files; carries all of them so they can be listed at once."""
+
+    kind = "invalid corpus"
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__(
+            f"{len(problems)} invalid file(s); fix them or rerun with --drop-invalid to keep the good ones"
+        )
