@@ -75,6 +75,15 @@ def test_metrics_are_strict_json_and_flat_scheme_has_no_marginals(imbalanced: di
     assert imbalanced["ece"] == pytest.approx(0.1)  # every confidence 0.9, accuracy 0.8
 
 
+@pytest.mark.filterwarnings("error")
+def test_float32_probabilities_score_without_warnings() -> None:
+    logits = np.random.default_rng(0).normal(scale=3.0, size=(500, len(CREMA6)))
+    probs32 = softmax(logits).astype(np.float32)
+    y = np.arange(500) % len(CREMA6)
+    m = classification_metrics(y, probs32, CREMA6)
+    assert m["loss"] == pytest.approx(-np.log(softmax(logits)[np.arange(500), y]).mean(), rel=1e-5)
+
+
 def _crema21_row(weights: dict[str, float]) -> np.ndarray:
     """A crema-d-21 probability row: given labels get their weights, the rest share what is left."""
     rest = (1 - sum(weights.values())) / (len(CREMA21) - len(weights))

@@ -1,6 +1,7 @@
 """Audio I/O: the one place that knows the sample rate and how files become float32 mono arrays."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -156,4 +157,5 @@ def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RA
 def _short(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()
     text = msg[-1] if msg else type(exc).__name__
+    text = re.sub(r"^Error opening .*?: ", "", text)
     return text.replace(str(Path.cwd()) + "/", "")[:160]

@@ -72,10 +72,93 @@ def init_model_cmd(
     typer.echo(f"saved {size} model to {init_model(size=size, scheme=get_scheme(scheme), out=out, seed=seed)}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
+    manifest: Path = typer.Option(..., help="manifest.csv from `emovox prepare`."),
+    out: Path = typer.Option(..., help="Run directory to create."),
+    model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
+) -> None:
+    """Fine-tune on the train split, early-stopped on validation. Extra args: section.key=value."""
+    from .train import train as run
+
+    res = run(config=config, manifest=manifest, out=out, model=model, resume=resume, overrides=list(ctx.args),
+              progress=True)
+    shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in res.metrics.items()
+                      if k in ("eval_loss", "eval_accuracy", "eval_uar", "eval_macro_f1"))
+    typer.echo(f"trained {res.steps} steps; validation: {shown}")
+    typer.echo(f"run dir: {res.run_dir} (best checkpoint: {res.best_checkpoint})")
+
+
+@app.command()
+def evaluate(
+    runs: List[Path] = typer.Argument(..., help="Run dir(s); several are scored as an ensemble."),
+    manifest: Path = typer.Option(..., help="Manifest to score."),
+    out: Path = typer.Option(..., help="Report folder."),
+    split: str = typer.Option("test", help="train, validation or test."),
+    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+) -> None:
+    """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
+    from .evaluate import evaluate as run
+
+    m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, progress=sys.stderr.isatty())
+    typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+               f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
+    if m["n_errors"]:
+        _say(f"{m['n_errors']} file(s) could not be scored: see {out / 'errors.csv'}")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def predict(
+    items: List[str] = typer.Argument(..., help="RUN [RUN ...] PATH [PATH ...]: run dirs first, then files/folders/manifests."),
+    format: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
+    out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
+    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    top_k: int = typer.Option(3, help="How many labels to list per file."),
+    windows: bool = typer.Option(False, help="Also one row per window for long files."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
+) -> None:
+    """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
+    from .output import write_rows
+    from .predict import predict as run
+    from .rundir import is_run_dir
+
+    runs = [i for i in items if is_run_dir(i)]
+    inputs = items[len(runs):]
+    if not runs or not inputs or any(is_run_dir(i) for i in inputs):
+        raise typer.BadParameter("give one or more run dirs first, then the files or folders to score")
+    rows = run(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
+               progress=sys.stderr.isatty())
+    failed = write_rows(rows, out=out, fmt=format)
+    for path, error in failed:
+        _say(f"failed: {path}: {error}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run dir to export."),
+    out: Path = typer.Option(..., help="Folder for model.onnx and its configs."),
+    int8: bool = typer.Option(False, help="Dynamic int8 quantization."),
+) -> None:
+    """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
+    from .export import export_onnx
+
+    r = export_onnx(run_dir=run, out=out, int8=int8)
+    typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
+               f"top-1 agreement {r.top1_agreement:.1%}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: user errors become one line each and exit code 2, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int):
+            return rv
     except InvalidCorpus as exc:
         for path, reason in exc.problems:
             _say(f"invalid: {path}: {reason}")

@@ -151,7 +151,7 @@ def _summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=seen, average="macro", zero_division=0)),
     }
 
 
@@ -246,7 +246,9 @@ def classification_metrics(
     _check_inputs(y_true, probs, scheme)
     y_pred = probs.argmax(axis=1)
     if loss is None:
-        loss = log_loss(y_true, probs, labels=np.arange(len(scheme)))
+        # float32 softmax rows miss 1 by ~1e-7, enough for sklearn to warn; argmax is unaffected
+        rows = probs / probs.sum(axis=1, keepdims=True)
+        loss = log_loss(y_true, rows, labels=np.arange(len(scheme)))
     out: dict = {
         **_summary(y_true, y_pred),
         "loss": float(loss),

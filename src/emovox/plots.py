@@ -36,7 +36,7 @@ def _beside(stem: Path, suffix: str) -> Path:
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG and close it."""
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)  # every figure uses constrained_layout; "tight" would draw twice
     plt.close(fig)
     return path
 
@@ -67,7 +67,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], out_stem: Path, *, tit
     cm = np.asarray(cm)
     norm = row_normalise(cm)
     side = max(5.0, 0.5 * len(labels) + 2.0)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side, side), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side, side + 1.5), constrained_layout=True)
     _confusion_panel(axes[0], cm, labels, "d", "counts")
     _confusion_panel(axes[1], norm, labels, ".2f", "row-normalised (recall)")
     fig.suptitle(title)

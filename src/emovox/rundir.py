@@ -71,6 +71,12 @@ def open_run(path: str | Path) -> RunDir:
     return RunDir(root)
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """True for a folder holding a model config and emovox.json."""
+    p = Path(path)
+    return p.is_dir() and (p / META).exists() and (p / "config.json").exists()
+
+
 def read_meta(run: RunDir) -> dict[str, Any]:
     try:
         return json.loads(run.meta.read_text())
