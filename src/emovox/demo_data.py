@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -371,13 +370,13 @@ def _nucleus(ev: _Event, source: np.ndarray, speaker: SpeakerVoice, prosody: _Pr
     length = ev.end - ev.start
     x = source[ev.start: ev.end] * _envelope(length, attack=0.02, release=0.04)
     bandwidths = np.array(_BANDWIDTHS) * (1.0 + 1.5 * prosody.breath)
-    responses = []
+    filters = []
     for vowel in ev.syllable.vowels:
         f1, f2, f3 = _VOWELS[vowel]
         formants = np.array([f1 * prosody.f1_scale, f2 * prosody.f2_scale, f3, _F4])
         formants *= speaker.formant_scale * rng.uniform(0.97, 1.03)
-        responses.append(_resonators(formants, bandwidths))
-    outs = _filter(x, responses, tail=_TAIL)
+        filters.append(_resonators(formants, bandwidths))
+    outs = _filter(x, filters, tail=_TAIL)
     if len(outs) == 1:
         return outs[0]
     fade = np.clip(np.linspace(-0.5, 1.5, length + _TAIL), 0.0, 1.0)
@@ -390,17 +389,19 @@ def _onset(ev: _Event, source: np.ndarray, speaker: SpeakerVoice, rng: np.random
     kind, s = ev.syllable.onset, speaker.formant_scale
     if kind == "N":
         x = source[ev.onset_start: ev.start] * _envelope(length, attack=0.015, release=0.01)
-        response, level = _resonators(np.array([*_NASAL, _F4]) * s, np.array([100.0, 150, 200, 300])), 0.3
+        filt, level = _resonators(np.array([*_NASAL, _F4]) * s, np.array([100.0, 150, 200, 300])), 0.3
     elif kind == "P":
         closure = length * 2 // 3
         burst = np.exp(-np.maximum(np.arange(length) - closure, 0) / (0.006 * SAMPLE_RATE))
         x = (rng.random(length) - 0.5) * burst * (np.arange(length) >= closure)
-        response, level = _highpassed(np.array([2500.0 * s]), np.array([2000.0])), 0.45
+        filt, level = _highpassed(np.array([2500.0 * s]), np.array([1500.0]), order=1), 0.25
+    elif kind == "F":
+        x = (rng.random(length) - 0.5) * _envelope(length, attack=0.02, release=0.01)
+        filt, level = _highpassed(np.array([min(4800.0 * s, 7000.0)]), np.array([1500.0]), order=2), 0.25
     else:
         x = (rng.random(length) - 0.5) * _envelope(length, attack=0.02, release=0.01)
-        centre, width, level = (4800.0, 1800.0, 0.3) if kind == "F" else (2200.0, 3500.0, 0.12)
-        response = _highpassed(np.array([min(centre * s, 7000.0)]), np.array([width]))
-    y = _filter(x, [response], tail=_TAIL)[0]
+        filt, level = _highpassed(np.array([2200.0 * s]), np.array([3000.0]), order=1), 0.1
+    y = _filter(x, [filt], tail=_TAIL)[0]
     return level * y / _rms(y) * np.sqrt(min(1.0, length / (0.06 * SAMPLE_RATE)))
 
 
@@ -414,45 +415,40 @@ def _finish(speech: np.ndarray, active: np.ndarray, prosody: _Prosody, rng: np.r
     return (speech * (level / np.abs(speech).max())).astype(np.float32)
 
 
-# --- frequency-domain filters: IIR responses applied by FFT, keeping a ring-out tail ----------
-# A response maps the unit delay z^-1 = exp(-j*omega), sampled on the FFT grid, to H(omega).
-Response = Callable[[np.ndarray], np.ndarray]
+# --- filters as (numerator, denominator) polynomials in z^-1, applied by FFT with a ring-out tail
+
+Filter = tuple[np.ndarray, np.ndarray]
 
 
-def _resonators(freqs: np.ndarray, bandwidths: np.ndarray) -> Response:
+def _resonators(freqs: np.ndarray, bandwidths: np.ndarray) -> Filter:
     """Cascade of 2nd-order resonators (Klatt style, unity gain at DC)."""
-    r2 = np.exp(-2.0 * np.pi * bandwidths / SAMPLE_RATE)[:, None]
-    c = (-2.0 * np.sqrt(r2[:, 0]) * np.cos(2 * np.pi * freqs / SAMPLE_RATE))[:, None]
-
-    def response(z1: np.ndarray) -> np.ndarray:
-        return np.prod((1.0 + c + r2) / (1.0 + z1 * (c + r2 * z1)), axis=0)
-
-    return response
-
-
-def _highpassed(freqs: np.ndarray, bandwidths: np.ndarray) -> Response:
-    """Resonators followed by a first difference (removes the low end of noise bursts)."""
-    resonate = _resonators(freqs, bandwidths)
-    return lambda z1: resonate(z1) * (1.0 - z1)
+    r = np.exp(-np.pi * bandwidths / SAMPLE_RATE)
+    c = -2.0 * r * np.cos(2 * np.pi * freqs / SAMPLE_RATE)
+    den = np.ones(1)
+    for ci, ri in zip(c, r):
+        den = np.convolve(den, [1.0, ci, ri * ri])
+    return np.array([den.sum()]), den
 
 
-@lru_cache(maxsize=64)
-def _unit_delay(n_fft: int) -> np.ndarray:
-    z1 = np.exp(-1j * np.linspace(0.0, np.pi, n_fft // 2 + 1))
-    z1.setflags(write=False)
-    return z1
+def _highpassed(freqs: np.ndarray, bandwidths: np.ndarray, *, order: int) -> Filter:
+    """Resonators followed by ``order`` first differences (remove the low end of noise bursts)."""
+    num, den = _resonators(freqs, bandwidths)
+    for _ in range(order):
+        num = np.convolve(num, [1.0, -1.0])
+    return num, den
 
 
-def _filter(x: np.ndarray, responses: Sequence[Response], *, tail: int) -> list[np.ndarray]:
-    """``x`` through each response; each output has ``len(x) + tail`` samples.
+def _filter(x: np.ndarray, filters: Sequence[Filter], *, tail: int) -> list[np.ndarray]:
+    """``x`` through each filter; each output has ``len(x) + tail`` samples.
 
-    Zero padding (at least 256 samples past the tail) keeps circular wrap-around negligible.
+    The frequency responses are exact; zero padding (at least 256 samples past the tail)
+    keeps the circular wrap-around of the decaying impulse response negligible.
     """
     n = x.size + tail
     n_fft = -(-(n + 256) // 1024) * 1024
-    z1 = _unit_delay(n_fft)
     spectrum = np.fft.rfft(x, n_fft)
-    return [np.fft.irfft(spectrum * response(z1), n_fft)[:n] for response in responses]
+    return [np.fft.irfft(spectrum * np.fft.rfft(num, n_fft) / np.fft.rfft(den, n_fft), n_fft)[:n]
+            for num, den in filters]
 
 
 def _envelope(length: int, *, attack: float, release: float) -> np.ndarray:

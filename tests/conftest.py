@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny corpora, a prepared manifest and a briefly trained tiny run (built once)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from emovox.testing import make_crema_corpus, test_data_dir  # noqa: E402
+
+TINY_TRAIN = ["training.max_steps=12", "training.eval_steps=6", "training.logging_steps=2",
+              "training.per_device_train_batch_size=4", "training.learning_rate=1e-3",
+              "training.warmup_ratio=0.0", "augment.enabled=false", "data.max_seconds=1.0"]
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = test_data_dir()
+    if path is None:
+        pytest.skip("real speech (../shared/data or EMOVOX_TEST_DATA) is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("crema")
+    make_crema_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tiny_corpus, tmp_path_factory) -> Path:
+    from emovox.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    return prepare(corpus="crema-d", root=tiny_corpus, out=out, scheme="crema-d-6", workers=1).manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_manifest, tmp_path_factory) -> Path:
+    from emovox.train import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(manifest=tiny_manifest, out=out, model="tiny", overrides=TINY_TRAIN, progress=False)
+    return out
