@@ -6,6 +6,7 @@ Sections are ``data``, ``model``, ``augment`` and ``training``; ``training`` key
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -123,8 +124,20 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value.strip() else None
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")
+
+
+def _coerce(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-5`` as a string; numbers written that way are meant as floats."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
 def from_dict(raw: dict, *, source: str = "config") -> Config:
     """Build a Config from nested dicts, naming any unknown key and the valid ones."""
+    raw = {sec: ({k: _coerce(v) for k, v in vals.items()} if isinstance(vals, dict) else vals)
+           for sec, vals in raw.items()}
     unknown = set(raw) - {"data", "model", "augment", "training"}
     if unknown:
         raise BadConfig(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; valid: data, model, augment, training")

@@ -13,6 +13,8 @@ the number of worker processes.
 """
 from __future__ import annotations
 
+import io
+import numbers
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soundfile as sf
 
-from .audio import SAMPLE_RATE, write_audio
+from .audio import SAMPLE_RATE
 from .errors import BadConfig, BadLabel
 from .labels import CREMA_EMOTIONS, CREMA_INTENSITIES
 
@@ -131,27 +134,20 @@ class _Prosody:
     f2_scale: float     # lip spreading (smile)
 
 
-_NEUTRAL = _Prosody(f0_shift=0.0, f0_range=2.0, declination=2.5, final_rise=-2.0, tremor=0.0,
-                    tempo=1.0, effort_db=0.0, tilt=0.55, jitter=0.006, shimmer=0.04, breath=0.08,
-                    creak=0.0, f1_scale=1.0, f2_scale=1.0)
-_EMOTIONS = {
-    "NEU": _NEUTRAL,
-    "ANG": _Prosody(f0_shift=4.5, f0_range=6.0, declination=1.5, final_rise=-3.5, tremor=0.0,
-                    tempo=0.8, effort_db=9.0, tilt=0.15, jitter=0.012, shimmer=0.06, breath=0.03,
-                    creak=0.05, f1_scale=1.08, f2_scale=1.0),
-    "HAP": _Prosody(f0_shift=4.0, f0_range=7.0, declination=1.5, final_rise=1.5, tremor=0.0,
-                    tempo=0.88, effort_db=4.0, tilt=0.4, jitter=0.007, shimmer=0.04, breath=0.06,
-                    creak=0.0, f1_scale=1.04, f2_scale=1.06),
-    "FEA": _Prosody(f0_shift=6.0, f0_range=3.5, declination=0.5, final_rise=2.5, tremor=0.8,
-                    tempo=0.8, effort_db=1.0, tilt=0.5, jitter=0.03, shimmer=0.09, breath=0.25,
-                    creak=0.0, f1_scale=1.0, f2_scale=1.02),
-    "SAD": _Prosody(f0_shift=-2.5, f0_range=1.0, declination=3.0, final_rise=-1.5, tremor=0.3,
-                    tempo=1.35, effort_db=-7.0, tilt=0.85, jitter=0.012, shimmer=0.06, breath=0.3,
-                    creak=0.1, f1_scale=0.95, f2_scale=0.98),
-    "DIS": _Prosody(f0_shift=-1.5, f0_range=3.5, declination=3.0, final_rise=-4.0, tremor=0.0,
-                    tempo=1.22, effort_db=-1.0, tilt=0.65, jitter=0.025, shimmer=0.1, breath=0.1,
-                    creak=0.45, f1_scale=1.0, f2_scale=0.97),
-}
+# Each emotion's full-strength prosody (the guide: ANG high, wide, loud, tense, fast; HAP high, wide,
+# rising; FEA highest, tremulous, jittery, breathy, fast; SAD low, narrow, slow, quiet, lax,
+# breathy; DIS low-mid, slow, creaky; NEU mid and flat). Columns are the _Prosody fields in order.
+_EMOTION_TABLE = """
+NEU  0.0 2.0 2.5 -2.0 0.0 1.00  0.0 0.55 0.006 0.04 0.08 0.00 1.00 1.00
+ANG  4.5 6.0 1.5 -3.5 0.0 0.80  9.0 0.15 0.012 0.06 0.03 0.05 1.08 1.00
+HAP  4.0 7.0 1.5  1.5 0.0 0.88  4.0 0.40 0.007 0.04 0.06 0.00 1.04 1.06
+FEA  6.0 3.5 0.5  2.5 0.8 0.80  1.0 0.50 0.030 0.09 0.25 0.00 1.00 1.02
+SAD -2.5 1.0 3.0 -1.5 0.3 1.35 -7.0 0.85 0.012 0.06 0.30 0.10 0.95 0.98
+DIS -1.5 3.5 3.0 -4.0 0.0 1.22 -1.0 0.65 0.025 0.10 0.10 0.45 1.00 0.97
+"""
+_EMOTIONS = {row.split()[0]: _Prosody(*map(float, row.split()[1:]))
+             for row in _EMOTION_TABLE.strip().splitlines()}
+_NEUTRAL = _EMOTIONS["NEU"]
 INTENSITY_SCALE = {"LO": 0.55, "MD": 0.8, "HI": 1.15}  # XX: drawn per clip from [0.8, 1.0]
 
 
@@ -267,7 +263,7 @@ def _timeline(pattern: tuple[tuple[_Syllable, ...], ...], prosody: _Prosody,
         for syl in word:
             i += 1
             onset = _ONSET_SECONDS[syl.onset] * prosody.tempo * rng.uniform(0.8, 1.2)
-            nucleus = (0.25 if syl.stressed else 0.155) * prosody.tempo * rng.uniform(0.8, 1.2)
+            nucleus = (0.265 if syl.stressed else 0.165) * prosody.tempo * rng.uniform(0.8, 1.2)
             nucleus *= 1.35 if i == n_syllables else 1.0  # phrase-final lengthening
             spans.append((syl, t, t + onset, t + onset + nucleus))
             t += onset + nucleus
@@ -317,8 +313,9 @@ def _glottal_source(f0: np.ndarray, n: int, prosody: _Prosody, rng: np.random.Ge
     amp[1::2] *= 1.0 - 0.6 * prosody.creak
     first = int(np.ceil(t[0]))
     idx = np.repeat(np.arange(t.size - 1), np.diff(np.ceil(t).astype(np.intp)))  # pulse of each sample
-    phi = (np.arange(first, first + idx.size) - t[idx]) / (t[idx + 1] - t[idx])
-    pos = np.minimum((phi * _TABLE).astype(np.intp), _TABLE - 1)
+    per_sample = _TABLE / np.diff(t)  # table positions advanced per sample, for each pulse
+    pos = ((np.arange(first, first + idx.size) - t[idx]) * per_sample[idx]).astype(np.intp)
+    pos = np.minimum(pos, _TABLE - 1)
     flow_table, slope_table = _pulse_tables(prosody.tilt)
     voiced, flow = np.zeros(n), np.zeros(n)
     voiced[first: first + idx.size] = slope_table[pos] * amp[idx]
@@ -447,8 +444,12 @@ def _filter(x: np.ndarray, filters: Sequence[Filter], *, tail: int) -> list[np.n
     n = x.size + tail
     n_fft = -(-(n + 256) // 1024) * 1024
     spectrum = np.fft.rfft(x, n_fft)
-    return [np.fft.irfft(spectrum * np.fft.rfft(num, n_fft) / np.fft.rfft(den, n_fft), n_fft)[:n]
+    return [np.fft.irfft(spectrum * _response(num, n_fft) / np.fft.rfft(den, n_fft), n_fft)[:n]
             for num, den in filters]
+
+
+def _response(poly: np.ndarray, n_fft: int) -> np.ndarray | float:
+    return float(poly[0]) if poly.size == 1 else np.fft.rfft(poly, n_fft)
 
 
 def _envelope(length: int, *, attack: float, release: float) -> np.ndarray:
@@ -492,7 +493,7 @@ def make_demo_corpus(
         speakers: Number of actors (ids 1001, 1002, ...; male and female alternate).
         seed: Corpus seed; voices and every clip derive from it.
         sentences: Subset of ``CREMA_SENTENCES`` to record.
-        workers: Processes to use; None means ``os.cpu_count()``, 1 runs in this process.
+        workers: Processes to use; None means one per CPU, 1 runs in this process.
 
     Returns:
         The written paths, ordered by actor, sentence, emotion, intensity.
@@ -504,22 +505,38 @@ def make_demo_corpus(
     _check_corpus_args(speakers=speakers, seed=seed, sentences=sentences, workers=workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out / clip_filename(voice.actor, *spec), voice, *spec, seed)
-            for voice in (speaker_voice(seed=seed, index=i) for i in range(speakers))
+    jobs = [(out / clip_filename(voice.actor, *spec), voice, *spec, int(seed))
+            for voice in (speaker_voice(seed=int(seed), index=i) for i in range(int(speakers)))
             for spec in clip_specs(sentences)]
-    n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+    n_workers = min(int(workers or _cpu_count()), len(jobs))
     if n_workers == 1:
         return [_write_clip(job) for job in jobs]
     with ProcessPoolExecutor(max_workers=n_workers) as pool:
         return list(pool.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (n_workers * 8))))
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask when the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _write_clip(job: tuple[Path, SpeakerVoice, str, str, str, int]) -> Path:
     path, voice, sentence, emotion, intensity, seed = job
     rng = clip_rng(seed=seed, actor=voice.actor, sentence=sentence, emotion=emotion, intensity=intensity)
     wave = synthesize_clip(emotion=emotion, intensity=intensity, speaker=voice, sentence=sentence, rng=rng)
-    write_audio(path, wave, SAMPLE_RATE)
+    _write_wav(path, wave)
     return path
+
+
+def _write_wav(path: Path, wave: np.ndarray) -> None:
+    """16-bit PCM WAV, as ``audio.write_audio`` writes it, but encoded in memory and written in
+    one call: soundfile's close() fsyncs each file, which dominates the run time on slow disks.
+    """
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    path.write_bytes(buffer.getvalue())
 
 
 def _check_codes(*, emotion: str, intensity: str, sentences: Sequence[str]) -> None:
@@ -533,15 +550,16 @@ def _check_codes(*, emotion: str, intensity: str, sentences: Sequence[str]) -> N
 
 
 def _check_corpus_args(*, speakers: int, seed: int, sentences: Sequence[str], workers: int | None) -> None:
-    if isinstance(speakers, bool) or not isinstance(speakers, int) or speakers < 1:
-        raise BadConfig(f"speakers must be a whole number >= 1, got {speakers!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise BadConfig(f"seed must be a whole number >= 0, got {seed!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise BadConfig(f"workers must be a whole number >= 1 or None (all cores), got {workers!r}")
-    if isinstance(sentences, str) or not sentences:
-        raise BadLabel(f"sentences must be a non-empty list of codes from {', '.join(CREMA_SENTENCES)}, "
-                       f"got {sentences!r}")
-    if len(set(sentences)) != len(sentences):
-        raise BadLabel(f"sentences must not repeat a code, got {list(sentences)}")
+    _check_whole("speakers", speakers, minimum=1)
+    _check_whole("seed", seed, minimum=0)
+    if workers is not None:
+        _check_whole("workers", workers, minimum=1, extra=" or None (one per CPU)")
+    if isinstance(sentences, str) or not sentences or len(set(sentences)) != len(sentences):
+        raise BadLabel(f"sentences must be a non-empty list of distinct codes from "
+                       f"{', '.join(CREMA_SENTENCES)}; got {sentences!r}")
     _check_codes(emotion="NEU", intensity="XX", sentences=sentences)
+
+
+def _check_whole(name: str, value: object, *, minimum: int, extra: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise BadConfig(f"{name} (--{name}) must be a whole number >= {minimum}{extra}; got {value!r}")

@@ -28,8 +28,8 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     Raises:
         BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
     """
-    df = load_manifest(manifest, split=split)
     predictor = Predictor.from_run_dir(runs, backend=backend)
+    df = load_manifest(manifest, split=split)
     scheme = predictor.scheme
     unknown = sorted(set(df["label"]) - set(scheme.labels))
     if unknown:

@@ -53,7 +53,10 @@ class RunDir:
         return self.root / METRICS
 
     def checkpoints(self) -> list[Path]:
-        return sorted(self.root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        """Complete checkpoints, oldest first. The Trainer writes ``trainer_state.json`` last, so a
+        folder without it was cut off mid-save (e.g. by SIGKILL) and cannot be resumed from."""
+        done = [p for p in self.root.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
 
 
 def open_run(path: str | Path) -> RunDir:

@@ -145,7 +145,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     if model:
         cfg.model.name = model
     out = Path(out)
-    _check_out(out, resume)
+    checkpoint = _resume_point(out, resume)
     df, train_df, val_df = split_frames(manifest)
     scheme = scheme_for(cfg, df)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed)
@@ -164,20 +164,22 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     if cfg.training.get("class_weighted_loss"):
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=checkpoint)
     metrics = trainer.evaluate()
     _save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint)
 
 
-def _check_out(out: Path, resume: bool) -> None:
+def _resume_point(out: Path, resume: bool) -> str | None:
+    """The last complete checkpoint to resume from, or None for a fresh run."""
     from .errors import BadRunDir
 
-    has_ckpt = any(out.glob("checkpoint-*")) if out.exists() else False
-    if resume and not has_ckpt:
-        raise BadRunDir(f"{out}: --resume needs a checkpoint-N folder there; none found")
-    if has_ckpt and not resume:
+    done = RunDir(out).checkpoints() if out.exists() else []
+    if resume and not done:
+        raise BadRunDir(f"{out}: --resume needs a complete checkpoint-N folder there; none found")
+    if done and not resume:
         raise BadRunDir(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or choose a new --out")
+    return str(done[-1]) if resume else None
 
 
 def _save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, manifest, out: Path,

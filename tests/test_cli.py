@@ -1,0 +1,50 @@
+"""The command line: one line per user error, exit code 2, no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from emovox.testing import make_broken_files, make_crema_corpus
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "emovox.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_prepare_bad_corpus_lists_every_file_exit_2(tmp_path):
+    root = tmp_path / "c"
+    make_crema_corpus(root, actors=range(1001, 1005), emotions=("ANG", "SAD"), seconds=0.3)
+    bad = make_broken_files(root)
+    r = run("prepare", "--corpus", "crema-d", "--root", root, "--out", tmp_path / "o", "--workers", "1")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    for p in bad.values():
+        assert sum(p.name in line for line in r.stderr.splitlines()) == 1
+    r = run("prepare", "--corpus", "crema-d", "--root", root, "--out", tmp_path / "o", "--drop-invalid")
+    assert r.returncode == 0, r.stderr
+    assert "dropped 8 invalid" in r.stderr and "Data report" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["prepare", "--corpus", "nope", "--root", ".", "--out", "x"], "valid: crema-d"),
+    (["prepare", "--corpus", "crema-d", "--root", "/does/not/exist", "--out", "x"], "not found"),
+    (["evaluate", "/does/not/exist", "--manifest", "m.csv", "--out", "x"], "run directory not found"),
+    (["train", "--manifest", "/no/manifest.csv", "--out", "x", "training.bogus=1"], "training.bogus"),
+    (["train", "--manifest", "/no/manifest.csv", "--out", "x"], "manifest not found"),
+])
+def test_user_errors_are_one_line(args, needle, tmp_path):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_demo_data_and_init_model(tmp_path):
+    r = run("init-model", "--size", "tiny", "--scheme", "crema-d-21", "--out", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(tmp_path / "m")
+    assert cfg.num_labels == 21 and cfg.id2label[0] == "ANG_HI" and cfg.hidden_size == 32
