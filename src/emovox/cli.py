@@ -119,6 +119,8 @@ def predict(
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     top_k: int = typer.Option(3, help="How many labels to list per file."),
     windows: bool = typer.Option(False, help="Also one row per window for long files."),
+    window_seconds: Optional[float] = typer.Option(None, help="Longer files are scored in windows of this length "
+                                                   "(default: the larger of 10 s and the training length)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
@@ -131,6 +133,7 @@ def predict(
     if not runs or not inputs or any(is_run_dir(i) for i in inputs):
         raise typer.BadParameter("give one or more run dirs first, then the files or folders to score")
     rows = run(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
+               window_seconds=window_seconds,
                progress=sys.stderr.isatty())
     failed = write_rows(rows, out=out, fmt=format)
     for path, error in failed:

@@ -296,12 +296,23 @@ def _f0_contour(events: list[_Event], n: int, speaker: SpeakerVoice, prosody: _P
     return np.clip(speaker.f0_base * 2.0 ** (semitones / 12.0), 55.0, 550.0)
 
 
-def _glottal_source(f0: np.ndarray, n: int, prosody: _Prosody, rng: np.random.Generator) -> np.ndarray:
-    """Excitation for the whole clip: glottal pulses along ``f0`` plus aspiration noise.
+@dataclass(frozen=True)
+class _Source:
+    """The glottal excitation of one clip, rendered on demand for any span of samples."""
 
-    Pulses carry jitter, shimmer and creak; the voiced part has unit RMS and the aspiration
-    (noise pulsing with the glottal flow) is added at the breath level. Syllable envelopes
-    decide where any of it is heard.
+    pulses: np.ndarray       # pulse instants in (fractional) samples, ascending
+    gain: np.ndarray         # per-pulse amplitude: shimmer, creak, 1/period; unit-RMS overall
+    steps: np.ndarray        # pulse-table positions advanced per sample, per pulse
+    flow_table: np.ndarray
+    slope_table: np.ndarray
+    noise_gain: float        # aspiration level (breath), for unit-RMS noise
+
+
+def _glottal_source(f0: np.ndarray, n: int, prosody: _Prosody, rng: np.random.Generator) -> _Source:
+    """Place glottal pulses along ``f0`` with jitter, shimmer and creak.
+
+    Gains are set so the voiced excitation has unit RMS and the aspiration (noise pulsing with
+    the glottal flow) sits at the breath level relative to it.
     """
     phase = np.concatenate([[0.0], np.cumsum(f0[:-1]) * (_HOP / SAMPLE_RATE)])
     t = np.interp(np.arange(1.0, np.floor(phase[-1])), phase, np.arange(f0.size) * float(_HOP))
@@ -309,19 +320,26 @@ def _glottal_source(f0: np.ndarray, n: int, prosody: _Prosody, rng: np.random.Ge
     t = t + prosody.jitter * period * np.clip(rng.standard_normal(t.size), -2.5, 2.5)
     t[1::2] += 0.2 * prosody.creak * period[1::2]
     t = np.sort(t[(t >= 0) & (t < n - 1)])
-    amp = np.exp(prosody.shimmer * np.clip(rng.standard_normal(t.size), -3, 3)) / np.diff(t, append=np.inf)
-    amp[1::2] *= 1.0 - 0.6 * prosody.creak
-    first = int(np.ceil(t[0]))
-    idx = np.repeat(np.arange(t.size - 1), np.diff(np.ceil(t).astype(np.intp)))  # pulse of each sample
-    per_sample = _TABLE / np.diff(t)  # table positions advanced per sample, for each pulse
-    pos = ((np.arange(first, first + idx.size) - t[idx]) * per_sample[idx]).astype(np.intp)
-    pos = np.minimum(pos, _TABLE - 1)
+    period = np.diff(t, append=t[-1] + period[-1])
+    gain = np.exp(prosody.shimmer * np.clip(rng.standard_normal(t.size), -3, 3)) / period
+    gain[1::2] *= 1.0 - 0.6 * prosody.creak
     flow_table, slope_table = _pulse_tables(prosody.tilt)
-    voiced, flow = np.zeros(n), np.zeros(n)
-    voiced[first: first + idx.size] = slope_table[pos] * amp[idx]
-    flow[first: first + idx.size] = flow_table[pos]
-    aspiration = (rng.random(n) - 0.5) * (0.25 + flow)
-    return voiced / _rms(voiced) + prosody.breath * aspiration / _rms(aspiration)
+    power = np.sum(gain**2 * period) / np.sum(period) * np.mean(slope_table**2)
+    noise_power = np.mean((0.25 + flow_table) ** 2) / 12.0  # of (uniform - 0.5) * (0.25 + flow)
+    return _Source(t, gain / np.sqrt(power), _TABLE / period, flow_table, slope_table,
+                   prosody.breath / float(np.sqrt(noise_power)))
+
+
+def _excitation(source: _Source, start: int, end: int, rng: np.random.Generator) -> np.ndarray:
+    """Voiced pulses plus aspiration noise for samples ``start..end-1``."""
+    samples = np.arange(start, end)
+    k = np.searchsorted(source.pulses, samples, side="right") - 1
+    inside = (k >= 0) & (k < source.pulses.size - 1)
+    k = np.clip(k, 0, source.pulses.size - 2)
+    pos = np.minimum(((samples - source.pulses[k]) * source.steps[k]).astype(np.intp), _TABLE - 1)
+    voiced = source.slope_table[pos] * source.gain[k]
+    noise = (rng.random(samples.size) - 0.5) * (0.25 + source.flow_table[pos]) * source.noise_gain
+    return (voiced + noise) * inside
 
 
 def _pulse_tables(tilt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +359,7 @@ def _pulse_tables(tilt: float) -> tuple[np.ndarray, np.ndarray]:
     return flow, slope
 
 
-def _render_speech(events: list[_Event], source: np.ndarray, n: int, speaker: SpeakerVoice,
+def _render_speech(events: list[_Event], source: _Source, n: int, speaker: SpeakerVoice,
                    prosody: _Prosody, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Filter the source through each syllable's vowels and add consonant onsets.
 
@@ -361,11 +379,11 @@ def _render_speech(events: list[_Event], source: np.ndarray, n: int, speaker: Sp
     return out[:n], active
 
 
-def _nucleus(ev: _Event, source: np.ndarray, speaker: SpeakerVoice, prosody: _Prosody,
+def _nucleus(ev: _Event, source: _Source, speaker: SpeakerVoice, prosody: _Prosody,
              rng: np.random.Generator) -> np.ndarray:
     """The vowel: enveloped source through F1-F4; diphthongs crossfade between two targets."""
     length = ev.end - ev.start
-    x = source[ev.start: ev.end] * _envelope(length, attack=0.02, release=0.04)
+    x = _excitation(source, ev.start, ev.end, rng) * _envelope(length, attack=0.02, release=0.04)
     bandwidths = np.array(_BANDWIDTHS) * (1.0 + 1.5 * prosody.breath)
     filters = []
     for vowel in ev.syllable.vowels:
@@ -380,12 +398,12 @@ def _nucleus(ev: _Event, source: np.ndarray, speaker: SpeakerVoice, prosody: _Pr
     return outs[0] * (1.0 - fade) + outs[1] * fade
 
 
-def _onset(ev: _Event, source: np.ndarray, speaker: SpeakerVoice, rng: np.random.Generator) -> np.ndarray:
+def _onset(ev: _Event, source: _Source, speaker: SpeakerVoice, rng: np.random.Generator) -> np.ndarray:
     """A consonant-like onset at unit-relative level: frication, a stop burst, or a nasal murmur."""
     length = ev.start - ev.onset_start
     kind, s = ev.syllable.onset, speaker.formant_scale
     if kind == "N":
-        x = source[ev.onset_start: ev.start] * _envelope(length, attack=0.015, release=0.01)
+        x = _excitation(source, ev.onset_start, ev.start, rng) * _envelope(length, attack=0.015, release=0.01)
         filt, level = _resonators(np.array([*_NASAL, _F4]) * s, np.array([100.0, 150, 200, 300])), 0.3
     elif kind == "P":
         closure = length * 2 // 3

@@ -22,13 +22,13 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .errors import BadConfig, BadRunDir
 from .models import uses_attention_mask
+from .rundir import META
 
 MODEL_FILE = "model.onnx"
 FP32_FILE = "model_fp32.onnx"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
-EMOVOX_FILE = "emovox.json"
-COPIED_FILES = (CONFIG_FILE, PREPROCESSOR_FILE, EMOVOX_FILE)
+COPIED_FILES = (CONFIG_FILE, PREPROCESSOR_FILE, META)
 # Measured on the base preset (4 s clip, 2 threads): MatMul+Conv is the fastest int8 variant; see
 # benchmarks/RESULTS.md. QUInt8 weights avoid the u8s8 saturation of AVX2 CPUs without VNNI.
 DEFAULT_QUANTIZE_OPS: tuple[str, ...] = ("MatMul", "Conv")

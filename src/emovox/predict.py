@@ -16,6 +16,7 @@ from .labels import LabelScheme
 from .rundir import open_run, read_meta
 
 BACKENDS = ("torch", "onnx")
+DEFAULT_WINDOW_SECONDS = 10.0
 
 
 @dataclass
@@ -63,10 +64,12 @@ class Predictor:
     """Scores audio with one run or an ensemble of runs that share a label scheme."""
 
     def __init__(self, members: list[Member], scheme: LabelScheme, max_seconds: float, *,
-                 batch_seconds: float = 64.0, max_pad: float = 1.25):
+                 window_seconds: float | None = None, batch_seconds: float = 64.0, max_pad: float = 1.25):
         self.members = members
         self.scheme = scheme
-        self.max_seconds = max_seconds
+        # Clips up to the window length are scored whole, exactly as transformers.pipeline does;
+        # longer ones (recordings, not utterances) in half-overlapping windows of that length.
+        self.window_seconds = window_seconds or max(max_seconds, DEFAULT_WINDOW_SECONDS)
         self.batch_samples = int(batch_seconds * SAMPLE_RATE)
         self.max_pad = max_pad
 
@@ -154,11 +157,11 @@ class Predictor:
         bar = _bar(len(paths), progress)
         chunks = [list(paths[i:i + chunk]) for i in range(0, len(paths), chunk)]
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_decode_chunk, chunks[0], self.max_seconds) if chunks else None
+            pending = pool.submit(_decode_chunk, chunks[0], self.window_seconds) if chunks else None
             for k, part in enumerate(chunks):
                 decoded = pending.result()
                 if k + 1 < len(chunks):
-                    pending = pool.submit(_decode_chunk, chunks[k + 1], self.max_seconds)
+                    pending = pool.submit(_decode_chunk, chunks[k + 1], self.window_seconds)
                 short = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
                 probs = dict(zip(short, self.probs([decoded[i] for i in short]))) if short else {}
                 for i, path in enumerate(part):
@@ -188,7 +191,7 @@ class Predictor:
         """Stream a long file in windows, ``batch`` at a time: memory stays bounded by one batch."""
         try:
             rows, acc, n = [], None, 0
-            it = stream_windows(path, window_seconds=self.max_seconds, hop_seconds=self.max_seconds / 2)
+            it = stream_windows(path, window_seconds=self.window_seconds, hop_seconds=self.window_seconds / 2)
             while True:
                 part = [w for _, w in zip(range(batch), it)]
                 if not part:
@@ -211,14 +214,14 @@ class Predictor:
 LONG = object()  # marker: decode in streamed windows instead
 
 
-def _decode_chunk(paths: list, max_seconds: float) -> list:
-    return [_decode(p, max_seconds) for p in paths]
+def _decode_chunk(paths: list, window_seconds: float) -> list:
+    return [_decode(p, window_seconds) for p in paths]
 
 
-def _decode(path, max_seconds: float):
+def _decode(path, window_seconds: float):
     """A wave, LONG for clips to stream in windows, or the error reason."""
     try:
-        if read_info(path).duration > max_seconds + 1e-3:
+        if read_info(path).duration > window_seconds + 1e-3:
             return LONG
         return load_audio(path)
     except BadAudio as exc:
@@ -255,13 +258,14 @@ def _bar(total: int, enabled: bool):
 
 
 def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
-            windows: bool = False, threads: int | None = None, progress: bool = False) -> Iterator[dict]:
+            windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
+            progress: bool = False) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Raises:
         BadRunDir: a run dir cannot be loaded.
     """
-    predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads)
+    predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds)
     files = expand_inputs(inputs)
     if not files:
         raise BadAudio(f"no audio files found in {', '.join(map(str, inputs))}")

@@ -1,0 +1,108 @@
+"""Prediction: agreement with transformers.pipeline, batching/padding/window parity, bad files."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from emovox.audio import load_audio
+from emovox.predict import Predictor, expand_inputs
+from emovox.testing import make_broken_files, write_tone
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run):
+    return Predictor.from_run_dir(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return [write_tone(d / f"c{i}.wav", 0.4 + 0.17 * i, freq=120 + 40 * i, seed=i, sr=(16000, 22050, 48000)[i % 3],
+                       channels=1 + i % 2) for i in range(6)]
+
+
+def test_agrees_with_transformers_pipeline(tiny_run, predictor, clips, real_data):
+    from transformers import pipeline
+
+    pipe = pipeline("audio-classification", model=str(tiny_run), device="cpu")
+    files = [str(c) for c in clips] + [str(p) for p in sorted((real_data / "ravdess48k-originals").glob("*.wav"))[:3]]
+    rows = list(predictor.predict_files(files, top_k=6))
+    for f, row in zip(files, rows):
+        ref = pipe(load_audio(f), top_k=6)
+        assert row["label"] == ref[0]["label"]
+        ours = {t["label"]: t["score"] for t in row["top_k"]}
+        for r in ref:
+            assert ours[r["label"]] == pytest.approx(r["score"], abs=1e-4)
+
+
+def test_batched_equals_single(predictor, clips):
+    waves = [load_audio(c) for c in clips]
+    batched = predictor.probs(waves)
+    single = np.stack([predictor.probs([w])[0] for w in waves])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_padding_does_not_change_a_clip(tiny_run):
+    from transformers import AutoModelForAudioClassification
+
+    model = AutoModelForAudioClassification.from_pretrained(tiny_run).eval()
+    x = torch.randn(1, 9000)
+    padded = torch.cat([x, torch.zeros(1, 7000)], dim=1)
+    mask = torch.cat([torch.ones(1, 9000), torch.zeros(1, 7000)], dim=1).long()
+    with torch.inference_mode():
+        a = model(x, attention_mask=torch.ones(1, 9000, dtype=torch.long)).logits
+        b = model(padded, attention_mask=mask).logits
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_windows_for_long_clips_and_whole_for_short(tiny_run, tmp_path):
+    predictor = Predictor.from_run_dir(tiny_run, window_seconds=1.0)
+    short = write_tone(tmp_path / "short.wav", 0.8, seed=3)
+    long = write_tone(tmp_path / "long.wav", 3.3, seed=4)
+    rows = list(predictor.predict_files([short, long], windows=True))
+    assert rows[0]["path"].endswith("short.wav") and "start" not in rows[0]
+    whole = predictor.probs([load_audio(short)])[0]
+    assert rows[0]["score"] == pytest.approx(float(whole.max()), abs=1e-6)
+    win_rows = [r for r in rows[2:] if "start" in r]
+    assert rows[1]["path"].endswith("long.wav") and len(win_rows) == 6  # 0,0.5,...,2.0 then end-aligned 2.3
+    assert win_rows[-1]["end"] == pytest.approx(3.3, abs=1e-3)
+    mean = np.mean([[t["score"] for t in sorted(r["top_k"], key=lambda t: t["label"])] for r in win_rows], axis=0)
+    assert rows[1]["score"] <= 1.0 and np.isfinite(mean).all()
+
+
+def test_bad_files_get_error_rows_and_the_rest_continue(predictor, tmp_path, clips):
+    bad = make_broken_files(tmp_path / "bad")
+    files = [str(clips[0]), str(bad["text"]), str(tmp_path / "missing.wav"), str(bad["nan"]), str(clips[1])]
+    rows = list(predictor.predict_files(files))
+    assert [("error" in r) for r in rows] == [False, True, True, True, False]
+    assert rows[2]["error"] == "file not found" and "label" not in rows[1]
+
+
+def test_expand_inputs_folders_and_manifests(tiny_corpus, tiny_manifest):
+    assert len(expand_inputs([tiny_corpus])) == 48
+    assert len(expand_inputs([tiny_manifest])) == 48
+
+
+def test_cli_predict_jsonl_csv_and_exit_code(tiny_run, clips, tmp_path):
+    cmd = [sys.executable, "-m", "emovox.cli", "predict", str(tiny_run), str(clips[0]), str(clips[1])]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [set(x) for x in rows] == [{"path", "label", "score", "top_k"}] * 2
+    r = subprocess.run(cmd + [str(tmp_path / "nope.wav"), "--format", "csv", "--out", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "nope.wav" in r.stderr and "Traceback" not in r.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 3 and table["error"].notna().sum() == 1
+
+
+def test_ensemble_averages_members(tiny_run, clips):
+    ens = Predictor.from_run_dir([tiny_run, tiny_run])
+    single = Predictor.from_run_dir(tiny_run)
+    waves = [load_audio(c) for c in clips[:3]]
+    np.testing.assert_allclose(ens.probs(waves), single.probs(waves), atol=1e-6)
