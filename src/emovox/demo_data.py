@@ -28,6 +28,11 @@ from .audio import SAMPLE_RATE
 from .errors import BadConfig, BadLabel
 from .labels import CREMA_EMOTIONS, CREMA_INTENSITIES
 
+__all__ = [
+    "CREMA_SENTENCES", "INTENSITY_SCALE", "SENTENCE_PATTERNS", "SpeakerVoice", "clip_filename",
+    "clip_rng", "clip_specs", "make_demo_corpus", "speaker_voice", "synthesize_clip",
+]
+
 CREMA_SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 INTENSITY_SENTENCE = "IEO"  # as in CREMA-D, the only sentence spoken at LO/MD/HI
 FIRST_ACTOR = 1001
@@ -462,12 +467,9 @@ def _filter(x: np.ndarray, filters: Sequence[Filter], *, tail: int) -> list[np.n
     n = x.size + tail
     n_fft = -(-(n + 256) // 1024) * 1024
     spectrum = np.fft.rfft(x, n_fft)
-    return [np.fft.irfft(spectrum * _response(num, n_fft) / np.fft.rfft(den, n_fft), n_fft)[:n]
+    return [np.fft.irfft(spectrum * (np.fft.rfft(num, n_fft) if num.size > 1 else num[0])
+                         / np.fft.rfft(den, n_fft), n_fft)[:n]
             for num, den in filters]
-
-
-def _response(poly: np.ndarray, n_fft: int) -> np.ndarray | float:
-    return float(poly[0]) if poly.size == 1 else np.fft.rfft(poly, n_fft)
 
 
 def _envelope(length: int, *, attack: float, release: float) -> np.ndarray:
