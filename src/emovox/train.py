@@ -132,8 +132,10 @@ def training_arguments(cfg: Config, out: Path, *, progress: bool):
 
 def train(*, config: Config | str | Path | None = None, manifest: str | Path, out: str | Path,
           model: str | None = None, resume: bool = False, overrides: Sequence[str] = (),
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Fine-tune an encoder on a manifest's train split, early-stopped on its validation split.
+
+    ``callbacks`` are extra ``TrainerCallback`` objects (e.g. Optuna pruning in ``search``).
 
     Raises:
         BadConfig: bad settings or model; BadManifest: missing splits or labels outside the scheme;
@@ -153,7 +155,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
                              augment=build_augment(cfg.augment) if part is train_df else None, seed=cfg.seed)
                 for part in (train_df, val_df)]
     args = training_arguments(cfg, out, progress=progress)
-    callbacks = [JsonlLogCallback(RunDir(out).log)]
+    callbacks = [JsonlLogCallback(RunDir(out).log), *callbacks]
     patience = int(cfg.training.get("early_stopping_patience") or 0)
     if patience > 0:
         callbacks.append(EarlyStoppingCallback(patience, float(cfg.training.get("early_stopping_threshold", 0.0))))
