@@ -99,11 +99,13 @@ def evaluate(
     out: Path = typer.Option(..., help="Report folder."),
     split: str = typer.Option("test", help="train, validation or test."),
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
     from .evaluate import evaluate as run
 
-    m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, progress=sys.stderr.isatty())
+    m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
+            progress=sys.stderr.isatty())
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
                f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
     if m["n_errors"]:
@@ -154,6 +156,25 @@ def export(
     r = export_onnx(run_dir=run, out=out, int8=int8)
     typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
                f"top-1 agreement {r.top1_agreement:.1%}")
+
+
+@app.command("pseudo-label")
+def pseudo_label_cmd(
+    items: List[str] = typer.Argument(..., help="RUN [RUN ...] UNLABELLED_DIR [...]"),
+    out: Path = typer.Option(..., help="Folder for the pseudo-label manifest."),
+    min_confidence: float = typer.Option(0.9, help="Keep predictions at least this confident."),
+) -> None:
+    """Confident predictions on unlabelled audio as a manifest that `train` can mix in
+    (data.extra_train=[OUT/manifest.csv])."""
+    from .pseudo_label import pseudo_label
+    from .rundir import is_run_dir
+
+    runs = [i for i in items if is_run_dir(i)]
+    if not runs or len(runs) == len(items):
+        raise typer.BadParameter("give one or more run dirs first, then the unlabelled folders or files")
+    r = pseudo_label(runs=runs, inputs=items[len(runs):], out=out, min_confidence=min_confidence,
+                     progress=sys.stderr.isatty())
+    typer.echo(f"kept {r.kept} of {r.scored} scored files (>= {min_confidence}); {r.failed} failed; manifest: {r.manifest}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

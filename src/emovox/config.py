@@ -26,6 +26,7 @@ class DataConfig:
     scheme: str | None = None  # None: inferred from the manifest's labels
     cache_audio: bool = True  # decode every clip once, keep float32 in memory
     group_by_length: bool = True  # batches of similar length (lengths from the manifest)
+    extra_train: list[str] = field(default_factory=list)  # more manifests added to train (pseudo-labels)
 
 
 @dataclass
@@ -47,6 +48,7 @@ EXTRA_TRAINING_KEYS = {
     "early_stopping_patience": 5,  # evaluations without improvement before stopping; 0 disables
     "early_stopping_threshold": 0.0,
     "class_weighted_loss": False,
+    "balanced_sampling": False,  # draw clips so every class is equally likely
 }
 
 TRAINING_DEFAULTS: dict[str, Any] = {

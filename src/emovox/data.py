@@ -98,14 +98,16 @@ class PadCollator:
 class LengthGroupedSampler(Sampler[int]):
     """Shuffles clips into batches of similar length using lengths from the manifest (no decoding).
 
+    With ``weights`` clips are drawn with replacement in proportion to them (balanced sampling).
     Mega-batches of ``mega * batch_size`` random clips are sorted by length, cut into batches, and
     the batches shuffled; the order depends only on (seed, epoch), so a resumed run sees the same
     batches. ``set_epoch`` also tells the dataset the epoch for its augmentation seed.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, mega: int = 50,
-                 group: bool = True, dataset: AudioDataset | None = None):
+                 group: bool = True, dataset: AudioDataset | None = None, weights: Sequence[float] | None = None):
         self.lengths = np.asarray(lengths)
+        self.weights = None if weights is None else np.asarray(weights, float) / np.sum(weights)
         self.batch_size = batch_size
         self.seed = seed
         self.mega = mega
@@ -123,7 +125,10 @@ class LengthGroupedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        perm = rng.permutation(len(self.lengths))
+        if self.weights is None:
+            perm = rng.permutation(len(self.lengths))
+        else:  # balanced sampling: an epoch's worth of clips drawn with class-balancing weights
+            perm = rng.choice(len(self.lengths), size=len(self.lengths), replace=True, p=self.weights)
         if not self.group:
             return iter(perm.tolist())
         size = self.mega * self.batch_size

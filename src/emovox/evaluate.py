@@ -18,17 +18,19 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
-             backend: str = "torch", progress: bool = False) -> dict:
+             backend: str = "torch", compare: bool = False, progress: bool = False) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
 
-    With several runs the ensemble (averaged probabilities) is scored and compared with each member.
+    With several runs the ensemble (averaged probabilities) is scored and compared with each member;
+    with ``compare`` the runs are scored separately and shown side by side (e.g. flat vs multi-task),
+    the top-level metrics being the first run's.
     Files that cannot be decoded are listed in ``errors.csv`` and left out of the metrics.
 
     Raises:
         BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
     """
-    predictor = Predictor.from_run_dir(runs, backend=backend)
+    predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend)
     df = load_manifest(manifest, split=split)
     scheme = predictor.scheme
     unknown = sorted(set(df["label"]) - set(scheme.labels))
@@ -48,12 +50,12 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     y = np.array([scheme.id(lab) for lab in df["label"]])
     metrics = classification_metrics(y, P, scheme)
     metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
-    members = _member_metrics(runs, df, y, scheme, progress) if len(predictor.members) > 1 else {}
+    members = _member_metrics(runs, df, y, scheme, progress) if len(runs) > 1 else {}
     if members:
-        metrics["members"] = members
+        metrics["runs" if compare else "members"] = members
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_tables(out, df, y, P, scheme, metrics)
-    _write_report(out, runs, manifest, split, metrics, members)
+    _write_report(out, runs, manifest, split, metrics, members, compare)
     return metrics
 
 
@@ -71,7 +73,7 @@ def _member_metrics(runs, df, y, scheme, progress) -> dict[str, dict]:
     for run in runs:
         p, _ = _score(Predictor.from_run_dir(run), list(df["path"]), progress)
         m = classification_metrics(y, np.stack(p), scheme)
-        out[str(run)] = {k: m[k] for k in KEYS}
+        out[str(run)] = {k: v for k, v in m.items() if k in KEYS or k.startswith(("emotion_", "intensity_"))}
     return out
 
 
@@ -93,7 +95,7 @@ def _write_tables(out: Path, df: pd.DataFrame, y: np.ndarray, P: np.ndarray, sch
                                                             float_format="%.5f")
 
 
-def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict) -> None:
+def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict, compare: bool) -> None:
     meta = read_meta(open_run(runs[0]))
     lines = [f"# Evaluation: {split} split", "",
              f"- runs: {', '.join(map(str, runs))}", f"- manifest: {manifest} (fingerprint {m['manifest_fingerprint']})",
@@ -108,7 +110,10 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict)
                   compare_table({"emotion": {k.split("_", 1)[1]: v for k, v in m.items() if k.startswith("emotion_")},
                                  "intensity": {k.split("_", 1)[1]: v for k, v in m.items() if k.startswith("intensity_")}},
                                 keys=("accuracy", "uar", "macro_f1"))]
-    if members:
+    if members and compare:
+        keys = KEYS + tuple(k for k in ("emotion_uar", "intensity_uar") if k in m)
+        lines += ["## Runs side by side", "", compare_table(members, keys=keys)]
+    elif members:
         lines += ["## Ensemble vs members", "", compare_table({"ensemble": m, **members}, keys=KEYS)]
     lines += ["## Per class", "", "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"

@@ -89,7 +89,8 @@ class Predictor:
             run = open_run(d)
             meta = read_meta(run)
             member = (_torch_member if backend == "torch" else _onnx_member)(run.root, threads)
-            member.temperature = float(meta.get("temperature") or 1.0)
+            if not meta.get("temperature_in_weights"):
+                member.temperature = float(meta.get("temperature") or 1.0)
             members.append(member)
             schemes.append(LabelScheme.from_dict(meta["scheme"]))
             lengths.append(float(meta.get("max_seconds") or 5.0))

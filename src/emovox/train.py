@@ -53,6 +53,12 @@ def split_frames(manifest: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     return df, train_df.reset_index(drop=True), val_df.reset_index(drop=True)
 
 
+def with_extra_train(train_df: pd.DataFrame, extra: Sequence[str]) -> pd.DataFrame:
+    """Append the train rows of extra manifests (e.g. pseudo-labels) to the training rows."""
+    parts = [train_df] + [load_manifest(m, split="train") for m in extra]
+    return pd.concat(parts, ignore_index=True) if extra else train_df
+
+
 def make_compute_metrics(scheme: LabelScheme):
     """``compute_metrics`` for the Trainer: accuracy, UAR, macro-F1 and friends as flat floats."""
     from .metrics import classification_metrics, softmax
@@ -74,13 +80,15 @@ def _trainer_class():
         class_weights: torch.Tensor | None = None
         lengths: Sequence[int] = ()
         group_by_length_ours: bool = True
+        balanced_sampling: bool = False
 
         def get_train_dataloader(self):
             from torch.utils.data import DataLoader
 
             ds = self.train_dataset
+            weights = balanced_weights(ds.labels) if self.balanced_sampling else None
             sampler = LengthGroupedSampler(ds.lengths, self._train_batch_size, seed=self.args.seed,
-                                           group=self.group_by_length_ours, dataset=ds)
+                                           group=self.group_by_length_ours, dataset=ds, weights=weights)
             loader = DataLoader(ds, batch_size=self._train_batch_size, sampler=sampler,
                                 collate_fn=self.data_collator, num_workers=self.args.dataloader_num_workers,
                                 generator=torch.Generator().manual_seed(self.args.seed),
@@ -98,6 +106,13 @@ def _trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return EmovoxTrainer
+
+
+def balanced_weights(labels: Sequence[int]) -> np.ndarray:
+    """Per-clip sampling weights that make every class equally likely (1 / class count)."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    return 1.0 / counts[labels]
 
 
 def class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
@@ -149,6 +164,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     out = Path(out)
     checkpoint = _resume_point(out, resume)
     df, train_df, val_df = split_frames(manifest)
+    train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed)
     datasets = [AudioDataset(part, scheme, fe, max_seconds=cfg.data.max_seconds, cache=cfg.data.cache_audio,
@@ -163,13 +179,43 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
                                data_collator=PadCollator(attention_mask=uses_attention_mask(fe)),
                                compute_metrics=make_compute_metrics(scheme), callbacks=callbacks)
     trainer.group_by_length_ours = cfg.data.group_by_length
+    trainer.balanced_sampling = bool(cfg.training.get("balanced_sampling"))
     if cfg.training.get("class_weighted_loss"):
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
     trainer.train(resume_from_checkpoint=checkpoint)
     metrics = trainer.evaluate()
+    metrics["temperature"] = validation_temperature(trainer, datasets[1])
     _save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint)
+
+
+def validation_temperature(trainer, dataset) -> float:
+    """Temperature scaling fitted on the validation split's logits (1.0 means none is needed).
+
+    Stored in emovox.json and applied by predict and evaluate: top-1 never changes, the scores
+    become calibrated probabilities.
+    """
+    from .metrics import fit_temperature
+
+    out = trainer.predict(dataset)
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return round(float(fit_temperature(np.asarray(logits), np.asarray(out.label_ids))), 4)
+
+
+def fold_temperature(model, temperature: float) -> bool:
+    """Divide a linear classifier's weights and bias by the temperature, so the saved model itself
+    gives calibrated scores (and ``transformers.pipeline`` agrees with ``emovox predict``).
+    Returns False for heads whose logits are not linear in the last layer; predict applies it then."""
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if type(model).__name__.startswith("Emovox") or not isinstance(head, torch.nn.Linear):
+        return False
+    with torch.no_grad():
+        head.weight /= temperature
+        head.bias /= temperature
+    return True
 
 
 def _resume_point(out: Path, resume: bool) -> str | None:
@@ -189,6 +235,7 @@ def _save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, m
     from .plots import plot_curves
 
     run = RunDir(out)
+    in_weights = fold_temperature(trainer.model, metrics.get("temperature", 1.0))
     trainer.save_model(str(out))
     fe.save_pretrained(str(out))
     cfg.save(run.config)
@@ -202,7 +249,8 @@ def _save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, m
         "manifest": str(Path(manifest).resolve()),
         "manifest_fingerprint": manifest_fingerprint(df),
         "seed": cfg.seed,
-        "temperature": 1.0,
+        "temperature": metrics.get("temperature", 1.0),
+        "temperature_in_weights": in_weights,
         "global_step": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": trainer.state.best_metric,
