@@ -102,3 +102,23 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_manifest, tmp_path):
 
     wa, wb = load_file(full / "model.safetensors"), load_file(killed / "model.safetensors")
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+def test_reference_recipe_config_runs_unchanged_with_a_local_model_dir(tiny_corpus, tmp_path):
+    """configs/crema-d-21.yaml as shipped, pointed at a local model directory (as a hub model loads)."""
+    from pathlib import Path
+
+    from emovox.labels import get_scheme
+    from emovox.models import init_model
+    from emovox.prepare import prepare
+
+    repo = Path(__file__).resolve().parents[1]
+    manifest = prepare(corpus="crema-d", root=tiny_corpus, out=tmp_path / "p", workers=1).manifest
+    model_dir = init_model(size="tiny", scheme=get_scheme("crema-d-21"), out=tmp_path / "local-model")
+    res = train(config=repo / "configs" / "crema-d-21.yaml", manifest=manifest, out=tmp_path / "run",
+                model=str(model_dir), overrides=["training.max_steps=2"], progress=False)
+    meta = read_meta(RunDir(res.run_dir))
+    assert meta["scheme"]["name"] == "crema-d-21" and meta["model_source"] == str(model_dir)
+    cfg = meta["config"]
+    assert cfg["training"]["learning_rate"] == 1e-5 and cfg["training"]["per_device_train_batch_size"] == 4
+    assert cfg["augment"]["enabled"] and cfg["data"]["max_seconds"] == 5.0
