@@ -49,6 +49,7 @@ EXTRA_TRAINING_KEYS = {
     "early_stopping_threshold": 0.0,
     "class_weighted_loss": False,
     "balanced_sampling": False,  # draw clips so every class is equally likely
+    "head_learning_rate": None,  # the head's own learning rate (None: learning_rate for all)
 }
 
 TRAINING_DEFAULTS: dict[str, Any] = {

@@ -25,10 +25,10 @@ from torch.nn import functional as F
 
 from .errors import BadConfig, BadRunDir
 from .labels import UNKNOWN_INTENSITY, LabelScheme
+from .models import POOLINGS
 
 HEAD_FILE = "emovox_head.json"
 WEIGHTS_FILE = "emovox_model.safetensors"
-POOLINGS = ("mean", "attentive")
 HEAD_FORMAT = 1
 
 

@@ -35,11 +35,13 @@ class Member:
 
 def _torch_member(run_dir: Path, threads: int | None) -> Member:
     import torch
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    from transformers import AutoFeatureExtractor
+
+    from .models import load_trained
 
     if threads:
         torch.set_num_threads(threads)
-    model = AutoModelForAudioClassification.from_pretrained(run_dir).eval()
+    model = load_trained(run_dir)
     fe = AutoFeatureExtractor.from_pretrained(run_dir)
 
     def run(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -17,7 +17,7 @@ from .data import AudioDataset, LengthGroupedSampler, PadCollator
 from .errors import BadConfig, BadManifest
 from .labels import LabelScheme, get_scheme, infer_scheme
 from .manifest import load_manifest, manifest_fingerprint
-from .models import load_model, uses_attention_mask
+from .models import load_model, param_groups, save_trained, uses_attention_mask
 from .rundir import RunDir, environment, write_meta
 
 SCALAR_METRICS = ("accuracy", "uar", "macro_f1", "majority_accuracy", "emotion_accuracy", "emotion_uar",
@@ -81,6 +81,14 @@ def _trainer_class():
         lengths: Sequence[int] = ()
         group_by_length_ours: bool = True
         balanced_sampling: bool = False
+        head_learning_rate: float | None = None
+
+        def create_optimizer(self):
+            if self.optimizer is None and self.head_learning_rate is not None:  # two learning rates
+                cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+                self.optimizer = cls(param_groups(self.model, self.args.learning_rate, self.head_learning_rate,
+                                                  self.args.weight_decay), **kwargs)
+            return super().create_optimizer()
 
         def get_train_dataloader(self):
             from torch.utils.data import DataLoader
@@ -161,6 +169,9 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if model:
         cfg.model.name = model
+    if cfg.model.freeze_backbone and cfg.model.cache_features:  # head only, on cached features
+        from .features import train_head_on_features
+        return train_head_on_features(cfg=cfg, manifest=manifest, out=out, progress=progress)
     out = Path(out)
     checkpoint = _resume_point(out, resume)
     df, train_df, val_df = split_frames(manifest)
@@ -180,6 +191,8 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
                                compute_metrics=make_compute_metrics(scheme), callbacks=callbacks)
     trainer.group_by_length_ours = cfg.data.group_by_length
     trainer.balanced_sampling = bool(cfg.training.get("balanced_sampling"))
+    head_lr = cfg.training.get("head_learning_rate")
+    trainer.head_learning_rate = None if head_lr is None else float(head_lr)
     if cfg.training.get("class_weighted_loss"):
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
@@ -236,7 +249,7 @@ def _save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, m
 
     run = RunDir(out)
     in_weights = fold_temperature(trainer.model, metrics.get("temperature", 1.0))
-    trainer.save_model(str(out))
+    save_trained(trainer.model, out)  # any head; LoRA merged; needs only trainer.model and trainer.state
     fe.save_pretrained(str(out))
     cfg.save(run.config)
     run.metrics.write_text(json.dumps(metrics, indent=2))
