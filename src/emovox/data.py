@@ -72,6 +72,19 @@ class AudioDataset(Dataset):
         return {"input_values": np.asarray(values, dtype=np.float32), "labels": self.labels[i]}
 
 
+def pad_waves(values: Sequence[np.ndarray], multiple: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad waves to the longest one: (values [B, T] float32, attention mask [B, T] int64)."""
+    n = max(len(v) for v in values)
+    if multiple:
+        n = -(-n // multiple) * multiple
+    x = np.zeros((len(values), n), dtype=np.float32)
+    mask = np.zeros((len(values), n), dtype=np.int64)
+    for k, v in enumerate(values):
+        x[k, : len(v)] = v
+        mask[k, : len(v)] = 1
+    return x, mask
+
+
 class PadCollator:
     """Pads a batch to its longest clip, with an attention mask when the model takes one."""
 
@@ -80,18 +93,10 @@ class PadCollator:
         self.multiple = pad_to_multiple_of
 
     def __call__(self, items: list[dict]) -> dict:
-        n = max(len(it["input_values"]) for it in items)
-        if self.multiple:
-            n = -(-n // self.multiple) * self.multiple
-        values = torch.zeros(len(items), n, dtype=torch.float32)
-        mask = torch.zeros(len(items), n, dtype=torch.long)
-        for k, it in enumerate(items):
-            x = torch.as_tensor(it["input_values"])
-            values[k, : len(x)] = x
-            mask[k, : len(x)] = 1
-        batch = {"input_values": values}
+        values, mask = pad_waves([it["input_values"] for it in items], self.multiple)
+        batch = {"input_values": torch.from_numpy(values)}
         if self.attention_mask:
-            batch["attention_mask"] = mask
+            batch["attention_mask"] = torch.from_numpy(mask)
         if "labels" in items[0]:
             batch["labels"] = torch.as_tensor([it["labels"] for it in items], dtype=torch.long)
         return batch

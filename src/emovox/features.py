@@ -263,7 +263,7 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
             loss.backward()
             opt.step()
             sched.step()
-            step, running = step + 1, running + [float(loss)]
+            step, running = step + 1, running + [float(loss.detach())]
             if step % s["log_every"] == 0:
                 log({"loss": sum(running) / len(running), "learning_rate": sched.get_last_lr()[-1]})
                 running = []

@@ -6,11 +6,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, is_audio_file, load_audio, read_info, stream_windows
+from .data import pad_waves
 from .errors import BadAudio, BadRunDir, EmovoxError
 from .labels import LabelScheme
 from .rundir import open_run, read_meta
@@ -26,7 +27,7 @@ class Member:
     fe: object
     temperature: float
     uses_mask: bool
-    run_logits: object  # callable (input_values [B,T] float32, attention_mask [B,T] int64 | None) -> [B,C]
+    run_logits: Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (values [B,T], mask or None) -> [B,C]
 
     def normalise(self, wave: np.ndarray) -> np.ndarray:
         return np.asarray(self.fe(wave, sampling_rate=SAMPLE_RATE, return_attention_mask=False)["input_values"][0],
@@ -108,10 +109,6 @@ class Predictor:
             out += self._member_probs(m, waves)
         return (out / len(self.members)).astype(np.float32)
 
-    def logits(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Temperature-free logits of the first member (for calibration), [N, C]."""
-        return self._member_logits(self.members[0], waves)
-
     def _member_probs(self, m: Member, waves: Sequence[np.ndarray]) -> np.ndarray:
         z = self._member_logits(m, waves) / m.temperature
         z = z - z.max(axis=1, keepdims=True)
@@ -122,12 +119,7 @@ class Predictor:
         values = [m.normalise(w) for w in waves]
         out = np.zeros((len(values), len(self.scheme)), dtype=np.float32)
         for batch in self._batches([len(v) for v in values], exact=not m.uses_mask):
-            n = max(len(values[i]) for i in batch)
-            x = np.zeros((len(batch), n), dtype=np.float32)
-            mask = np.zeros((len(batch), n), dtype=np.int64)
-            for k, i in enumerate(batch):
-                x[k, : len(values[i])] = values[i]
-                mask[k, : len(values[i])] = 1
+            x, mask = pad_waves([values[i] for i in batch])
             out[batch] = m.run_logits(x, mask if m.uses_mask else None)
         return out
 
