@@ -196,10 +196,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _say("aborted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors from typer's click: shown as click shows them
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             return exc.exit_code
         raise
