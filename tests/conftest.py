@@ -9,6 +9,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from a second thread, and on a busy 2-core machine torch's spinning
+# threads can make them 10-80x slower; subprocesses (CLI tests) inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from emovox.testing import make_crema_corpus, test_data_dir  # noqa: E402
 

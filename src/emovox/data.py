@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE, load_audio
 from .augment import seeded
-from .labels import SEP, LabelScheme
+from .labels import LabelScheme
 
 
 def decode_all(paths: Sequence[str], *, max_seconds: float, workers: int | None = None) -> list[np.ndarray]:
@@ -40,8 +40,7 @@ class AudioDataset(Dataset):
                  augment: Callable[[np.ndarray], np.ndarray] | None = None, cache: bool = False, seed: int = 0):
         self.paths = list(df["path"])
         # a composite label (ANG_HI) trains an emotion-only scheme (crema-d-6) as its emotion (ANG)
-        self.labels = [scheme.id(lab if lab in scheme or lab.rpartition(SEP)[0] not in scheme
-                                 else lab.rpartition(SEP)[0]) for lab in df["label"]]
+        self.labels = [scheme.id(scheme.coerce(lab)) for lab in df["label"]]
         durations = pd.to_numeric(df["duration"], errors="coerce").fillna(max_seconds).to_numpy()
         self.lengths = [int(min(d, max_seconds) * SAMPLE_RATE) for d in durations]
         self.fe = feature_extractor

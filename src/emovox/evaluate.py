@@ -31,8 +31,9 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
         BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
     """
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend)
-    df = load_manifest(manifest, split=split)
     scheme = predictor.scheme
+    df = load_manifest(manifest, split=split)
+    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
     unknown = sorted(set(df["label"]) - set(scheme.labels))
     if unknown:
         raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "

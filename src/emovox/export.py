@@ -131,11 +131,13 @@ def load_torch_classifier(run_dir: Path) -> tuple[Any, Any]:
     Raises:
         BadRunDir: the directory or its config / preprocessor config is missing, or loading fails.
     """
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    from transformers import AutoFeatureExtractor
+
+    from .models import load_trained
 
     _require_files(run_dir, (CONFIG_FILE, PREPROCESSOR_FILE), RUN_DIR_HINT)
     try:
-        model = AutoModelForAudioClassification.from_pretrained(run_dir)
+        model = load_trained(run_dir)
         fe = AutoFeatureExtractor.from_pretrained(run_dir)
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0]

@@ -188,6 +188,11 @@ def _schedule(cfg: Config, n_train: int) -> dict[str, Any]:
 
 
 def _optimizer(model: torch.nn.Module, cfg: Config, total: int):
+    """AdamW over the head's parameter groups and the configured learning-rate schedule.
+
+    Raises:
+        BadConfig: a schedule this loop cannot drive.
+    """
     from transformers import get_scheduler
 
     t = cfg.training
@@ -196,8 +201,14 @@ def _optimizer(model: torch.nn.Module, cfg: Config, total: int):
     opt = torch.optim.AdamW(param_groups(model, lr, None if head_lr is None else float(head_lr),
                                          float(t.get("weight_decay") or 0.0)))
     warmup = int(t.get("warmup_steps") or 0) or math.ceil(float(t.get("warmup_ratio") or 0.0) * total)
-    return opt, get_scheduler(str(t.get("lr_scheduler_type") or "linear"), opt, num_warmup_steps=warmup,
-                              num_training_steps=total)
+    name = str(t.get("lr_scheduler_type") or "linear")
+    try:
+        if name == "reduce_lr_on_plateau":
+            raise ValueError("it steps on validation metrics, which the cached-feature loop does not pass")
+        return opt, get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
+    except (ValueError, TypeError) as exc:
+        raise BadConfig(f"training.lr_scheduler_type={name!r} cannot train on cached features: "
+                        f"{str(exc).splitlines()[0]} (e.g. linear, cosine, constant_with_warmup)") from None
 
 
 class _Best:
@@ -212,9 +223,11 @@ class _Best:
 
     @property
     def stop(self) -> bool:
+        """Patience used up."""
         return self.stale >= self.patience
 
     def update(self, metrics: dict[str, float]) -> None:
+        """Record an evaluation; keep the weights when it improves by more than the threshold."""
         value = metrics[self.metric]
         gain = math.inf if self.value is None else (self.value - value if self.lower else value - self.value)
         if gain > self.threshold:
@@ -224,6 +237,7 @@ class _Best:
             self.stale += 1
 
     def restore(self) -> None:
+        """Put the best evaluation's weights back."""
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(self.saved[n])
@@ -319,7 +333,12 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
         parts.append((cached_features(model, fe, ds, progress=progress), torch.tensor(ds.labels)))
     out.mkdir(parents=True, exist_ok=True)
     RunDir(out).log.unlink(missing_ok=True)
-    state = fit_head(model, parts[0], parts[1], cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
+    try:
+        state = fit_head(model, parts[0], parts[1], cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     loss_fn = _loss_fn(model, cfg, parts[0][1], len(scheme))
     metrics = {**_evaluate(loss_fn, *parts[1], make_compute_metrics(scheme)), "epoch": state.epoch}

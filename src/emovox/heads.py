@@ -218,6 +218,7 @@ class EmovoxForAudioClassification(nn.Module):
 
     @property
     def base_model(self) -> nn.Module:
+        """The encoder, under the name Transformers models use for it."""
         return self.backbone
 
     def frame_mask(self, n_frames: int, attention_mask: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -259,6 +260,7 @@ class EmovoxForAudioClassification(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+        """Checkpoint the encoder's activations (the Trainer calls this for ``gradient_checkpointing``)."""
         self.backbone.gradient_checkpointing_enable(**kwargs)
 
     def save_pretrained(self, save_directory: str | Path, state_dict: dict | None = None, **_: Any) -> Path:

@@ -63,6 +63,14 @@ class LabelScheme:
                 f"label {label!r} is not in scheme {self.name!r}; valid: {', '.join(self.labels)}"
             ) from None
 
+    def coerce(self, label: str) -> str:
+        """A manifest label as this scheme names it: unchanged when it is in the scheme, else its
+        emotion when only that is (``ANG_HI`` -> ``ANG`` for an emotion-only scheme)."""
+        if label in self._index:
+            return label
+        emotion = label.rpartition(SEP)[0]
+        return emotion if emotion in self._index else label
+
     def __contains__(self, label: object) -> bool:
         return label in self._index
 

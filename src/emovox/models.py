@@ -225,7 +225,7 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
         if state is None:
             return auto.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
         model = auto.from_config(config)
-        backbone_of(model).load_state_dict(state)
+        (backbone_of(model) if stock else model).load_state_dict(state)
         return model, fe
     except (OSError, ValueError) as exc:
         raise BadConfig(

@@ -169,6 +169,9 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if model:
         cfg.model.name = model
+    if cfg.model.multitask and (cfg.training.get("class_weighted_loss") or cfg.training.get("label_smoothing_factor")):
+        raise BadConfig("model.multitask has its own three-part loss; it cannot be combined with "
+                        "training.class_weighted_loss or training.label_smoothing_factor (use balanced_sampling)")
     if cfg.model.freeze_backbone and cfg.model.cache_features:  # head only, on cached features
         from .features import train_head_on_features
         return train_head_on_features(cfg=cfg, manifest=manifest, out=out, progress=progress)
