@@ -65,3 +65,24 @@ def test_temperature_is_folded_into_the_classifier(tiny_run, tmp_path):
     final = load_file(tiny_run / "model.safetensors")["classifier.weight"]
     best = load_file(meta["best_checkpoint"] + "/model.safetensors")["classifier.weight"]
     torch.testing.assert_close(final * meta["temperature"], best, atol=1e-5, rtol=1e-4)
+
+
+def test_flat_and_multitask_side_by_side_on_synthetic(tmp_path):
+    """The synthetic CREMA-D corpus, 21 classes: flat and multi-task heads compared in one report."""
+    from emovox.demo_data import make_demo_corpus
+    from emovox.prepare import prepare
+    from emovox.train import train
+
+    make_demo_corpus(out=tmp_path / "c", speakers=4, sentences=("IEO", "DFA"), workers=1)
+    manifest = prepare(corpus="crema-d", root=tmp_path / "c", out=tmp_path / "p", workers=1).manifest
+    common = ["training.max_steps=4", "training.eval_steps=2", "augment.enabled=false", "data.max_seconds=1.0",
+              "training.per_device_train_batch_size=8"]
+    flat = train(manifest=manifest, out=tmp_path / "flat", model="tiny", overrides=common, progress=False).run_dir
+    mt = train(manifest=manifest, out=tmp_path / "mt", model="tiny", overrides=[*common, "model.multitask=true"],
+               progress=False).run_dir
+    m = evaluate(runs=[flat, mt], manifest=manifest, out=tmp_path / "e", compare=True)
+    assert set(m["runs"]) == {str(flat), str(mt)}
+    for r in m["runs"].values():
+        assert {"accuracy", "uar", "emotion_uar", "intensity_uar"} <= set(r)
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "Runs side by side" in report and "emotion_uar" in report and str(mt) in report
