@@ -13,7 +13,7 @@ EXPECTED = {"confusion_matrix.png", "confusion_matrix.csv", "confusion_matrix_no
 
 
 def test_writes_every_file_with_design_keys(tiny_run, tiny_manifest, tmp_path):
-    m = evaluate(runs=[tiny_run], manifest=tiny_manifest, out=tmp_path / "e")
+    evaluate(runs=[tiny_run], manifest=tiny_manifest, out=tmp_path / "e")
     assert EXPECTED <= {p.name for p in (tmp_path / "e").iterdir()}
     saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
     for key in ("accuracy", "uar", "macro_f1", "loss", "n", "majority_accuracy", "per_class", "ece"):

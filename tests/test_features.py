@@ -19,14 +19,6 @@ from emovox.testing import write_tone
 S6, S21 = get_scheme("crema-d-6"), get_scheme("crema-d-21")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation, and stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):

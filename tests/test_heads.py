@@ -20,14 +20,6 @@ HEADS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation, and stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _batch(*seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips of the given lengths, zero-padded to the longest, with their sample mask."""

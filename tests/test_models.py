@@ -11,14 +11,6 @@ from emovox.models import (ModelConfig, backbone_of, check_model_config, load_mo
 S6 = get_scheme("crema-d-6")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation, and stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _backward(model) -> None:
     model.train()

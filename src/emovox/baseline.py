@@ -25,7 +25,7 @@ import pandas as pd
 from .audio import SAMPLE_RATE, load_audio
 from .errors import BadAudio, BadManifest
 from .labels import LabelScheme, get_scheme, infer_scheme
-from .manifest import load_manifest, manifest_fingerprint
+from .manifest import SPLITS, load_manifest, manifest_fingerprint
 from .metrics import classification_metrics, compare_table, confusion
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -85,7 +85,7 @@ def extract_features(paths: Sequence[str], *, cache: Path | None = None, workers
     fresh = pd.DataFrame(rows, columns=[*_KEY, *names]).set_index(list(_KEY))
     table = pd.concat([cached, fresh]) if len(cached) else fresh
     if cache is not None and rows:
-        table.reset_index().to_csv(cache, index=False, float_format="%.7g")
+        table.reset_index().to_csv(cache, index=False)  # full precision: cached = freshly extracted
     wanted = [k for k in keys.values() if k in table.index]
     found = table.loc[wanted]
     found.index = [k[0] for k in wanted]
@@ -105,9 +105,9 @@ def _read_cache(cache: Path | None, names: list[str]) -> pd.DataFrame:
 def _map(fn, items: list[str], workers: int | None, progress: bool):
     """``map`` over a process pool (serial for few items); a tqdm bar when ``progress``."""
     workers = workers or os.cpu_count() or 1
+    progress = progress and bool(items)
     if workers <= 1 or len(items) < 16:
-        it = map(fn, items)
-        return _bar(it, len(items), progress)
+        return _bar(map(fn, items), len(items), progress)
     pool = ProcessPoolExecutor(max_workers=workers)
     try:
         return list(_bar(pool.map(fn, items, chunksize=max(4, len(items) // (workers * 8))), len(items), progress))
@@ -224,6 +224,8 @@ def run_baseline(*, manifest: str | Path, out: str | Path, split: str = "test", 
     Raises:
         BadManifest: a needed split is empty, labels outside ``scheme``, or nothing could be scored.
     """
+    if split not in SPLITS:
+        raise BadManifest(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = load_manifest(manifest)
@@ -253,11 +255,11 @@ def _write_outputs(out: Path, test: pd.DataFrame, P: np.ndarray, scheme: LabelSc
                   "predicted": [scheme.labels[i] for i in pred], "confidence": P.max(axis=1)}
                  ).to_csv(out / "predictions.csv", index=False, float_format="%.5f")
     present = sum(1 for c in metrics["per_class"].values() if c["support"])
+    majority = {"accuracy": metrics["majority_accuracy"], "uar": 1.0 / max(1, present)}
     lines = [f"# eGeMAPS baseline: {metrics['split']} split", "", f"- manifest: {manifest}",
              f"- clips: {metrics['n']} ({metrics['n_errors']} could not be scored)",
              *(f"- {k}: {v}" for k, v in facts.items()), "", "## Headline", "",
-             compare_table({"eGeMAPS + logistic regression": metrics,
-                            "majority baseline": {"accuracy": metrics["majority_accuracy"], "uar": 1.0 / max(1, present)}},
+             compare_table({"eGeMAPS + logistic regression": metrics, "majority baseline": majority},
                            keys=("accuracy", "uar", "macro_f1", "loss", "ece")),
              "## Per class", "", "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|",
              *(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"

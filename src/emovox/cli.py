@@ -177,6 +177,73 @@ def pseudo_label_cmd(
     typer.echo(f"kept {r.kept} of {r.scored} scored files (>= {min_confidence}); {r.failed} failed; manifest: {r.manifest}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def cv(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
+    manifest: Path = typer.Option(..., help="Manifest; every row is used, its split column is ignored."),
+    folds: int = typer.Option(5, help="Number of speaker-grouped folds."),
+    out: Path = typer.Option(..., help="Folder for fold-K/ runs and cv_metrics.json."),
+    model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
+    seed: int = typer.Option(0, help="Seed of the fold and validation-speaker assignment."),
+) -> None:
+    """Speaker-grouped K-fold cross-validation: mean ± std of UAR and friends. Extra args: section.key=value."""
+    from .cv import cross_validate
+
+    res = cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model,
+                         overrides=list(ctx.args), seed=seed, progress=True)
+    typer.echo(" ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f} " for k in ("uar", "accuracy", "macro_f1")))
+    typer.echo(f"report: {out / 'cv_report.md'}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def search(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
+    manifest: Path = typer.Option(..., help="Manifest with train and validation splits."),
+    trials: int = typer.Option(20, help="Number of Optuna trials."),
+    out: Path = typer.Option(..., help="Folder for trial-N/ runs, best.yaml, trials.csv and the history plot."),
+    model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
+    space: Optional[Path] = typer.Option(None, help="Search space YAML (key: {log|float|int|choice: [...]}); "
+                                         "default: lr, batch size, augmentation, dropout, frozen layers, head."),
+    seed: int = typer.Option(0, help="Seed of the TPE sampler."),
+    timeout: Optional[float] = typer.Option(None, help="Start no new trial after this many seconds."),
+) -> None:
+    """Optuna TPE search maximising validation UAR, with median pruning. Extra args: section.key=value."""
+    from .search import load_space, search as run
+
+    res = run(config=config, manifest=manifest, trials=trials, out=out, model=model, overrides=list(ctx.args),
+              space=load_space(space) if space else None, seed=seed, timeout=timeout, progress=True)
+    typer.echo(f"best: trial {res.best_trial}, validation UAR {res.best_value:.4f}; trials: {res.states}")
+    typer.echo(f"config: {res.best_config} (emovox train --config {res.best_config} ...); run: {res.best_run}")
+
+
+@app.command()
+def baseline(
+    manifest: Path = typer.Option(..., help="manifest.csv from `emovox prepare`."),
+    out: Path = typer.Option(..., help="Report folder (features.csv there is reused as a cache)."),
+    split: str = typer.Option("test", help="Split to report on (train on train, C chosen on validation)."),
+    speaker_norm: bool = typer.Option(False, help="Z-score every feature within each speaker first."),
+    folds: Optional[int] = typer.Option(None, help="Speaker-grouped K-fold CV instead of the manifest's splits."),
+    seed: int = typer.Option(0, help="Seed of the folds (same folds as `emovox cv`)."),
+    workers: Optional[int] = typer.Option(None, help="Parallel feature extraction processes (default: all cores)."),
+) -> None:
+    """eGeMAPS v02 functionals (openSMILE) + balanced logistic regression: the number to beat."""
+    from .baseline import cross_validate_baseline, run_baseline
+
+    if folds:
+        res = cross_validate_baseline(manifest=manifest, out=out, folds=folds, speaker_norm=speaker_norm, seed=seed,
+                                      workers=workers, progress=sys.stderr.isatty())
+        typer.echo(" ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f} " for k in ("uar", "accuracy", "macro_f1")))
+        typer.echo(f"report: {out / 'cv_report.md'}")
+        return
+    m = run_baseline(manifest=manifest, out=out, split=split, speaker_norm=speaker_norm, workers=workers,
+                     progress=sys.stderr.isatty())
+    typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+               f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: user errors become one line each and exit code 2, never a traceback."""
     try:

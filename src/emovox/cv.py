@@ -24,8 +24,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import BadManifest
+from .config import Config, load_config
+from .errors import BadManifest, BadRunDir
 from .manifest import load_manifest, save_manifest
+from .rundir import RunDir
 from .splits import DEFAULT_FRACTIONS, speaker_folds, speaker_holdout
 
 SUMMARY_KEYS = ("accuracy", "uar", "macro_f1", "loss")
@@ -117,21 +119,38 @@ def _say(msg: str, progress: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, config, model, overrides, progress) -> dict:
-    """Train and evaluate one fold; reuse its metrics when the same fold finished before."""
+def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, progress: bool) -> dict:
+    """Train and evaluate one fold, picking up where an earlier identical attempt stopped.
+
+    "Identical" means the same fold manifest and the same resolved config (saved as
+    ``fold-K/settings.json``): a finished fold is reused, a fold cut off during training resumes
+    from its last checkpoint, and a fold made with other settings is refused.
+
+    Raises:
+        BadRunDir: ``fold_dir`` holds a fold made from other folds or settings.
+    """
     from .evaluate import evaluate
     from .train import train
 
-    manifest_path = fold_dir / "manifest.csv"
-    metrics_path = fold_dir / "eval" / "metrics.json"
-    previous = manifest_path.read_text() if manifest_path.exists() else None
-    save_manifest(fold_df, manifest_path)
-    if previous == manifest_path.read_text() and metrics_path.exists():
+    manifest_path, settings_path = fold_dir / "manifest.csv", fold_dir / "settings.json"
+    run, metrics_path = fold_dir / "run", fold_dir / "eval" / "metrics.json"
+    settings = json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str)
+    before = [p.read_text() if p.exists() else None for p in (manifest_path, settings_path)]
+    fresh = save_manifest(fold_df, fold_dir / "manifest.csv.new")
+    same = before == [fresh.read_text(), settings]
+    if run.exists() and not same:
+        fresh.unlink()
+        raise BadRunDir(f"{fold_dir}: holds fold {k} of a cross-validation with other folds or settings; "
+                        "choose a new --out")
+    fresh.replace(manifest_path)
+    settings_path.write_text(settings)
+    if same and metrics_path.exists():
         _say(f"fold {k}: already evaluated, reusing {metrics_path}", progress)
         return json.loads(metrics_path.read_text())
-    train(config=config, manifest=manifest_path, out=fold_dir / "run", model=model, overrides=overrides,
-          progress=progress)
-    return evaluate(runs=[fold_dir / "run"], manifest=manifest_path, out=fold_dir / "eval", split="test")
+    if not RunDir(run).meta.exists():
+        resume = bool(run.exists() and RunDir(run).checkpoints())
+        train(config=cfg, manifest=manifest_path, out=run, resume=resume, progress=progress)
+    return evaluate(runs=[run], manifest=manifest_path, out=fold_dir / "eval", split="test")
 
 
 def cross_validate(*, config: str | Path | None, manifest: str | Path, folds: int, out: str | Path,
@@ -140,8 +159,8 @@ def cross_validate(*, config: str | Path | None, manifest: str | Path, folds: in
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
 
     Each fold trains into ``out/fold-K/run`` (K = 1..folds) and is evaluated on its test speakers
-    into ``out/fold-K/eval``. A fold whose manifest is unchanged and whose evaluation exists is
-    reused, so an interrupted cross-validation continues where it stopped.
+    into ``out/fold-K/eval``. Rerunning the same command continues an interrupted
+    cross-validation: finished folds are reused and a fold cut off mid-training resumes.
 
     Args:
         config: Training config YAML (defaults when None).
@@ -154,16 +173,19 @@ def cross_validate(*, config: str | Path | None, manifest: str | Path, folds: in
         progress: Print a line per fold (and training progress) to stderr.
 
     Raises:
-        BadManifest: missing speakers or too few of them; plus whatever ``train``/``evaluate`` raise.
+        BadManifest: missing speakers or too few of them; BadRunDir: ``out`` holds folds made with
+            other settings; BadConfig: bad config or overrides.
     """
     out = Path(out)
+    cfg = load_config(config, overrides)
+    if model:
+        cfg.model.name = model
     df = load_manifest(manifest)
     rows = []
     for k, fold_df in enumerate(fold_manifests(df, folds=folds, seed=seed), start=1):
         speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))
         _say(f"fold {k}/{folds}: test speakers {', '.join(speakers)}", progress)
-        metrics = _run_fold(k, fold_df, out / f"fold-{k}", config=config, model=model, overrides=overrides,
-                            progress=progress)
+        metrics = _run_fold(k, fold_df, out / f"fold-{k}", cfg=cfg, progress=progress)
         rows.append(fold_row(k, fold_df, metrics))
         _say(f"fold {k}/{folds}: UAR {metrics['uar']:.4f}  accuracy {metrics['accuracy']:.4f}  "
              f"macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})", progress)

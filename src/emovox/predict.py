@@ -2,7 +2,6 @@
 batches, long clips in streamed windows, several runs as an ensemble (averaged probabilities)."""
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
