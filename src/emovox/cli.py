@@ -192,7 +192,7 @@ def cv(
 
     res = cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model,
                          overrides=list(ctx.args), seed=seed, progress=True)
-    typer.echo(" ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f} " for k in ("uar", "accuracy", "macro_f1")))
+    typer.echo("  ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f}" for k in ("uar", "accuracy", "macro_f1")))
     typer.echo(f"report: {out / 'cv_report.md'}")
 
 
@@ -234,7 +234,7 @@ def baseline(
     if folds:
         res = cross_validate_baseline(manifest=manifest, out=out, folds=folds, speaker_norm=speaker_norm, seed=seed,
                                       workers=workers, progress=sys.stderr.isatty())
-        typer.echo(" ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f} " for k in ("uar", "accuracy", "macro_f1")))
+        typer.echo("  ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f}" for k in ("uar", "accuracy", "macro_f1")))
         typer.echo(f"report: {out / 'cv_report.md'}")
         return
     m = run_baseline(manifest=manifest, out=out, split=split, speaker_norm=speaker_norm, workers=workers,

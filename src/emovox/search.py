@@ -236,6 +236,8 @@ def search(*, config: str | Path | None, manifest: str | Path, trials: int, out:
         raise BadConfig(f"--trials must be at least 1, got {trials}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # the objective is validation UAR, so each trial keeps (and reports) its best-UAR checkpoint
+    overrides = ["training.metric_for_best_model=eval_uar", *overrides]
     base = load_config(config, overrides)
     if model:
         base.model.name = model
