@@ -66,7 +66,7 @@ class Predictor:
     """Scores audio with one run or an ensemble of runs that share a label scheme."""
 
     def __init__(self, members: list[Member], scheme: LabelScheme, max_seconds: float, *,
-                 window_seconds: float | None = None, batch_seconds: float = 64.0, max_pad: float = 1.25):
+                 window_seconds: float | None = None, batch_seconds: float = 16.0, max_pad: float = 1.25):
         self.members = members
         self.scheme = scheme
         # Clips up to the window length are scored whole, exactly as transformers.pipeline does;
@@ -181,8 +181,10 @@ class Predictor:
             for w in window_rows:
                 yield {**self.row(path, w["probs"], top_k), "start": w["start"], "end": w["end"]}
 
-    def _score_long(self, path: str, *, windows: bool, batch: int = 8) -> tuple[str, np.ndarray | None, str, list]:
-        """Stream a long file in windows, ``batch`` at a time: memory stays bounded by one batch."""
+    def _score_long(self, path: str, *, windows: bool) -> tuple[str, np.ndarray | None, str, list]:
+        """Stream a long file in windows, as many at a time as fit the batch budget: memory stays
+        bounded by one batch whatever the file's length."""
+        batch = max(1, int(self.batch_samples // (self.window_seconds * SAMPLE_RATE)))
         try:
             rows, acc, n = [], None, 0
             it = stream_windows(path, window_seconds=self.window_seconds, hop_seconds=self.window_seconds / 2)
