@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tiny demo model gains nothing from a second thread, and on a shared machine torch's
+# spinning threads made it 10x slower (measured): one thread keeps the demo within minutes.
 demo: install
-	$(PY) -m emovox.demo_pipeline --out demo
+	OMP_NUM_THREADS=1 $(PY) -m emovox.demo_pipeline --out demo
 
 test: install
 	$(PY) -m pytest -q
