@@ -1,0 +1,272 @@
+"""Inference throughput: ``transformers.pipeline`` once per file vs ``emovox predict`` (torch fp32,
+ONNX fp32, ONNX int8), interleaved in one process; thread settings; int8 top-1 agreement on a
+trained model."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmarks import fixtures
+from benchmarks.common import (SAMPLE_RATE, Context, fmt, interleaved, median, ravdess_files, synthetic_corpus,
+                               table, WORK, prepared)
+from benchmarks.flops import FlopModel, flop_model
+
+VARIANTS = ("pipeline", "emovox torch fp32", "emovox ONNX fp32", "emovox ONNX int8")
+
+
+def file_sets(ctx: Context) -> dict[str, list[Path]]:
+    """Deterministic subsets: RAVDESS (real speech, ~3.7 s) and the CREMA-D-like synthetic clips."""
+    n = 8 if ctx.quick else 16
+    sets: dict[str, list[Path]] = {}
+    rav = ravdess_files()
+    if rav:
+        sets["RAVDESS"] = rav[:: max(1, len(rav) // n)][:n]
+    syn = sorted(synthetic_corpus(16, log=ctx.log).glob("*.wav"))
+    sets["CREMA-D-like"] = syn[:: max(1, len(syn) // n)][:n]
+    return sets
+
+
+def durations(files: list[Path]) -> np.ndarray:
+    import soundfile as sf
+
+    return np.array([sf.info(str(f)).duration for f in files])
+
+
+def pipeline_pass(run_dir: Path, threads: int) -> Callable[[list[Path]], list]:
+    """The baseline: ``pipeline("audio-classification", model=RUN)`` called once per file.
+
+    This machine has no ffmpeg binary (the pipeline's decoder for paths), so each file is read
+    with soundfile and handed over as ``{"raw", "sampling_rate"}`` -- decoding is timed too.
+    """
+    import soundfile as sf
+    import torch
+    from transformers import pipeline
+
+    pipe = pipeline("audio-classification", model=str(run_dir), device=-1)
+
+    def run(files: list[Path]) -> list:
+        torch.set_num_threads(threads)
+        out = []
+        for f in files:
+            wave, sr = sf.read(str(f), dtype="float32")
+            out.append(pipe({"raw": wave, "sampling_rate": sr}))
+        return out
+
+    return run
+
+
+def predictor_pass(run_dir: Path, backend: str, threads: int) -> Callable[[list[Path]], list]:
+    """emovox: ``Predictor.predict_files`` over the whole list."""
+    import torch
+
+    from emovox.predict import Predictor
+
+    pred = Predictor.from_run_dir(run_dir, backend=backend, threads=threads)
+
+    def run(files: list[Path]) -> list:
+        torch.set_num_threads(threads)  # torch's thread count is process-wide; other variants change it
+        return list(pred.predict_files(files))
+
+    return run
+
+
+def timed_pass(fn: Callable[[list[Path]], list], files: list[Path], audio_s: float) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn(files)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"wall": wall, "cpu": cpu, "files_per_s": len(files) / wall, "audio_per_s": audio_s / wall,
+            "rtf": wall / audio_s}
+
+
+def measure(variants: dict[str, Callable], files: list[Path], repeats: int, ctx: Context) -> dict[str, dict]:
+    """Warm every variant up on two files, then time whole passes interleaved; medians."""
+    audio_s = float(durations(files).sum())
+    for fn in variants.values():
+        fn(files[:2])
+    raw = interleaved({k: (lambda fn=fn: timed_pass(fn, files, audio_s)) for k, fn in variants.items()},
+                      repeats, log=ctx.log)
+    out = {}
+    for k, runs in raw.items():
+        out[k] = {m: median([r[m] for r in runs]) for m in runs[0]}
+        out[k]["best_audio_per_s"] = max(r["audio_per_s"] for r in runs)
+        out[k]["runs"] = [round(r["audio_per_s"], 3) for r in runs]
+    return {"files": len(files), "audio_s": audio_s, "variants": out}
+
+
+def throughput(ctx: Context, sizes: tuple[str, ...]) -> dict:
+    sets = file_sets(ctx)
+    results: dict = {}
+    for size in sizes:
+        run = fixtures.random_run(size)
+        fp32, int8 = fixtures.exported(run, int8=False, log=ctx.log), fixtures.exported(run, int8=True, log=ctx.log)
+        variants = {
+            "pipeline": pipeline_pass(run, ctx.threads),
+            "emovox torch fp32": predictor_pass(run, "torch", ctx.threads),
+            "emovox ONNX fp32": predictor_pass(fp32, "onnx", ctx.threads),
+            "emovox ONNX int8": predictor_pass(int8, "onnx", ctx.threads),
+        }
+        fm = flop_model(size)
+        for name, files in sets.items():
+            ctx.log(f"  inference {size} / {name}: {len(files)} files")
+            r = measure(variants, files, ctx.reps(3), ctx)
+            r["gflop_per_audio_s"] = sum(fm.flops(d) for d in durations(files)) / 1e9 / r["audio_s"]
+            results[f"{size}|{name}"] = r
+        results[f"{size}|export"] = {"fp32": fixtures.info(fp32), "int8": fixtures.info(int8)}
+        del variants
+    return results
+
+
+def thread_settings(ctx: Context) -> dict:
+    """emovox's three paths at 1 and 2 threads (base, RAVDESS or synthetic clips)."""
+    sets = file_sets(ctx)
+    name, files = next(iter(sets.items()))
+    files = files[: max(4, len(files) // 2)]
+    run = fixtures.random_run("base")
+    fp32, int8 = fixtures.exported(run, int8=False), fixtures.exported(run, int8=True)
+    variants = {}
+    for t in (1, 2):
+        variants[f"torch fp32, {t} thread(s)"] = predictor_pass(run, "torch", t)
+        variants[f"ONNX fp32, {t} thread(s)"] = predictor_pass(fp32, "onnx", t)
+        variants[f"ONNX int8, {t} thread(s)"] = predictor_pass(int8, "onnx", t)
+    ctx.log(f"  thread settings (base / {name}, {len(files)} files)")
+    res = measure(variants, files, ctx.reps(2), ctx)
+    res["set"] = name
+    return res
+
+
+def trained_model(ctx: Context) -> tuple[Path, Path]:
+    """The briefly trained model for agreement, and its manifest (held-out test speakers)."""
+    size, steps = ("tiny", 60) if ctx.quick else ("tiny", 300)
+    manifest = prepared("crema-d", synthetic_corpus(16, log=ctx.log), "prep_synthetic16_6", scheme="crema-d-6")
+    return fixtures.trained_run(manifest, size=size, steps=steps, log=ctx.log), manifest
+
+
+def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
+    """Top-1 agreement with torch fp32 of the fp32 and int8 ONNX exports (and ``extra`` dirs) of
+    a briefly trained model, on clips of held-out speakers."""
+    import pandas as pd
+
+    from emovox.predict import Predictor
+
+    run, manifest = trained_model(ctx)
+    dirs = {"torch": (run, "torch"), "ONNX fp32": (fixtures.exported(run, int8=False, log=ctx.log), "onnx"),
+            "ONNX int8": (fixtures.exported(run, int8=True, log=ctx.log), "onnx"),
+            **{k: (v, "onnx") for k, v in (extra or {}).items()}}
+    df = pd.read_csv(manifest, keep_default_na=False)
+    test = df[df["split"] == "test"]
+    files = list(test["path"])[: (60 if ctx.quick else 400)]
+    truth = list(test["label"])[: len(files)]
+    probs, labels = {}, []
+    for name, (d, backend) in dirs.items():
+        pred = Predictor.from_run_dir(d, backend=backend, threads=ctx.threads)
+        labels = sorted(pred.scheme.labels)
+        probs[name] = np.stack([np.asarray([t["score"] for t in sorted(r["top_k"], key=lambda t: t["label"])])
+                                for r in pred.predict_files(files, top_k=100)])
+    top = {k: v.argmax(1) for k, v in probs.items()}
+    info = fixtures.info(run)
+    return {
+        "model": run.name.split("_")[2], "train_steps": info.get("steps"), "train": info, "n": len(files),
+        "test_accuracy_torch": float(np.mean([labels[i] == t for i, t in zip(top["torch"], truth)])),
+        "chance": 1 / len(labels), "mean_top1_score": float(probs["torch"].max(1).mean()),
+        "paths": {k: {"top1_agreement": float(np.mean(top[k] == top["torch"])),
+                      "max_prob_diff": float(np.abs(probs[k] - probs["torch"]).max()),
+                      "mean_prob_diff": float(np.abs(probs[k] - probs["torch"]).mean())}
+                  for k in probs if k != "torch"},
+    }
+
+
+def proposals(ctx: Context) -> dict:
+    """Speed and agreement of the int8 variants proposed in ``benchmarks/proposals.py`` against
+    emovox's current int8 export (base, RAVDESS or synthetic clips, interleaved)."""
+    from benchmarks.proposals import proposal_dirs
+
+    name, files = next(iter(file_sets(ctx).items()))
+    files = files[: max(4, len(files) // 2)]
+    run = fixtures.random_run("base")
+    dirs = proposal_dirs(run, WORK)
+    variants = {"emovox ONNX fp32": predictor_pass(fixtures.exported(run, int8=False), "onnx", ctx.threads),
+                "emovox ONNX int8": predictor_pass(fixtures.exported(run, int8=True), "onnx", ctx.threads),
+                **{f"proposal: {k}": predictor_pass(d, "onnx", ctx.threads) for k, d in dirs.items()}}
+    ctx.log(f"  int8 proposals (base / {name}, {len(files)} files)")
+    res = measure(variants, files, ctx.reps(2), ctx)
+    res["set"] = name
+    trained, _ = trained_model(ctx)
+    res["agreement"] = agreement(ctx, {f"proposal: {k}": d for k, d in proposal_dirs(trained, WORK).items()})
+    return res
+
+
+def run(ctx: Context) -> dict:
+    sizes = ("small",) if ctx.quick else ("base", "small")
+    res = {"throughput": throughput(ctx, sizes)}
+    res["threads"] = thread_settings(ctx)
+    res["proposals"] = proposals(ctx)
+    res["agreement"] = res["proposals"]["agreement"]
+    res["flop_model"] = flop_model("base").to_dict()
+    return res
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def _agree(a: dict, variant: str) -> str:
+    p = a["paths"].get(variant.replace("emovox ", ""))
+    return f"{100 * p['top1_agreement']:.2f}%" if p else "–"
+
+
+def render(res: dict, machine: dict) -> str:
+    peak = machine["cpu"]["peak_gflops"]
+    fm = FlopModel.from_dict(res["flop_model"])
+    out = ["## Inference throughput: `pipeline()` per file vs `emovox predict`", ""]
+    out.append("Baseline: `transformers.pipeline(\"audio-classification\", model=RUN)` called once per file "
+               "(files decoded with soundfile: no ffmpeg here). emovox: `Predictor.predict_files` over the list. "
+               "Median of interleaved whole passes; ratio = emovox / pipeline audio-s/s. Random weights "
+               "(speed does not depend on them). GFLOP/s = FLOPs counted with FlopCounterMode for each file's length / "
+               "wall time (int8 rows: the same fp32-equivalent FLOPs); % of the nominal fp32 peak.")
+    for key, r in res["throughput"].items():
+        if key.endswith("|export"):
+            continue
+        size, name = key.split("|")
+        base = r["variants"]["pipeline"]["audio_per_s"]
+        rows = []
+        for v, m in r["variants"].items():
+            gflops = r.get("gflop_per_audio_s", fm.gflops_per_audio_s) * m["audio_per_s"]
+            rows.append([v, fmt(m["files_per_s"]), fmt(m["audio_per_s"]), fmt(m["rtf"], 3),
+                         fmt(m["audio_per_s"] / base) + "×",
+                         fmt(gflops, 0) if gflops else "–", (fmt(100 * gflops / peak, 0) + "%") if gflops else "–",
+                         " / ".join(fmt(x) for x in m["runs"])])
+        out += ["", f"### {size} model, {name} ({r['files']} files, {r['audio_s']:.1f} s of audio, "
+                    f"{fmt(r.get('gflop_per_audio_s'))} GFLOP per audio second)", "",
+                table(["path", "files/s", "audio-s/s", "RTF", "vs pipeline", "GFLOP/s", "% fp32 peak", "runs (audio-s/s)"],
+                      rows)]
+    th = res["threads"]
+    rows = [[v, fmt(m["audio_per_s"]), fmt(m["rtf"], 3), " / ".join(fmt(x) for x in m["runs"])]
+            for v, m in th["variants"].items()]
+    out += ["", f"### Thread settings (base, {th['set']}, {th['files']} files)", "",
+            table(["emovox path", "audio-s/s", "RTF", "runs"], rows)]
+    a = res["agreement"]
+    tr = a.get("train", {})
+    rows = [[k, f"{100 * v['top1_agreement']:.2f}%", f"{v['max_prob_diff']:.2g}", f"{v['mean_prob_diff']:.2g}"]
+            for k, v in a["paths"].items()]
+    out += ["", "### int8 vs fp32 agreement (trained model)", "",
+            f"`{a['model']}` model trained {a['train_steps']} steps with `emovox train` (configs/demo.yaml settings, "
+            f"crema-d-6) on the synthetic corpus; validation UAR {fmt(tr.get('val_uar'))}; held-out-speaker test "
+            f"accuracy {fmt(a['test_accuracy_torch'])} (chance {fmt(a['chance'])}); mean top-1 probability "
+            f"{fmt(a['mean_top1_score'])}. {a['n']} test clips; each path compared with torch fp32.", "",
+            table(["path", "top-1 agreement", "max abs Δprob", "mean abs Δprob"], rows)]
+    pr = res.get("proposals")
+    if pr:
+        base = pr["variants"]["emovox ONNX int8"]["audio_per_s"]
+        f32 = pr["variants"]["emovox ONNX fp32"]["audio_per_s"]
+        rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / f32)}×", f"{fmt(m['audio_per_s'] / base)}×",
+                 _agree(a, v),
+                 " / ".join(fmt(x) for x in m["runs"])]
+                for v, m in pr["variants"].items()]
+        out += ["", f"### Tried: faster int8 exports (base, {pr['set']}, {pr['files']} files; proposals, not in emovox yet)", "",
+                "`MatMul encoder` = the convolutional feature encoder exported as strided slices + MatMul "
+                "(`benchmarks/proposals.py`; exact in fp32), so dynamic quantisation covers it; `s8` = signed int8 "
+                "weights (`QuantType.QInt8`, the u8s8 kernel) instead of emovox's uint8 weights. Agreement from the "
+                "trained model above.", "",
+                table(["path", "audio-s/s", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"], rows)]
+    return "\n".join(out)

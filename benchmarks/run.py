@@ -1,0 +1,87 @@
+"""``python -m benchmarks.run``: run the comparisons and rewrite ``benchmarks/RESULTS.md``.
+
+Sections (``--only a,b``): training, inference, long, flops, prepare. Each section's result is
+stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
+is rebuilt from all stored sections.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+import traceback
+
+from benchmarks.common import Context, LoadMonitor, cpu_facts, mem_total_gb, save_result, versions
+
+ORDER = ("flops", "inference", "training", "long", "prepare")
+OPTIONAL = ("compile",)  # run only when named in --only
+
+
+def _module(name: str):
+    from benchmarks import flops, inference, long_audio, prepare_bench, training
+
+    return {"flops": flops, "inference": inference, "training": training, "long": long_audio,
+            "prepare": prepare_bench, "compile": _Compile}[name]
+
+
+class _Compile:
+    @staticmethod
+    def run(ctx: Context) -> dict:
+        from benchmarks import training
+
+        return training.run_compile(ctx)
+
+
+def machine(ctx: Context) -> dict:
+    return {"cpu": cpu_facts(), "versions": versions(), "mem_gb": mem_total_gb(), "threads": ctx.threads}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(ORDER)} (default: all), and {', '.join(OPTIONAL)}")
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer files, steps and repeats")
+    ap.add_argument("--repeats", type=int, default=3, help="scale repeat counts (3 = as designed)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-report", action="store_true", help="store results but do not rewrite RESULTS.md")
+    args = ap.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()] or list(ORDER)
+    unknown = [s for s in sections if s not in ORDER + OPTIONAL]
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(ORDER)}")
+    ctx = Context(quick=args.quick, repeats=args.repeats, threads=args.threads, seed=args.seed)
+    import torch
+
+    torch.set_num_threads(ctx.threads)
+    mach = machine(ctx)
+    ctx.log(f"load average now: {' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())} "
+            f"({mach['cpu']['cores']} cores); sections: {', '.join(sections)}")
+    t_all = time.perf_counter()
+    failed: list[str] = []
+    for name in [s for s in ORDER + OPTIONAL if s in sections]:
+        ctx.log(f"== {name}")
+        started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        t = time.perf_counter()
+        try:
+            with LoadMonitor() as mon:
+                result = _module(name).run(ctx)
+        except Exception:  # keep going: the other sections' numbers are still worth having
+            failed.append(name)
+            ctx.log(f"   {name} FAILED:\n{traceback.format_exc()}")
+            continue
+        save_result(name, {"result": result, "load": mon.summary(), "started": started, "quick": ctx.quick,
+                           "seconds": time.perf_counter() - t})
+        ctx.log(f"   {name} took {time.perf_counter() - t:.0f} s, load {mon.summary()}")
+    if not args.no_report:
+        from benchmarks import report
+
+        path = report.write(mach)
+        ctx.log(f"wrote {path} ({time.perf_counter() - t_all:.0f} s in all)")
+    if failed:
+        ctx.log(f"failed sections: {', '.join(failed)} (their previous results, if any, were kept)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
