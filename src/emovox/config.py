@@ -101,15 +101,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise BadConfig(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise BadConfig(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise BadConfig(f"{path}: expected sections data/model/augment/training at the top level")
+        raw = read_yaml_mapping(path, what="config file",
+                                expected="sections data/model/augment/training at the top level")
     for item in overrides:
         key, value = _parse_override(item)
         section, _, name = key.partition(".")
@@ -118,6 +111,24 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise BadConfig(f"override {item!r}: {section!r} is not a section")
         raw[section][name] = value
     return from_dict(raw, source=str(path or "overrides"))
+
+
+def read_yaml_mapping(path: str | Path, *, what: str, expected: str) -> dict:
+    """A YAML file that must hold a mapping.
+
+    Raises:
+        BadConfig: missing file, invalid YAML, or not a mapping (the message says what was expected).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadConfig(f"{path}: {what} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadConfig(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise BadConfig(f"{path}: expected {expected}")
+    return raw
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
-from .config import Config, load_config
+from .config import Config, load_config, read_yaml_mapping
 from .errors import BadConfig, EmovoxError
 
 KINDS = ("log", "float", "int", "choice")
@@ -97,15 +96,7 @@ def load_space(path: str | Path) -> dict[str, Param]:
     Raises:
         BadConfig: missing or malformed file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BadConfig(f"{path}: search space file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise BadConfig(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise BadConfig(f"{path}: expected a mapping of config keys to {{kind: args}}")
+    raw = read_yaml_mapping(path, what="search space file", expected="a mapping of config keys to {kind: args}")
     return parse_space(raw, source=str(path))
 
 
