@@ -183,7 +183,7 @@ def render(res: dict, machine: dict, inference: dict | None) -> str:
     if inference:
         rows = []
         for key, r in inference["throughput"].items():
-            if not key.startswith("base|"):
+            if not key.startswith("base|") or key.endswith("|export"):
                 continue
             for v, m in r["variants"].items():
                 gf = r.get("gflop_per_audio_s", fm.gflops_per_audio_s) * m["audio_per_s"]
