@@ -84,13 +84,14 @@ def _stamp_of(run_dir: Path) -> str:
     return p.read_text().strip() if p.exists() else str(int((run_dir / "config.json").stat().st_mtime))
 
 
-def trained_run(manifest: Path, *, size: str, steps: int, log: Callable[[str], None] | None = None) -> Path:
+def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...] = (),
+                log: Callable[[str], None] | None = None) -> Path:
     """A ``size`` model trained briefly with ``emovox train`` (configs/demo.yaml settings) on the
     synthetic corpus: confident enough that int8-vs-fp32 top-1 agreement means something."""
     from emovox.train import train
 
     out = WORK / f"run_trained_{size}_{steps}steps"
-    key = f"{manifest}-{size}-{steps}"  # a fixture: later changes to train.py need not retrain it
+    key = f"{manifest}-{size}-{steps}-{extra}"  # a fixture: later changes to train.py need not retrain it
     if not _fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:
@@ -98,7 +99,7 @@ def trained_run(manifest: Path, *, size: str, steps: int, log: Callable[[str], N
         t = time.perf_counter()
         res = train(config=ROOT.parent / "configs" / "demo.yaml", manifest=manifest, out=out, model=size,
                     overrides=[f"training.max_steps={steps}", f"training.eval_steps={steps}",
-                               "training.early_stopping_patience=0", "training.dataloader_num_workers=0"],
+                               "training.early_stopping_patience=0", "training.dataloader_num_workers=0", *extra],
                     progress=False)
         for ckpt in out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)

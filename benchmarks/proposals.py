@@ -81,10 +81,10 @@ def quantize_variant(src: Path, dst: Path, *, weight_type: str = "uint8", per_ch
 
 PROPOSALS = {
     # name -> (MatMul feature encoder?, weight type, per_channel, reduce_range)
-    "int8 weights (s8), MatMul": (False, "int8", False, False),
+    "u8 weights, per-channel": (False, "uint8", True, False),
+    "s8 weights, reduce_range": (False, "int8", False, True),
     "MatMul encoder, u8 weights": (True, "uint8", False, False),
-    "MatMul encoder, s8 weights": (True, "int8", False, False),
-    "MatMul encoder, s8 per-channel": (True, "int8", True, False),
+    "MatMul encoder, s8 weights, reduce_range": (True, "int8", False, True),
 }
 
 
