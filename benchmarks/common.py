@@ -97,36 +97,6 @@ def loadavg() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
-class LoadMonitor:
-    """Samples the 1-minute load average in a background thread while a section runs."""
-
-    def __init__(self, every: float = 2.0):
-        self.every = every
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(os.getloadavg()[0])
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "LoadMonitor":
-        self.start = os.getloadavg()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.end = os.getloadavg()
-
-    def summary(self) -> dict[str, float]:
-        s = self.samples or [self.start[0]]
-        return {"start_1m": round(self.start[0], 2), "end_1m": round(self.end[0], 2), "mean_1m": round(statistics.fmean(s), 2),
-                "max_1m": round(max(s), 2)}
-
-
 # --- memory ------------------------------------------------------------------------------------
 
 def peak_rss_mb(pid: str | int = "self") -> float:

@@ -58,13 +58,13 @@ def pipeline_pass(run_dir: Path, threads: int) -> Callable[[list[Path]], list]:
     return run
 
 
-def predictor_pass(run_dir: Path, backend: str, threads: int) -> Callable[[list[Path]], list]:
-    """emovox: ``Predictor.predict_files`` over the whole list."""
+def predictor_pass(run_dir: Path, backend: str, threads: int, **kwargs) -> Callable[[list[Path]], list]:
+    """emovox: ``Predictor.predict_files`` over the whole list (``kwargs`` go to the Predictor)."""
     import torch
 
     from emovox.predict import Predictor
 
-    pred = Predictor.from_run_dir(run_dir, backend=backend, threads=threads)
+    pred = Predictor.from_run_dir(run_dir, backend=backend, threads=threads, **kwargs)
 
     def run(files: list[Path]) -> list:
         torch.set_num_threads(threads)  # torch's thread count is process-wide; other variants change it
@@ -119,6 +119,25 @@ def throughput(ctx: Context, sizes: tuple[str, ...]) -> dict:
     return results
 
 
+def batching(ctx: Context) -> dict:
+    """Tried: score each clip alone (``max_pad=1.0``: only equal-length clips share a batch)
+    instead of emovox's padded batches (up to 25% padding) -- small model, which takes a mask."""
+    run = fixtures.random_run("small")
+    fp32 = fixtures.exported(run, int8=False)
+    out = {}
+    for name, files in file_sets(ctx).items():
+        variants = {
+            "pipeline": pipeline_pass(run, ctx.threads),
+            "emovox torch fp32": predictor_pass(run, "torch", ctx.threads),
+            "torch fp32, max_pad=1.0": predictor_pass(run, "torch", ctx.threads, max_pad=1.0),
+            "emovox ONNX fp32": predictor_pass(fp32, "onnx", ctx.threads),
+            "ONNX fp32, max_pad=1.0": predictor_pass(fp32, "onnx", ctx.threads, max_pad=1.0),
+        }
+        ctx.log(f"  batching (small / {name}, {len(files)} files)")
+        out[name] = measure(variants, files, ctx.reps(3), ctx)
+    return out
+
+
 def thread_settings(ctx: Context) -> dict:
     """emovox's three paths at 1 and 2 threads (base, RAVDESS or synthetic clips)."""
     sets = file_sets(ctx)
@@ -139,9 +158,12 @@ def thread_settings(ctx: Context) -> dict:
 
 def trained_model(ctx: Context) -> tuple[Path, Path]:
     """The briefly trained model for agreement, and its manifest (held-out test speakers)."""
-    size, steps = ("tiny", 60) if ctx.quick else ("tiny", 300)
     manifest = prepared("crema-d", synthetic_corpus(16, log=ctx.log), "prep_synthetic16_6", scheme="crema-d-6")
-    return fixtures.trained_run(manifest, size=size, steps=steps, log=ctx.log), manifest
+    if ctx.quick:
+        return fixtures.trained_run(manifest, size="tiny", steps=60, log=ctx.log), manifest
+    # small, feature encoder frozen so it trains in minutes on 2 cores (about 7 min once, then cached)
+    return fixtures.trained_run(manifest, size="small", steps=200, log=ctx.log,
+                                extra=("model.freeze_feature_encoder=true", "training.learning_rate=1e-3")), manifest
 
 
 def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
@@ -173,12 +195,16 @@ def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
         probs[name] = np.stack([np.asarray([t["score"] for t in sorted(r["top_k"], key=lambda t: t["label"])])
                                 for r in pred.predict_files(files, top_k=100)])
     top = {k: v.argmax(1) for k, v in probs.items()}
+    ranked = np.sort(probs["torch"], axis=1)
+    margin = ranked[:, -1] - ranked[:, -2]  # torch's top-1 lead over the runner-up
     info = fixtures.info(run)
     return {
         "model": run.name.split("_")[2], "train_steps": info.get("steps"), "train": info, "n": len(files),
         "test_accuracy_torch": float(np.mean([labels[i] == t for i, t in zip(top["torch"], truth)])),
         "chance": 1 / len(labels), "mean_top1_score": float(probs["torch"].max(1).mean()),
+        "margin_p05": float(np.quantile(margin, 0.05)),
         "paths": {k: {"top1_agreement": float(np.mean(top[k] == top["torch"])), "flips": int(np.sum(top[k] != top["torch"])),
+                      "flip_margins": [round(float(x), 4) for x in margin[top[k] != top["torch"]]],
                       "max_prob_diff": float(np.abs(probs[k] - probs["torch"]).max()),
                       "mean_prob_diff": float(np.abs(probs[k] - probs["torch"]).mean())}
                   for k in probs if k != "torch"},
@@ -194,7 +220,8 @@ def proposals(ctx: Context) -> dict:
     files = files[: max(4, len(files) // 2)]
     run = fixtures.random_run("base")
     dirs = proposal_dirs(run, WORK)
-    variants = {"emovox ONNX fp32": predictor_pass(fixtures.exported(run, int8=False), "onnx", ctx.threads),
+    variants = {"pipeline": pipeline_pass(run, ctx.threads),
+                "emovox ONNX fp32": predictor_pass(fixtures.exported(run, int8=False), "onnx", ctx.threads),
                 "emovox ONNX int8": predictor_pass(fixtures.exported(run, int8=True), "onnx", ctx.threads),
                 **{f"proposal: {k}": predictor_pass(d, "onnx", ctx.threads) for k, d in dirs.items()}}
     ctx.log(f"  int8 proposals (base / {name}, {len(files)} files)")
@@ -209,6 +236,7 @@ def run(ctx: Context) -> dict:
     sizes = ("small",) if ctx.quick else ("base", "small")
     res = {"throughput": throughput(ctx, sizes)}
     res["threads"] = thread_settings(ctx)
+    res["batching"] = batching(ctx)
     res["proposals"] = proposals(ctx)
     res["agreement"] = res["proposals"]["agreement"]
     res["flop_model"] = flop_model("base").to_dict()
@@ -252,9 +280,19 @@ def render(res: dict, machine: dict) -> str:
             for v, m in th["variants"].items()]
     out += ["", f"### Thread settings (base, {th['set']}, {th['files']} files)", "",
             table(["emovox path", "audio-s/s", "RTF", "runs"], rows)]
+    for name, r in res.get("batching", {}).items():
+        pipe = r["variants"]["pipeline"]["audio_per_s"]
+        rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / pipe)}×", " / ".join(fmt(x) for x in m["runs"])]
+                for v, m in r["variants"].items()]
+        out += ["", f"### Tried: one clip per call instead of padded batches (small, {name}, {r['files']} files)", "",
+                "emovox batches clips whose lengths differ by up to 25% (`max_pad=1.25`) for models that take an "
+                "attention mask; `max_pad=1.0` (a `Predictor.from_run_dir` argument) batches only equal lengths, "
+                "i.e. one clip per call for real audio.", "",
+                table(["path", "audio-s/s", "vs pipeline", "runs"], rows)]
     a = res["agreement"]
     tr = a.get("train", {})
-    rows = [[k, f"{100 * v['top1_agreement']:.2f}%", v.get("flips", "–"), f"{v['max_prob_diff']:.2g}",
+    rows = [[k, f"{100 * v['top1_agreement']:.2f}%", v.get("flips", "–"),
+             ", ".join(f"{x:.3f}" for x in v.get("flip_margins", [])) or "–", f"{v['max_prob_diff']:.2g}",
              f"{v['mean_prob_diff']:.2g}"] for k, v in a["paths"].items()]
     out += ["", "### int8 vs fp32 agreement (trained model)", "",
             f"`{a['model']}` model trained {a['train_steps']} steps with `emovox train` (configs/demo.yaml settings, "
@@ -264,19 +302,26 @@ def render(res: dict, machine: dict) -> str:
             "compared with `emovox predict --backend torch`. Dynamic int8 quantisation sets one activation scale per "
             "batch (padding included), so an int8 score depends on which clips share its batch: the 'one clip per "
             "call' row scores each clip alone (`max_pad=1.0`).", "",
-            table(["path", "top-1 agreement", "flips", "max abs Δprob", "mean abs Δprob"], rows)]
+            f"5% of these clips have a top-1 lead under {a.get('margin_p05', float('nan')):.3f} (probability) "
+            "in torch; flips happen there.", "",
+            table(["path", "top-1 agreement", "flips", "torch top-1 lead of flipped clips", "max abs Δprob",
+                   "mean abs Δprob"], rows)]
     pr = res.get("proposals")
     if pr:
         base = pr["variants"]["emovox ONNX int8"]["audio_per_s"]
         f32 = pr["variants"]["emovox ONNX fp32"]["audio_per_s"]
-        rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / f32)}×", f"{fmt(m['audio_per_s'] / base)}×",
+        pipe = pr["variants"].get("pipeline", {}).get("audio_per_s", float("nan"))
+        rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / pipe)}×", f"{fmt(m['audio_per_s'] / f32)}×",
+                 f"{fmt(m['audio_per_s'] / base)}×",
                  _agree(a, v),
                  " / ".join(fmt(x) for x in m["runs"])]
                 for v, m in pr["variants"].items()]
         out += ["", f"### Tried: faster int8 exports (base, {pr['set']}, {pr['files']} files; proposals, not in emovox yet)", "",
                 "`MatMul encoder` = the convolutional feature encoder exported as strided slices + MatMul "
                 "(`benchmarks/proposals.py`; exact in fp32), so dynamic quantisation covers it; `s8` = signed int8 "
-                "weights (`QuantType.QInt8`, the u8s8 kernel) instead of emovox's uint8 weights. Agreement from the "
-                "trained model above.", "",
-                table(["path", "audio-s/s", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"], rows)]
+                "weights (`QuantType.QInt8`, the fast u8s8 kernel) instead of emovox's uint8 weights; `reduce_range` = "
+                "7-bit weights, which keeps AVX2's u8s8 multiply-add from saturating; `per-channel` = one weight scale "
+                "per output channel. Agreement from the trained model above.", "",
+                table(["path", "audio-s/s", "vs pipeline", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"],
+                      rows)]
     return "\n".join(out)

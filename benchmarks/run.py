@@ -12,7 +12,8 @@ import sys
 import time
 import traceback
 
-from benchmarks.common import Context, LoadMonitor, cpu_facts, mem_total_gb, save_result, versions
+from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, versions
+from benchmarks.loadmon import LoadMonitor
 
 ORDER = ("flops", "inference", "training", "long", "prepare")
 OPTIONAL = ("compile",)  # run only when named in --only

@@ -68,20 +68,24 @@ def compare(ctx: Context, size: str, data: str, manifest: Path, scheme: str, rep
     return {k: summarize(v) for k, v in raw.items()}
 
 
-def variants(ctx: Context, size: str, manifest: Path, scheme: str, steps: int) -> dict:
-    """One run each of emovox with augmentation on, with 2 loader workers, with gradient checkpointing."""
-    rows = {
-        "emovox, augmentation ON (noise/pitch/stretch p=0.5)": dict(overrides=["augment.enabled=true"]),
-        "emovox, augmentation ON, 2 loader workers": dict(overrides=["augment.enabled=true",
-                                                                     "training.dataloader_num_workers=2"]),
-        "emovox + 2 loader workers": dict(overrides=["augment.enabled=false", "training.dataloader_num_workers=2"]),
-        "emovox + gradient checkpointing": dict(overrides=["augment.enabled=false"], gradient_checkpointing=True),
-    }
+VARIANT_ROWS = {  # name -> (size, spec extras); compared with the emovox row of `compare` for that size
+    "emovox, augmentation ON (noise/pitch/stretch p=0.5)": ("base", dict(overrides=["augment.enabled=true"])),
+    "emovox + gradient checkpointing": ("base", dict(overrides=["augment.enabled=false"], gradient_checkpointing=True)),
+    "emovox + 2 loader workers ": ("small", dict(overrides=["augment.enabled=false", "training.dataloader_num_workers=2"])),
+    "emovox, augmentation ON ": ("small", dict(overrides=["augment.enabled=true"])),
+    "emovox, augmentation ON, 2 loader workers": ("small", dict(overrides=["augment.enabled=true",
+                                                                           "training.dataloader_num_workers=2"])),
+}
+
+
+def variants(ctx: Context, manifest: Path, scheme: str, steps: int, sizes: dict[str, str]) -> dict:
+    """One run each of emovox with augmentation on, loader workers, gradient checkpointing."""
     out = {}
-    for name, extra in rows.items():
-        side = extra.pop("side", "emovox")
-        ctx.log(f"  training {size}: {name}")
-        out[name] = summarize([child(_spec(ctx, side, size, manifest, scheme, steps=steps, **extra), ctx)])
+    for name, (size, extra) in VARIANT_ROWS.items():
+        size = sizes.get(size, size)
+        ctx.log(f"  training {size}: {name.strip()}")
+        out[name] = {"size": size, **summarize([child(_spec(ctx, "emovox", size, manifest, scheme, steps=steps, **extra),
+                                                     ctx)])}
     return out
 
 
@@ -95,16 +99,18 @@ def levers(ctx: Context, size: str, manifest: Path, scheme: str, steps: int) -> 
 
 
 def compiled(ctx: Context, size: str, manifest: Path, scheme: str, steps: int) -> dict:
-    """torch.compile (Trainer's ``torch_compile``) on both sides; 4 warm-up steps absorb compilation."""
+    """torch.compile (Trainer's ``torch_compile``) vs eager on both sides; 4 warm-up steps absorb
+    the first compilation (later recompilations, one per new batch shape, land in the timed steps)."""
     out = {}
     for side, extra in (("recipe", {}), ("emovox", {"overrides": ["augment.enabled=false"]})):
-        ctx.log(f"  torch.compile {size}: {side}")
-        try:
-            out[side] = summarize([child(_spec(ctx, side, size, manifest, scheme, steps=steps, warmup=4, compile=True,
-                                               **extra), ctx)])
-        except Exception as exc:  # compilation failures are a result too
-            out[side] = {"error": str(exc).splitlines()[-1][:300]}
-        ctx.log(f"    {out[side]}")
+        for mode in ("eager", "compiled"):
+            ctx.log(f"  torch.compile {size}: {side}, {mode}")
+            try:
+                out[f"{side}, {mode}"] = summarize([child(_spec(ctx, side, size, manifest, scheme, steps=steps, warmup=4,
+                                                                compile=mode == "compiled", **extra), ctx)])
+            except Exception as exc:  # compilation failures are a result too
+                out[f"{side}, {mode}"] = {"error": str(exc).splitlines()[-1][:300]}
+            ctx.log(f"    {out[f'{side}, {mode}']}")
     return out
 
 
@@ -121,7 +127,8 @@ def run(ctx: Context) -> dict:
     man, scheme = ms["CREMA-D-like"]
     res["levers"] = {"size": small, "steps": steps, "rows": levers(ctx, small, man, scheme, steps),
                      "compare_key": f"{small}|CREMA-D-like"}
-    res["variants"] = {"size": small, "rows": variants(ctx, small, man, scheme, steps)}
+    sizes = {"base": small, "small": small} if ctx.quick else {}
+    res["variants"] = {"rows": variants(ctx, man, scheme, steps, sizes)}
     return res
 
 
@@ -170,13 +177,21 @@ def render(res: dict) -> str:
             for name, r in all_rows.items()]
     out += ["", f"### Levers, one at a time ({lev['size']} model, CREMA-D-like clips, {lev['steps']} timed steps, one run each)",
             "", "Each lever switched on alone in the plain recipe's code (length grouping only matters with dynamic "
-            "padding, so it is shown on top of it).", "",
+            "padding, so it is shown on top of it). Measured on `small` to fit the time budget: there the "
+            "convolutional encoder is ~76% of the forward FLOPs (base: ~34%), so freezing it gains more than it "
+            "would on base; padding levers scale the same on both.", "",
             table(["configuration", "audio-s/s", "vs recipe", "s/step", "padded/real", "peak RSS MB", "tree PSS MB"], rows)]
     var = res["variants"]
-    rows = [[name, fmt(r["audio_per_s"]), fmt(r["step_s_median"]), fmt(r["peak_rss_mb"], 0), fmt(r["peak_tree_pss_mb"], 0)]
-            for name, r in var["rows"].items()]
-    out += ["", f"### Augmentation cost, loader workers, gradient checkpointing ({var['size']}, CREMA-D-like, one run each)",
-            "", table(["configuration", "audio-s/s", "s/step", "peak RSS MB", "tree PSS MB"], rows)]
+    rows = []
+    for size in dict.fromkeys(r["size"] for r in var["rows"].values()):
+        ref = res["compare"].get(f"{size}|CREMA-D-like", {}).get("emovox")
+        mine = {k.strip(): r for k, r in var["rows"].items() if r["size"] == size}
+        for name, r in [*([("emovox defaults (from the first table)", ref)] if ref else []), *mine.items()]:
+            rows.append([size, name, fmt(r["audio_per_s"]), f"{fmt(r['audio_per_s'] / ref['audio_per_s'])}×" if ref else "–",
+                         fmt(r["step_s_median"]), fmt(r["peak_rss_mb"], 0), fmt(r["peak_tree_pss_mb"], 0)])
+    out += ["", "### Augmentation cost, loader workers, gradient checkpointing (CREMA-D-like, one run each)", "",
+            table(["model", "configuration", "audio-s/s", "vs emovox defaults", "s/step", "peak RSS MB", "tree PSS MB"],
+                  rows)]
     return "\n".join(out)
 
 
@@ -189,5 +204,6 @@ def render_compile(comp: dict) -> str:
             rows.append([side, fmt(r["audio_per_s"]), fmt(r["step_s_median"]), fmt(r["warmup_s"], 0), fmt(r["peak_rss_mb"], 0)])
     return "\n".join([
         f"### Tried: torch.compile ({comp['size']} model, CREMA-D-like, `torch_compile=True`, 4 warm-up steps)", "",
-        "Not part of the default run (`--only compile`): compilation alone takes minutes on 2 cores.", "",
+        "Not part of the default run (`--only compile`): compilation alone takes minutes on 2 cores. The recipe's "
+        "batches all have one shape (5 s); emovox's change length every step, and each new length recompiles.", "",
         table(["side", "audio-s/s after warm-up", "s/step", "warm-up s (4 steps incl. compilation)", "peak RSS MB"], rows)])
