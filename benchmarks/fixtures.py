@@ -67,7 +67,7 @@ def exported(run_dir: Path, *, int8: bool, log: Callable[[str], None] | None = N
     from emovox.export import export_onnx
 
     out = run_dir.with_name(run_dir.name + ("_onnx_int8" if int8 else "_onnx_fp32"))
-    key = _code_key("export.py", "models.py") + _stamp_of(run_dir)
+    key = _code_key("export.py", "matmul_encoder.py", "models.py") + _stamp_of(run_dir)
     if not _fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:

@@ -120,18 +120,18 @@ def throughput(ctx: Context, sizes: tuple[str, ...]) -> dict:
 
 
 def batching(ctx: Context) -> dict:
-    """Tried: score each clip alone (``max_pad=1.0``: only equal-length clips share a batch)
-    instead of emovox's padded batches (up to 25% padding) -- small model, which takes a mask."""
+    """Tried: padded batches (lengths within 25%, ``max_pad=1.25``) instead of emovox's one clip
+    per call -- small model, which takes an attention mask (base takes none and is never padded)."""
     run = fixtures.random_run("small")
     fp32 = fixtures.exported(run, int8=False)
     out = {}
     for name, files in file_sets(ctx).items():
         variants = {
             "pipeline": pipeline_pass(run, ctx.threads),
-            "emovox torch fp32": predictor_pass(run, "torch", ctx.threads),
-            "torch fp32, max_pad=1.0": predictor_pass(run, "torch", ctx.threads, max_pad=1.0),
-            "emovox ONNX fp32": predictor_pass(fp32, "onnx", ctx.threads),
-            "ONNX fp32, max_pad=1.0": predictor_pass(fp32, "onnx", ctx.threads, max_pad=1.0),
+            "emovox torch fp32 (one clip per call)": predictor_pass(run, "torch", ctx.threads),
+            "torch fp32, padded batches (max_pad=1.25)": predictor_pass(run, "torch", ctx.threads, max_pad=1.25),
+            "emovox ONNX fp32 (one clip per call)": predictor_pass(fp32, "onnx", ctx.threads),
+            "ONNX fp32, padded batches (max_pad=1.25)": predictor_pass(fp32, "onnx", ctx.threads, max_pad=1.25),
         }
         ctx.log(f"  batching (small / {name}, {len(files)} files)")
         out[name] = measure(variants, files, ctx.reps(3), ctx)
@@ -157,40 +157,36 @@ def thread_settings(ctx: Context) -> dict:
 
 
 def trained_model(ctx: Context) -> tuple[Path, Path]:
-    """The briefly trained model for agreement, and its manifest (held-out test speakers)."""
+    """The trained model for agreement -- the demo's model: ``tiny``, configs/demo.yaml, 600 steps
+    (60 in quick mode) on 16 synthetic speakers -- and its manifest."""
     manifest = prepared("crema-d", synthetic_corpus(16, log=ctx.log), "prep_synthetic16_6", scheme="crema-d-6")
-    if ctx.quick:
-        return fixtures.trained_run(manifest, size="tiny", steps=60, log=ctx.log), manifest
-    # small, feature encoder frozen so it trains in minutes on 2 cores (about 7 min once, then cached)
-    return fixtures.trained_run(manifest, size="small", steps=200, log=ctx.log,
-                                extra=("model.freeze_feature_encoder=true", "training.learning_rate=1e-3")), manifest
+    return fixtures.trained_run(manifest, size="tiny", steps=60 if ctx.quick else 600, log=ctx.log), manifest
 
 
 def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
     """Top-1 agreement with torch fp32 of the fp32 and int8 ONNX exports (and ``extra`` dirs) of
-    a briefly trained model, on the clips of held-out speakers (test and validation splits).
-
-    emovox batches clips of similar length (padding up to 25% for models that take a mask), and
-    dynamic int8 quantisation picks one activation scale per batch, padding included, so an int8
-    score depends on the clip's batch mates; the int8 path is therefore also scored one clip per
-    call (``max_pad=1.0``; the clips have distinct lengths).
-    """
+    the trained model, on clips it never saw: the held-out speakers of its manifest (validation
+    and test) plus 4 more synthetic speakers generated with another seed."""
     import pandas as pd
 
     from emovox.predict import Predictor
 
     run, manifest = trained_model(ctx)
-    int8 = fixtures.exported(run, int8=True, log=ctx.log)
-    paths = {"torch": (run, "torch", {}), "ONNX fp32": (fixtures.exported(run, int8=False, log=ctx.log), "onnx", {}),
-             "ONNX int8": (int8, "onnx", {}), "ONNX int8, one clip per call": (int8, "onnx", {"max_pad": 1.0}),
-             **{k: (v, "onnx", {}) for k, v in (extra or {}).items()}}
+    paths = {"torch": (run, "torch"), "ONNX fp32": (fixtures.exported(run, int8=False, log=ctx.log), "onnx"),
+             "ONNX int8": (fixtures.exported(run, int8=True, log=ctx.log), "onnx"),
+             **{k: (v, "onnx") for k, v in (extra or {}).items()}}
     df = pd.read_csv(manifest, keep_default_na=False)
     held_out = df[df["split"].isin(["test", "validation"])]
-    files = list(held_out["path"])[: (60 if ctx.quick else 1000)]
-    truth = list(held_out["label"])[: len(files)]
+    files, truth = list(held_out["path"]), list(held_out["label"])
+    if not ctx.quick:
+        unseen = pd.read_csv(prepared("crema-d", synthetic_corpus(4, seed=1, log=ctx.log), "prep_synthetic4_seed1_6",
+                                      scheme="crema-d-6"), keep_default_na=False)
+        files, truth = files + list(unseen["path"]), truth + list(unseen["label"])
+    else:
+        files, truth = files[:60], truth[:60]
     probs, labels = {}, []
-    for name, (d, backend, kwargs) in paths.items():
-        pred = Predictor.from_run_dir(d, backend=backend, threads=ctx.threads, **kwargs)
+    for name, (d, backend) in paths.items():
+        pred = Predictor.from_run_dir(d, backend=backend, threads=ctx.threads)
         labels = sorted(pred.scheme.labels)
         probs[name] = np.stack([np.asarray([t["score"] for t in sorted(r["top_k"], key=lambda t: t["label"])])
                                 for r in pred.predict_files(files, top_k=100)])
@@ -211,24 +207,21 @@ def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
     }
 
 
-def proposals(ctx: Context) -> dict:
-    """Speed and agreement of the int8 variants proposed in ``benchmarks/proposals.py`` against
-    emovox's current int8 export (base, RAVDESS or synthetic clips, interleaved)."""
-    from benchmarks.proposals import proposal_dirs
+def int8_variants(ctx: Context) -> dict:
+    """Speed (base) and agreement (trained model) of the int8 exports emovox chose between."""
+    from benchmarks.int8_variants import variant_dirs
 
     name, files = next(iter(file_sets(ctx).items()))
-    files = files[: max(4, len(files) // 2)]
     run = fixtures.random_run("base")
-    dirs = proposal_dirs(run, WORK)
     variants = {"pipeline": pipeline_pass(run, ctx.threads),
                 "emovox ONNX fp32": predictor_pass(fixtures.exported(run, int8=False), "onnx", ctx.threads),
-                "emovox ONNX int8": predictor_pass(fixtures.exported(run, int8=True), "onnx", ctx.threads),
-                **{f"proposal: {k}": predictor_pass(d, "onnx", ctx.threads) for k, d in dirs.items()}}
-    ctx.log(f"  int8 proposals (base / {name}, {len(files)} files)")
-    res = measure(variants, files, ctx.reps(2), ctx)
+                "emovox ONNX int8 (default)": predictor_pass(fixtures.exported(run, int8=True), "onnx", ctx.threads),
+                **{k: predictor_pass(d, "onnx", ctx.threads) for k, d in variant_dirs(run, WORK).items()}}
+    ctx.log(f"  int8 variants (base / {name}, {len(files)} files)")
+    res = measure(variants, files, ctx.reps(3), ctx)
     res["set"] = name
     trained, _ = trained_model(ctx)
-    res["agreement"] = agreement(ctx, {f"proposal: {k}": d for k, d in proposal_dirs(trained, WORK).items()})
+    res["agreement"] = agreement(ctx, variant_dirs(trained, WORK))
     return res
 
 
@@ -237,8 +230,8 @@ def run(ctx: Context) -> dict:
     res = {"throughput": throughput(ctx, sizes)}
     res["threads"] = thread_settings(ctx)
     res["batching"] = batching(ctx)
-    res["proposals"] = proposals(ctx)
-    res["agreement"] = res["proposals"]["agreement"]
+    res["int8_variants"] = int8_variants(ctx)
+    res["agreement"] = res["int8_variants"]["agreement"]
     res["flop_model"] = flop_model("base").to_dict()
     return res
 
@@ -246,7 +239,7 @@ def run(ctx: Context) -> dict:
 # --- report ------------------------------------------------------------------------------------
 
 def _agree(a: dict, variant: str) -> str:
-    p = a["paths"].get(variant.replace("emovox ", ""))
+    p = a["paths"].get(variant.replace("emovox ", "").replace(" (default)", ""))
     return f"{100 * p['top1_agreement']:.2f}%" if p else "–"
 
 
@@ -284,10 +277,10 @@ def render(res: dict, machine: dict) -> str:
         pipe = r["variants"]["pipeline"]["audio_per_s"]
         rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / pipe)}×", " / ".join(fmt(x) for x in m["runs"])]
                 for v, m in r["variants"].items()]
-        out += ["", f"### Tried: one clip per call instead of padded batches (small, {name}, {r['files']} files)", "",
-                "emovox batches clips whose lengths differ by up to 25% (`max_pad=1.25`) for models that take an "
-                "attention mask; `max_pad=1.0` (a `Predictor.from_run_dir` argument) batches only equal lengths, "
-                "i.e. one clip per call for real audio.", "",
+        out += ["", f"### Tried: padded batches instead of one clip per call (small, {name}, {r['files']} files)", "",
+                "emovox scores each clip in its own call (`max_pad=1.0`: only equal lengths share a batch, i.e. the "
+                "windows of long files). Padded batches of lengths within 25% (`max_pad=1.25`, a "
+                "`Predictor.from_run_dir` argument) for the small model, which takes an attention mask:", "",
                 table(["path", "audio-s/s", "vs pipeline", "runs"], rows)]
     a = res["agreement"]
     tr = a.get("train", {})
@@ -295,33 +288,31 @@ def render(res: dict, machine: dict) -> str:
              ", ".join(f"{x:.3f}" for x in v.get("flip_margins", [])) or "–", f"{v['max_prob_diff']:.2g}",
              f"{v['mean_prob_diff']:.2g}"] for k, v in a["paths"].items()]
     out += ["", "### int8 vs fp32 agreement (trained model)", "",
-            f"`{a['model']}` model trained {a['train_steps']} steps with `emovox train` (configs/demo.yaml settings, "
-            f"crema-d-6) on the synthetic corpus; validation UAR {fmt(tr.get('val_uar'))}; held-out-speaker "
-            f"accuracy {fmt(a['test_accuracy_torch'])} (chance {fmt(a['chance'])}); mean top-1 probability "
-            f"{fmt(a['mean_top1_score'])}. {a['n']} clips of held-out speakers (test + validation splits); each path "
-            "compared with `emovox predict --backend torch`. Dynamic int8 quantisation sets one activation scale per "
-            "batch (padding included), so an int8 score depends on which clips share its batch: the 'one clip per "
-            "call' row scores each clip alone (`max_pad=1.0`).", "",
+            f"The demo's model: `{a['model']}` trained {a['train_steps']} steps with `emovox train` "
+            f"(configs/demo.yaml, crema-d-6) on 16 synthetic speakers; validation UAR {fmt(tr.get('val_uar'))}; "
+            f"accuracy on the clips below {fmt(a['test_accuracy_torch'])} (chance {fmt(a['chance'])}); mean top-1 "
+            f"probability {fmt(a['mean_top1_score'])}. {a['n']} clips it never saw (its held-out speakers plus 4 "
+            "synthetic speakers of another seed), one clip per call; each path compared with "
+            "`emovox predict --backend torch`.", "",
             f"5% of these clips have a top-1 lead under {a.get('margin_p05', float('nan')):.3f} (probability) "
-            "in torch; flips happen there.", "",
+            "in torch; flips happen among such near-ties.", "",
             table(["path", "top-1 agreement", "flips", "torch top-1 lead of flipped clips", "max abs Δprob",
                    "mean abs Δprob"], rows)]
-    pr = res.get("proposals")
+    pr = res.get("int8_variants")
     if pr:
-        base = pr["variants"]["emovox ONNX int8"]["audio_per_s"]
+        base = pr["variants"]["emovox ONNX int8 (default)"]["audio_per_s"]
         f32 = pr["variants"]["emovox ONNX fp32"]["audio_per_s"]
-        pipe = pr["variants"].get("pipeline", {}).get("audio_per_s", float("nan"))
+        pipe = pr["variants"]["pipeline"]["audio_per_s"]
         rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / pipe)}×", f"{fmt(m['audio_per_s'] / f32)}×",
-                 f"{fmt(m['audio_per_s'] / base)}×",
-                 _agree(a, v),
-                 " / ".join(fmt(x) for x in m["runs"])]
+                 f"{fmt(m['audio_per_s'] / base)}×", _agree(a, v), " / ".join(fmt(x) for x in m["runs"])]
                 for v, m in pr["variants"].items()]
-        out += ["", f"### Tried: faster int8 exports (base, {pr['set']}, {pr['files']} files; proposals, not in emovox yet)", "",
-                "`MatMul encoder` = the convolutional feature encoder exported as strided slices + MatMul "
-                "(`benchmarks/proposals.py`; exact in fp32), so dynamic quantisation covers it; `s8` = signed int8 "
-                "weights (`QuantType.QInt8`, the fast u8s8 kernel) instead of emovox's uint8 weights; `reduce_range` = "
-                "7-bit weights, which keeps AVX2's u8s8 multiply-add from saturating; `per-channel` = one weight scale "
-                "per output channel. Agreement from the trained model above.", "",
+        out += ["", f"### int8 choices, measured (base, {pr['set']}, {pr['files']} files)", "",
+                "emovox's int8 export (`emovox export RUN --int8`) exports the convolutional feature encoder as "
+                "MatMuls (`src/emovox/matmul_encoder.py`, exact in fp32) so dynamic quantisation covers it -- "
+                "ONNX Runtime has no fast int8 Conv -- with signed 7-bit weights (`QuantType.QInt8`, `reduce_range`: "
+                "AVX2's u8s8 multiply-add cannot saturate) and one scale per output channel. The rows below "
+                "switch one of those choices off (`benchmarks/int8_variants.py`). Agreement: the trained model "
+                "above.", "",
                 table(["path", "audio-s/s", "vs pipeline", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"],
                       rows)]
     return "\n".join(out)

@@ -38,7 +38,10 @@ def test_agrees_with_transformers_pipeline(tiny_run, predictor, clips, real_data
             assert ours[r["label"]] == pytest.approx(r["score"], abs=1e-4)
 
 
-def test_batched_equals_single(predictor, clips):
+@pytest.mark.parametrize("max_pad", [1.0, 2.0])
+def test_batched_equals_single(tiny_run, clips, max_pad):
+    """Default (equal lengths only) and padded batches with a mask (up to 2x) both match one clip per call."""
+    predictor = Predictor.from_run_dir(tiny_run, max_pad=max_pad)
     waves = [load_audio(c) for c in clips]
     batched = predictor.probs(waves)
     single = np.stack([predictor.probs([w])[0] for w in waves])

@@ -149,11 +149,13 @@ def export(
     run: Path = typer.Argument(..., help="Run dir to export."),
     out: Path = typer.Option(..., help="Folder for model.onnx and its configs."),
     int8: bool = typer.Option(False, help="Dynamic int8 quantization."),
+    int8_encoder: bool = typer.Option(True, help="With --int8, also quantise the convolutional feature encoder "
+                                                 "(exported as MatMuls): faster; --no-int8-encoder keeps it fp32."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
     from .export import export_onnx
 
-    r = export_onnx(run_dir=run, out=out, int8=int8)
+    r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder)
     typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
                f"top-1 agreement {r.top1_agreement:.1%}")
 

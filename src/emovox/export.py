@@ -10,6 +10,7 @@ file. ``dynamo=True`` is kept as an option; the parity check guards either.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -30,13 +31,18 @@ FP32_FILE = "model_fp32.onnx"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 COPIED_FILES = (CONFIG_FILE, PREPROCESSOR_FILE, META)
-# Measured on the base preset (4 s clip, 2 threads, AVX2 CPU without VNNI), audio-seconds per second,
-# median of 30 interleaved runs: torch 5.1, ORT fp32 6.7, int8 MatMul 7.9, int8 MatMul+Conv 8.1.
-# Quantising Conv as well gains only ~2-10% but adds 1.6x the logit error (it quantises the first conv
-# over raw samples), and with int8 weights ConvInteger is slower than fp32; so MatMul only, with
-# uint8 weights (2.4x less logit error than int8 weights at the same speed: no u8s8 saturation).
+# What int8 quantises, chosen by measurement (base preset, 16 RAVDESS clips, 2 threads, AVX2 CPU
+# without VNNI, audio-seconds per second; `transformers.pipeline` 8.8-9.1, ONNX fp32 10.9):
+#   MatMul only, uint8 weights                                   12.9
+#   MatMul only, int8 weights, reduce_range                      14.4
+#   + feature encoder exported as MatMuls (matmul_encoder.py)    15.7-17.4
+# Conv/ConvInteger has no fast int8 kernel here, so the convolutional encoder (a third of the FLOPs)
+# only gets int8 as MatMuls; its first layer (raw samples, group norm) stays fp32. int8 weights use
+# the u8s8 kernel, whose AVX2 multiply-add saturates 16-bit sums: 7-bit weights (reduce_range)
+# avoid that, and one scale per output channel (per_channel) keeps the encoder's precision --
+# per-tensor weights flipped 10% of a weak model's top-1s, per-channel 2% (agreement in RESULTS.md).
 DEFAULT_QUANTIZE_OPS: tuple[str, ...] = ("MatMul",)
-DEFAULT_WEIGHT_TYPE = "uint8"
+DEFAULT_WEIGHT_TYPE = "int8"
 QUANTIZABLE_OPS = ("MatMul", "Conv", "Gemm")
 WEIGHT_TYPES = ("uint8", "int8")
 EXAMPLE_SECONDS = 1.0
@@ -60,6 +66,7 @@ class ExportResult:
         quantized_ops: Operator types quantised (empty for fp32).
         max_logit_diff: Largest absolute logit difference; more telling than probabilities for
             untrained models, whose outputs are near-uniform.
+        matmul_encoder: Whether the feature encoder was exported as MatMuls (and so quantised).
     """
 
     onnx_path: Path
@@ -69,6 +76,7 @@ class ExportResult:
     n_checked: int
     quantized_ops: tuple[str, ...]
     max_logit_diff: float = 0.0
+    matmul_encoder: bool = False
 
 
 def export_onnx(
@@ -81,6 +89,7 @@ def export_onnx(
     opset: int = 17,
     check_inputs: list[np.ndarray] | None = None,
     dynamo: bool = False,
+    int8_encoder: bool = True,
 ) -> ExportResult:
     """Export a run dir's classifier to ONNX (optionally int8) and check it against torch.
 
@@ -95,6 +104,8 @@ def export_onnx(
         check_inputs: Raw 16 kHz mono waves for the parity check; default: synthetic waves of
             1-4 s. Each is normalised by the run's feature extractor as the predictor does.
         dynamo: Use the torch.export-based exporter instead of the TorchScript one.
+        int8_encoder: With ``int8``, export the convolutional feature encoder as MatMuls so that
+            it is quantised too (when it has the wav2vec2 shape); ``False`` keeps it fp32.
 
     Returns:
         The written model path and the parity numbers of that model against torch.
@@ -110,7 +121,15 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / MODEL_FILE
     fp32_path = out / FP32_FILE if int8 else model_path
-    _export_graph(model, fp32_path, with_mask=with_mask, opset=opset, dynamo=dynamo)
+    # fp32 stays convolutional: ORT's Conv is faster there than the MatMul form (10.9 vs 10.0 audio-s/s)
+    graph_model = model
+    matmul_encoder = False
+    if int8 and int8_encoder:
+        from .matmul_encoder import use_matmul_encoder
+
+        graph_model = copy.deepcopy(model)
+        matmul_encoder = use_matmul_encoder(graph_model)
+    _export_graph(graph_model, fp32_path, with_mask=with_mask, opset=opset, dynamo=dynamo)
     if int8:
         quantize_onnx(fp32_path, model_path, ops=ops, weight_type=weight_type)
     else:
@@ -122,7 +141,7 @@ def export_onnx(
     if not int8 and prob_diff > FP32_PROB_TOLERANCE:
         warnings.warn(f"ONNX export {model_path} differs from torch by {prob_diff:.2g} in probability",
                       RuntimeWarning, stacklevel=2)
-    return ExportResult(model_path, int8, prob_diff, top1, len(waves), tuple(ops), logit_diff)
+    return ExportResult(model_path, int8, prob_diff, top1, len(waves), tuple(ops), logit_diff, matmul_encoder)
 
 
 def load_torch_classifier(run_dir: Path) -> tuple[Any, Any]:
@@ -213,7 +232,11 @@ def _export_graph(model: Any, path: Path, *, with_mask: bool, opset: int, dynamo
 
 
 def quantize_onnx(src: Path, dst: Path, *, ops: Sequence[str], weight_type: str = DEFAULT_WEIGHT_TYPE) -> None:
-    """Dynamically quantise ``ops`` of ``src`` to 8-bit weights (activations quantised at run time)."""
+    """Dynamically quantise ``ops`` of ``src`` to 8-bit weights (activations quantised at run time).
+
+    int8 weights are 7-bit (``reduce_range``) so the AVX2 u8s8 kernel cannot saturate; both weight
+    types get one scale per output channel.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     qtype = QuantType.QUInt8 if weight_type == "uint8" else QuantType.QInt8
@@ -222,7 +245,8 @@ def quantize_onnx(src: Path, dst: Path, *, ops: Sequence[str], weight_type: str 
     muted = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(src, dst, op_types_to_quantize=list(ops), weight_type=qtype)
+        quantize_dynamic(src, dst, op_types_to_quantize=list(ops), weight_type=qtype, per_channel=True,
+                         reduce_range=weight_type == "int8")
     finally:
         logging.disable(muted)
 

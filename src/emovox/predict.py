@@ -66,7 +66,12 @@ class Predictor:
     """Scores audio with one run or an ensemble of runs that share a label scheme."""
 
     def __init__(self, members: list[Member], scheme: LabelScheme, max_seconds: float, *,
-                 window_seconds: float | None = None, batch_seconds: float = 16.0, max_pad: float = 1.25):
+                 window_seconds: float | None = None, batch_seconds: float = 16.0, max_pad: float = 1.0):
+        """``max_pad``: how much longer than the shortest clip of a batch its longest may be, for
+        models that take an attention mask. 1.0 batches only equal lengths (long files' windows),
+        i.e. scores ordinary clips one per call. Measured on 2 cores (small model, 16 clips):
+        padded batches at 1.25 ran at 0.73x (torch) and 0.95x (ONNX) the speed of one clip per
+        call, and dynamic int8 would make a clip's score depend on its batch mates."""
         self.members = members
         self.scheme = scheme
         # Clips up to the window length are scored whole, exactly as transformers.pipeline does;
@@ -123,8 +128,8 @@ class Predictor:
         return out
 
     def _batches(self, lengths: list[int], *, exact: bool) -> Iterator[list[int]]:
-        """Length-sorted batches: little padding, and none at all for models without a mask
-        (their group-norm feature encoder would see the zeros)."""
+        """Length-sorted batches within the batch budget: up to ``max_pad`` padding for models
+        with a mask, none at all for models without (their group norm would see the zeros)."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         batch: list[int] = []
         for i in order:
