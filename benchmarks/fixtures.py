@@ -62,18 +62,18 @@ def random_run(size: str, scheme: str = "crema-d-21", *, seed: int = 0) -> Path:
     return out
 
 
-def exported(run_dir: Path, *, int8: bool, log: Callable[[str], None] | None = None) -> Path:
-    """``emovox.export.export_onnx`` of a run dir (fp32 or int8 with emovox's default ops)."""
+def exported(run_dir: Path, *, int8: bool, encoder: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """``emovox.export.export_onnx`` of a run dir: fp32, int8 (defaults) or int8 with ``--int8-encoder``."""
     from emovox.export import export_onnx
 
-    out = run_dir.with_name(run_dir.name + ("_onnx_int8" if int8 else "_onnx_fp32"))
+    out = run_dir.with_name(run_dir.name + ("_onnx_int8" + ("_encoder" if encoder else "") if int8 else "_onnx_fp32"))
     key = _code_key("export.py", "matmul_encoder.py", "models.py") + _stamp_of(run_dir)
     if not _fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:
             log(f"  exporting {run_dir.name} to ONNX ({'int8' if int8 else 'fp32'}) ...")
         t = time.perf_counter()
-        res = export_onnx(run_dir=run_dir, out=out, int8=int8)
+        res = export_onnx(run_dir=run_dir, out=out, int8=int8, int8_encoder=encoder)
         _stamp(out, key, {"export_s": round(time.perf_counter() - t, 1), "max_prob_diff": res.max_prob_diff,
                           "quantized_ops": list(res.quantized_ops), "top1_agreement": res.top1_agreement})
     return out

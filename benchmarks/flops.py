@@ -154,9 +154,11 @@ def run(ctx: Context) -> dict:
     gemm = {t: sgemm_gflops(t) for t in (1, ctx.threads)}
     run_dir = fixtures.random_run("base")
     fp32, int8 = fixtures.exported(run_dir, int8=False, log=ctx.log), fixtures.exported(run_dir, int8=True, log=ctx.log)
+    int8_enc = fixtures.exported(run_dir, int8=True, encoder=True, log=ctx.log)
     return {"base": fm.to_dict(), "small": small.to_dict(), "sgemm": gemm,
             "torch_profile": torch_profile(ctx.threads), "ort_fp32_profile": ort_profile(fp32, ctx.threads),
-            "ort_int8_profile": ort_profile(int8, ctx.threads)}
+            "ort_int8_profile": ort_profile(int8, ctx.threads),
+            "ort_int8_encoder_profile": ort_profile(int8_enc, ctx.threads)}
 
 
 def render(res: dict, machine: dict, inference: dict | None) -> str:
@@ -193,7 +195,10 @@ def render(res: dict, machine: dict, inference: dict | None) -> str:
                 table(["clips", "path", "audio-s/s", "GFLOP/s", "% nominal fp32 peak", "% practical ceiling"], rows)]
     for title, key in (("torch eager forward, base, one 4 s clip", "torch_profile"),
                        ("onnxruntime fp32, base, one 4 s clip", "ort_fp32_profile"),
-                       ("onnxruntime int8, base, one 4 s clip", "ort_int8_profile")):
+                       ("onnxruntime int8, base, one 4 s clip", "ort_int8_profile"),
+                       ("onnxruntime int8 `--int8-encoder`, base, one 4 s clip", "ort_int8_encoder_profile")):
+        if key not in res:
+            continue
         rows = [[f"`{e['op']}`", f"{100 * e['share']:.1f}%", fmt(e["ms_per_pass"], 1)] for e in res[key]]
         out += ["", f"Where time goes — {title} (top operators by self time):", "",
                 table(["operator", "share", "ms per pass"], rows)]

@@ -14,8 +14,6 @@ from benchmarks.common import (SAMPLE_RATE, Context, fmt, interleaved, median, r
                                table, WORK, prepared)
 from benchmarks.flops import FlopModel, flop_model
 
-VARIANTS = ("pipeline", "emovox torch fp32", "emovox ONNX fp32", "emovox ONNX int8")
-
 
 def file_sets(ctx: Context) -> dict[str, list[Path]]:
     """Deterministic subsets: RAVDESS (real speech, ~3.7 s) and the CREMA-D-like synthetic clips."""
@@ -102,11 +100,13 @@ def throughput(ctx: Context, sizes: tuple[str, ...]) -> dict:
     for size in sizes:
         run = fixtures.random_run(size)
         fp32, int8 = fixtures.exported(run, int8=False, log=ctx.log), fixtures.exported(run, int8=True, log=ctx.log)
+        int8_enc = fixtures.exported(run, int8=True, encoder=True, log=ctx.log)
         variants = {
             "pipeline": pipeline_pass(run, ctx.threads),
             "emovox torch fp32": predictor_pass(run, "torch", ctx.threads),
             "emovox ONNX fp32": predictor_pass(fp32, "onnx", ctx.threads),
             "emovox ONNX int8": predictor_pass(int8, "onnx", ctx.threads),
+            "emovox ONNX int8 --int8-encoder": predictor_pass(int8_enc, "onnx", ctx.threads),
         }
         fm = flop_model(size)
         for name, files in sets.items():
@@ -174,6 +174,7 @@ def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
     run, manifest = trained_model(ctx)
     paths = {"torch": (run, "torch"), "ONNX fp32": (fixtures.exported(run, int8=False, log=ctx.log), "onnx"),
              "ONNX int8": (fixtures.exported(run, int8=True, log=ctx.log), "onnx"),
+             "ONNX int8 --int8-encoder": (fixtures.exported(run, int8=True, encoder=True, log=ctx.log), "onnx"),
              **{k: (v, "onnx") for k, v in (extra or {}).items()}}
     df = pd.read_csv(manifest, keep_default_na=False)
     held_out = df[df["split"].isin(["test", "validation"])]
@@ -216,6 +217,8 @@ def int8_variants(ctx: Context) -> dict:
     variants = {"pipeline": pipeline_pass(run, ctx.threads),
                 "emovox ONNX fp32": predictor_pass(fixtures.exported(run, int8=False), "onnx", ctx.threads),
                 "emovox ONNX int8 (default)": predictor_pass(fixtures.exported(run, int8=True), "onnx", ctx.threads),
+                "emovox ONNX int8 --int8-encoder": predictor_pass(fixtures.exported(run, int8=True, encoder=True), "onnx",
+                                                                  ctx.threads),
                 **{k: predictor_pass(d, "onnx", ctx.threads) for k, d in variant_dirs(run, WORK).items()}}
     ctx.log(f"  int8 variants (base / {name}, {len(files)} files)")
     res = measure(variants, files, ctx.reps(3), ctx)
@@ -307,12 +310,12 @@ def render(res: dict, machine: dict) -> str:
                  f"{fmt(m['audio_per_s'] / base)}×", _agree(a, v), " / ".join(fmt(x) for x in m["runs"])]
                 for v, m in pr["variants"].items()]
         out += ["", f"### int8 choices, measured (base, {pr['set']}, {pr['files']} files)", "",
-                "emovox's int8 export (`emovox export RUN --int8`) exports the convolutional feature encoder as "
-                "MatMuls (`src/emovox/matmul_encoder.py`, exact in fp32) so dynamic quantisation covers it -- "
-                "ONNX Runtime has no fast int8 Conv -- with signed 7-bit weights (`QuantType.QInt8`, `reduce_range`: "
-                "AVX2's u8s8 multiply-add cannot saturate) and one scale per output channel. The rows below "
-                "switch one of those choices off (`benchmarks/int8_variants.py`). Agreement: the trained model "
-                "above.", "",
+                "`emovox export RUN --int8` quantises the transformer's MatMuls with signed 7-bit weights "
+                "(`QuantType.QInt8` + `reduce_range`: AVX2's u8s8 multiply-add cannot saturate) and one scale per "
+                "output channel. `--int8-encoder` also exports the convolutional feature encoder as MatMuls "
+                "(`src/emovox/matmul_encoder.py`, exact in fp32) so that it is quantised too -- ONNX Runtime has no "
+                "fast int8 Conv. The other rows are the alternatives measured against them "
+                "(`benchmarks/int8_variants.py`). Agreement: the trained model above.", "",
                 table(["path", "audio-s/s", "vs pipeline", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"],
                       rows)]
     return "\n".join(out)

@@ -107,7 +107,7 @@ def test_fp32_padded_batch_with_mask_matches_each_clip(tiny_run, tiny_export):
 
 def test_int8_export_loads_and_reports_agreement(tiny_run, tmp_path):
     checks = synthetic_waves([1.0, 2.2, 3.1], seed=3)
-    result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, check_inputs=checks)
+    result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, int8_encoder=True, check_inputs=checks)
     assert result.onnx_path == tmp_path / "model.onnx" and (tmp_path / "model_fp32.onnx").is_file()
     assert result.int8 and result.quantized_ops == DEFAULT_QUANTIZE_OPS and result.n_checked == 3
     assert 0.0 <= result.top1_agreement <= 1.0
@@ -128,9 +128,8 @@ def _quantised_encoder_matmuls(graph) -> int:
     return sum(n.op_type == "MatMulInteger" and "feature_extractor" in n.name for n in graph.node)
 
 
-def test_int8_without_encoder_keeps_encoder_convolutions_fp32(tiny_run, tmp_path):
-    result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, int8_encoder=False,
-                         check_inputs=synthetic_waves([1.0, 2.2], seed=3))
+def test_int8_default_keeps_encoder_convolutions_fp32(tiny_run, tmp_path):
+    result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, check_inputs=synthetic_waves([1.0, 2.2], seed=3))
     graph = onnx.load(str(result.onnx_path)).graph
     assert not result.matmul_encoder and _quantised_encoder_matmuls(graph) == 0
     assert sum(n.op_type == "Conv" and "feature_extractor" in n.name for n in graph.node) == 7

@@ -76,6 +76,24 @@ def test_windows_for_long_clips_and_whole_for_short(tiny_run, tmp_path):
     assert rows[1]["score"] <= 1.0 and np.isfinite(mean).all()
 
 
+def test_streamed_windows_equal_whole_scoring(tiny_run, tmp_path):
+    """A clip under the window length gives the same probabilities through the streamed-window
+    path as scored whole; a long one gives the mean of its windows, each scored as a clip."""
+    predictor = Predictor.from_run_dir(tiny_run, window_seconds=1.0)
+    short = write_tone(tmp_path / "short.wav", 0.7, freq=170, seed=5)
+    _, p_stream, err, _ = predictor._score_long(str(short), windows=False)
+    assert not err
+    np.testing.assert_allclose(p_stream, predictor.probs([load_audio(short)])[0], atol=1e-6)
+    long = write_tone(tmp_path / "long.wav", 2.6, freq=140, seed=6)
+    wave = load_audio(long)
+    _, p_long, _, rows = predictor._score_long(str(long), windows=True)
+    bounds = [(int(round(r["start"] * 16000)), int(round(r["end"] * 16000))) for r in rows]
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(wave) and len(bounds) == 5  # 0, .5, 1, 1.5, then end-aligned 1.6
+    each = predictor.probs([wave[a:b] for a, b in bounds])
+    np.testing.assert_allclose(p_long, each.mean(axis=0), atol=1e-6)
+    assert np.abs(each[0] - each[-1]).max() > 1e-4  # windows do differ, so the mean is a real check
+
+
 def test_bad_files_get_error_rows_and_the_rest_continue(predictor, tmp_path, clips):
     bad = make_broken_files(tmp_path / "bad")
     files = [str(clips[0]), str(bad["text"]), str(tmp_path / "missing.wav"), str(bad["nan"]), str(clips[1])]
