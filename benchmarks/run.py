@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-report", action="store_true", help="store results but do not rewrite RESULTS.md")
+    ap.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from the stored results, run nothing")
     args = ap.parse_args(argv)
+    if args.report_only:
+        from benchmarks import report
+
+        print(f"wrote {report.write(machine(Context(quick=False, repeats=args.repeats, threads=args.threads, seed=args.seed)))}")
+        return 0
     sections = [s.strip() for s in args.only.split(",") if s.strip()] or list(ORDER)
     unknown = [s for s in sections if s not in ORDER + OPTIONAL]
     if unknown:
