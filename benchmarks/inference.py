@@ -242,7 +242,7 @@ def run(ctx: Context) -> dict:
 # --- report ------------------------------------------------------------------------------------
 
 def _agree(a: dict, variant: str) -> str:
-    p = a["paths"].get(variant.replace("emovox ", "").replace(" (default)", ""))
+    p = a["paths"].get(variant.removeprefix("emovox ").removesuffix(" (default)"))
     return f"{100 * p['top1_agreement']:.2f}%" if p else "–"
 
 
