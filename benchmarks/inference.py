@@ -310,11 +310,12 @@ def render(res: dict, machine: dict) -> str:
                  f"{fmt(m['audio_per_s'] / base)}×", _agree(a, v), " / ".join(fmt(x) for x in m["runs"])]
                 for v, m in pr["variants"].items()]
         out += ["", f"### int8 choices, measured (base, {pr['set']}, {pr['files']} files)", "",
-                "`emovox export RUN --int8` quantises the transformer's MatMuls with signed 7-bit weights "
-                "(`QuantType.QInt8` + `reduce_range`: AVX2's u8s8 multiply-add cannot saturate) and one scale per "
-                "output channel. `--int8-encoder` also exports the convolutional feature encoder as MatMuls "
-                "(`src/emovox/matmul_encoder.py`, exact in fp32) so that it is quantised too -- ONNX Runtime has no "
-                "fast int8 Conv. The other rows are the alternatives measured against them "
+                "`emovox export RUN --int8` quantises the transformer's MatMuls with 8-bit unsigned weights and one "
+                "scale per output channel. `--int8-encoder` also exports the convolutional feature encoder as "
+                "MatMuls (`src/emovox/matmul_encoder.py`, exact in fp32) so that it is quantised too -- ONNX Runtime "
+                "has no fast int8 Conv -- with signed 7-bit weights (`QuantType.QInt8` + `reduce_range`, the faster "
+                "u8s8 kernel, which would saturate AVX2's 16-bit sums with 8-bit weights). The other rows are the "
+                "alternatives measured against them "
                 "(`benchmarks/int8_variants.py`). Agreement: the trained model above.", "",
                 table(["path", "audio-s/s", "vs pipeline", "vs ONNX fp32", "vs emovox int8", "top-1 agreement", "runs"],
                       rows)]

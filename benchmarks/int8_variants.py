@@ -12,7 +12,8 @@ from pathlib import Path
 
 VARIANTS = {
     # name -> (feature encoder as MatMuls?, weight type, per_channel, reduce_range)
-    "MatMul only, u8 weights, per-tensor (emovox before)": (False, "uint8", False, False),
+    "MatMul only, u8 weights, per-tensor (session 1's default)": (False, "uint8", False, False),
+    "MatMul only, s8 7-bit per-channel": (False, "int8", True, True),
     "encoder as MatMuls, u8 weights, per-channel": (True, "uint8", True, False),
     "encoder as MatMuls, s8 7-bit per-tensor": (True, "int8", False, True),
 }

@@ -115,7 +115,7 @@ def test_int8_export_loads_and_reports_agreement(tiny_run, tmp_path):
     graph = onnx.load(str(result.onnx_path)).graph
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
     assert "ConvInteger" not in {node.op_type for node in graph.node}  # MatMul only by default
-    assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)  # s8 weights by default
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)  # s8 weights on the fast path
     # the feature encoder went through as MatMuls and is quantised; its first layer stays a Conv
     assert result.matmul_encoder
     assert _quantised_encoder_matmuls(graph) == 6  # wav2vec2 has 7 conv layers
@@ -132,6 +132,8 @@ def test_int8_default_keeps_encoder_convolutions_fp32(tiny_run, tmp_path):
     result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, check_inputs=synthetic_waves([1.0, 2.2], seed=3))
     graph = onnx.load(str(result.onnx_path)).graph
     assert not result.matmul_encoder and _quantised_encoder_matmuls(graph) == 0
+    assert any(t.data_type == onnx.TensorProto.UINT8 for t in graph.initializer)  # u8 weights by default
+    assert not any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)
     assert sum(n.op_type == "Conv" and "feature_extractor" in n.name for n in graph.node) == 7
     assert any(n.op_type == "MatMulInteger" and "encoder/layers" in n.name for n in graph.node)
 

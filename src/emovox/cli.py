@@ -150,7 +150,7 @@ def export(
     out: Path = typer.Option(..., help="Folder for model.onnx and its configs."),
     int8: bool = typer.Option(False, help="Dynamic int8 quantization."),
     int8_encoder: bool = typer.Option(False, help="With --int8, also quantise the convolutional feature encoder "
-                                                  "(exported as MatMuls): ~1.2x faster, more top-1 flips on near-ties."),
+                                                  "(exported as MatMuls): ~1.3x faster, more top-1 flips on near-ties."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
     from .export import export_onnx

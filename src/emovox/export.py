@@ -32,17 +32,19 @@ CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 COPIED_FILES = (CONFIG_FILE, PREPROCESSOR_FILE, META)
 # What int8 quantises, chosen by measurement (benchmarks/RESULTS.md; base preset, RAVDESS clips,
-# 2 threads, AVX2 CPU without VNNI; audio-seconds per second, `transformers.pipeline` 9.0, ONNX fp32
-# 10.9; top-1 agreement with fp32 over 783 unseen clips of the trained demo model):
-#   MatMul only, uint8 weights, per-tensor                  13.1   99.62%
-#   MatMul only, int8 7-bit weights, per-channel (default)  14.5   99.49%
-#   + feature encoder as MatMuls (int8_encoder=True)        17.0   98.60%
-# int8 weights use the u8s8 kernel, whose AVX2 multiply-add saturates 16-bit sums: 7-bit weights
-# (reduce_range) avoid that. Conv/ConvInteger has no fast int8 kernel here, so the convolutional
-# encoder (a third of base's FLOPs) gets int8 only as MatMuls (matmul_encoder.py); that is the
-# fastest export, but its error adds up over six layers and flips near-ties, so it is opt-in.
+# 2 threads, AVX2 CPU without VNNI; audio-seconds per second, `transformers.pipeline` 9.5, ONNX fp32
+# 11.3; top-1 flips vs fp32 of the trained demo model on 348 clips of unseen synthetic speakers,
+# two selection sets, mean |Δprob| in brackets):
+#   MatMul only, uint8 weights, per-channel (default)           ~13.4  0 / 1 flips (0.00035)
+#   MatMul only, int8 7-bit weights, per-channel                 14.8  5 / 4 flips (0.0011)
+#   + feature encoder as MatMuls, int8 7-bit (int8_encoder=True) 17.5  (RESULTS.md: 98.6% agreement)
+# uint8 weights use all 8 bits (the u8u8 kernel); int8 weights take the faster u8s8 kernel, whose
+# AVX2 multiply-add saturates 16-bit sums unless the weights are 7-bit (reduce_range): half the
+# resolution, 3x the probability error. Conv/ConvInteger has no fast int8 kernel here, so the
+# convolutional encoder (a third of base's FLOPs) gets int8 only as MatMuls (matmul_encoder.py):
+# the fastest export, whose error adds up over six layers and flips near-ties, so it is opt-in.
 DEFAULT_QUANTIZE_OPS: tuple[str, ...] = ("MatMul",)
-DEFAULT_WEIGHT_TYPE = "int8"
+WEIGHT_TYPE_FOR = {False: "uint8", True: "int8"}  # int8_encoder -> default weight type
 QUANTIZABLE_OPS = ("MatMul", "Conv", "Gemm")
 WEIGHT_TYPES = ("uint8", "int8")
 EXAMPLE_SECONDS = 1.0
@@ -85,7 +87,7 @@ def export_onnx(
     out: str | Path,
     int8: bool = False,
     quantize_ops: Sequence[str] = DEFAULT_QUANTIZE_OPS,
-    weight_type: str = DEFAULT_WEIGHT_TYPE,
+    weight_type: str | None = None,
     opset: int = 17,
     check_inputs: list[np.ndarray] | None = None,
     dynamo: bool = False,
@@ -99,14 +101,15 @@ def export_onnx(
         out: Directory to write; created if needed. It becomes a run dir for the ONNX backend.
         int8: Also quantise the graph dynamically and serve the int8 model.
         quantize_ops: ONNX operator types to quantise when ``int8``.
-        weight_type: ``"uint8"`` or ``"int8"`` weights when ``int8``.
+        weight_type: ``"uint8"`` or ``"int8"`` (7-bit) weights when ``int8``; default uint8, or
+            int8 with ``int8_encoder`` (the fast path).
         opset: ONNX opset for the TorchScript exporter (the dynamo exporter uses at least 18).
         check_inputs: Raw 16 kHz mono waves for the parity check; default: synthetic waves of
             1-4 s. Each is normalised by the run's feature extractor as the predictor does.
         dynamo: Use the torch.export-based exporter instead of the TorchScript one.
         int8_encoder: With ``int8``, export the convolutional feature encoder as MatMuls so that
-            it is quantised too (when it has the wav2vec2 shape): about 1.2x faster, at more
-            top-1 flips on near-ties. ``False`` keeps it fp32.
+            it is quantised too (when it has the wav2vec2 shape), with int8 weights: about 1.3x
+            faster, at more top-1 flips on near-ties. ``False`` keeps it fp32.
 
     Returns:
         The written model path and the parity numbers of that model against torch.
@@ -116,6 +119,7 @@ def export_onnx(
         BadConfig: unknown ``quantize_ops`` or ``weight_type``.
     """
     run_dir, out = Path(run_dir), Path(out)
+    weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
     ops = _check_quantize_args(quantize_ops, weight_type) if int8 else ()
     model, fe = load_torch_classifier(run_dir)
     with_mask = uses_attention_mask(fe)
@@ -232,7 +236,7 @@ def _export_graph(model: Any, path: Path, *, with_mask: bool, opset: int, dynamo
         torch.onnx.export(_logits_only(model, with_mask), args, str(path), **kwargs)
 
 
-def quantize_onnx(src: Path, dst: Path, *, ops: Sequence[str], weight_type: str = DEFAULT_WEIGHT_TYPE) -> None:
+def quantize_onnx(src: Path, dst: Path, *, ops: Sequence[str], weight_type: str = "uint8") -> None:
     """Dynamically quantise ``ops`` of ``src`` to 8-bit weights (activations quantised at run time).
 
     int8 weights are 7-bit (``reduce_range``) so the AVX2 u8s8 kernel cannot saturate; both weight
