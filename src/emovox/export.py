@@ -31,13 +31,14 @@ FP32_FILE = "model_fp32.onnx"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 COPIED_FILES = (CONFIG_FILE, PREPROCESSOR_FILE, META)
-# What int8 quantises, chosen by measurement (benchmarks/RESULTS.md; base preset, RAVDESS clips,
-# 2 threads, AVX2 CPU without VNNI; audio-seconds per second, `transformers.pipeline` 9.5, ONNX fp32
-# 11.3; top-1 flips vs fp32 of the trained demo model on 348 clips of unseen synthetic speakers,
-# two selection sets, mean |Δprob| in brackets):
-#   MatMul only, uint8 weights, per-channel (default)           ~13.4  0 / 1 flips (0.00035)
-#   MatMul only, int8 7-bit weights, per-channel                 14.8  5 / 4 flips (0.0011)
-#   + feature encoder as MatMuls, int8 7-bit (int8_encoder=True) 17.5  (RESULTS.md: 98.6% agreement)
+# What int8 quantises, chosen by measurement (benchmarks/RESULTS.md, "int8 choices": base preset,
+# RAVDESS clips, 2 threads, AVX2 CPU without VNNI; audio-seconds per second, `transformers.pipeline`
+# 9.2, ONNX fp32 11.1; top-1 agreement with fp32 of the trained demo model on 783 unseen clips):
+#   MatMul only, uint8 weights, per-channel (default)            13.1  99.87%
+#   MatMul only, int8 7-bit weights, per-channel                  14.6  99.49%
+#   + feature encoder as MatMuls, int8 7-bit (int8_encoder=True)  17.1  98.60%
+# The default was picked before that run, on two other sets of 348 unseen clips: 0 and 1 flips for
+# uint8 per-channel, 5 and 4 for int8 7-bit (3x the mean probability error).
 # uint8 weights use all 8 bits (the u8u8 kernel); int8 weights take the faster u8s8 kernel, whose
 # AVX2 multiply-add saturates 16-bit sums unless the weights are 7-bit (reduce_range): half the
 # resolution, 3x the probability error. Conv/ConvInteger has no fast int8 kernel here, so the
@@ -126,7 +127,7 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / MODEL_FILE
     fp32_path = out / FP32_FILE if int8 else model_path
-    # fp32 stays convolutional: ORT's Conv is faster there than the MatMul form (10.9 vs 10.0 audio-s/s)
+    # fp32 stays convolutional: ORT's Conv beat the MatMul form there (10.9 vs 10.0 audio-s/s, by hand)
     graph_model = model
     matmul_encoder = False
     if int8 and int8_encoder:
