@@ -244,7 +244,7 @@ def ravdess_files() -> list[Path]:
 
 def synthetic_corpus(speakers: int, *, seed: int = 0, log: Callable[[str], None] | None = None) -> Path:
     """The CREMA-D-like synthetic corpus with ``speakers`` actors, generated once into _work."""
-    from emovox.demo_data import make_demo_corpus
+    from emovox.data.synthetic import make_demo_corpus
 
     out = WORK / f"synthetic_{speakers}spk_seed{seed}"
     done = out / ".complete"
@@ -259,7 +259,7 @@ def synthetic_corpus(speakers: int, *, seed: int = 0, log: Callable[[str], None]
 
 def prepared(corpus: str, root: Path, name: str, *, scheme: str | None = None) -> Path:
     """``emovox prepare`` of a corpus, once, into _work/<name>; returns the manifest path."""
-    from emovox.prepare import prepare
+    from emovox.data.prepare import prepare
 
     out = WORK / name
     manifest = out / "manifest.csv"

@@ -47,7 +47,7 @@ def random_run(size: str, scheme: str = "crema-d-21", *, seed: int = 0) -> Path:
     """A randomly initialised ``size`` preset as an emovox run dir (what ``init-model`` writes,
     plus the ``emovox.json`` a predictor reads)."""
     from emovox.labels import get_scheme
-    from emovox.models import init_model
+    from emovox.models.presets import init_model
     from emovox.rundir import RunDir, write_meta
 
     out = WORK / f"run_random_{size}_{scheme}"
@@ -63,8 +63,8 @@ def random_run(size: str, scheme: str = "crema-d-21", *, seed: int = 0) -> Path:
 
 
 def exported(run_dir: Path, *, int8: bool, encoder: bool = False, log: Callable[[str], None] | None = None) -> Path:
-    """``emovox.export.export_onnx`` of a run dir: fp32, int8 (defaults) or int8 with ``--int8-encoder``."""
-    from emovox.export import export_onnx
+    """``emovox.inference.export.export_onnx`` of a run dir: fp32, int8 (defaults) or int8 with ``--int8-encoder``."""
+    from emovox.inference.export import export_onnx
 
     out = run_dir.with_name(run_dir.name + ("_onnx_int8" + ("_encoder" if encoder else "") if int8 else "_onnx_fp32"))
     key = _code_key("export.py", "matmul_encoder.py", "models.py") + _stamp_of(run_dir)
@@ -88,7 +88,7 @@ def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...]
                 log: Callable[[str], None] | None = None) -> Path:
     """A ``size`` model trained briefly with ``emovox train`` (configs/demo.yaml settings) on the
     synthetic corpus: confident enough that int8-vs-fp32 top-1 agreement means something."""
-    from emovox.train import train
+    from emovox.training.train import train
 
     out = WORK / f"run_trained_{size}_{steps}steps"
     key = f"{manifest}-{size}-{steps}-{extra}"  # a fixture: later changes to train.py need not retrain it

@@ -60,7 +60,7 @@ def predictor_pass(run_dir: Path, backend: str, threads: int, **kwargs) -> Calla
     """emovox: ``Predictor.predict_files`` over the whole list (``kwargs`` go to the Predictor)."""
     import torch
 
-    from emovox.predict import Predictor
+    from emovox.inference.predict import Predictor
 
     pred = Predictor.from_run_dir(run_dir, backend=backend, threads=threads, **kwargs)
 
@@ -169,7 +169,7 @@ def agreement(ctx: Context, extra: dict[str, Path] | None = None) -> dict:
     and test) plus 4 more synthetic speakers generated with another seed."""
     import pandas as pd
 
-    from emovox.predict import Predictor
+    from emovox.inference.predict import Predictor
 
     run, manifest = trained_model(ctx)
     paths = {"torch": (run, "torch"), "ONNX fp32": (fixtures.exported(run, int8=False, log=ctx.log), "onnx"),

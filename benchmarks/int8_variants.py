@@ -1,5 +1,5 @@
 """The int8 exports emovox chose between, rebuilt so every run re-measures the choice: each
-variant is ``emovox.export``'s graph (convolutional or MatMul feature encoder) quantised with
+variant is ``emovox.inference.export``'s graph (convolutional or MatMul feature encoder) quantised with
 other ``quantize_dynamic`` options. emovox's own default export is measured beside them."""
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ def quantize_variant(src: Path, dst: Path, *, weight_type: str, per_channel: boo
 def variant_dirs(run_dir: Path, work: Path) -> dict[str, Path]:
     """Export every variant of ``run_dir`` once (cached in ``work``, redone when the run dir or
     this file or emovox's export code changes); predictor-ready directories by variant name."""
-    from emovox.export import _export_graph, copy_run_files, load_torch_classifier
-    from emovox.matmul_encoder import use_matmul_encoder
-    from emovox.models import uses_attention_mask
+    from emovox.inference.export import copy_run_files, export_graph, load_torch_classifier
+    from emovox.models.backbones import backbone_for
+    from emovox.models.matmul_encoder import use_matmul_encoder
 
     stamp = run_dir / ".bench_key"
     h = hashlib.sha1(Path(__file__).read_bytes())
-    for mod in ("export.py", "matmul_encoder.py"):
+    for mod in ("inference/export.py", "models/matmul_encoder.py"):
         h.update((Path(__file__).parents[1] / "src" / "emovox" / mod).read_bytes())
     key = (stamp.read_text().strip() if stamp.exists() else "") + h.hexdigest()[:8]
 
@@ -61,8 +61,9 @@ def variant_dirs(run_dir: Path, work: Path) -> dict[str, Path]:
             if use_mm:
                 model = copy.deepcopy(model)
                 use_matmul_encoder(model)
-            _export_graph(model, d / "model.onnx", with_mask=uses_attention_mask(fe), opset=17, dynamo=False)
-            copy_run_files(run_dir, d)
+            with_mask = backbone_for(model.config).uses_attention_mask(fe)
+            export_graph(model, d / "model.onnx", with_mask=with_mask, opset=17, dynamo=False)
+            copy_run_files(run_dir, d, model=model, fe=fe)
             (d / ".bench_key").write_text(key)
         sources[use_mm] = d / "model.onnx"
     out: dict[str, Path] = {}

@@ -42,7 +42,7 @@ def make_recording(path: Path, minutes: float, clips: list[Path], *, seed: int =
 def child(spec: dict) -> None:
     import torch
 
-    from emovox.predict import Predictor
+    from emovox.inference.predict import Predictor
 
     torch.set_num_threads(spec["threads"])
     extra = {"batch_seconds": spec["batch_seconds"]} if spec.get("batch_seconds") else {}

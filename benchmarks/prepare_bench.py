@@ -19,7 +19,7 @@ TARGET_S = 60.0
 
 
 def child(spec: dict) -> None:
-    from emovox.prepare import prepare
+    from emovox.data.prepare import prepare
 
     t = time.perf_counter()
     res = prepare(corpus="crema-d", root=spec["root"], out=spec["out"], workers=spec["workers"])
@@ -66,7 +66,7 @@ def render(res: dict) -> str:
              fmt(v["peak_rss_mb"], 0)] for k, v in res["sides"].items()]
     return "\n".join([
         f"## `prepare` on {res['clips']:,} synthetic clips", "",
-        f"`emovox.prepare.prepare(corpus=\"crema-d\", ...)` on {res['speakers']} synthetic speakers × 87 clips "
+        f"`emovox.data.prepare.prepare(corpus=\"crema-d\", ...)` on {res['speakers']} synthetic speakers × 87 clips "
         f"(generated once with `make_demo_corpus`, {fmt(res['generate_s'], 0)} s): scan, open and check every file, "
         "label, split by speaker, data report with plots. Fresh process per call, page cache warm, alternating.", "",
         table(["workers", "wall s (median)", "clips/s", "runs", "peak RSS MB (main)"], rows), "",

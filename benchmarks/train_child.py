@@ -9,7 +9,7 @@ Two sides:
   a Dataset that reads each clip with soundfile and pads/truncates it to 5 s with the feature
   extractor (``padding="max_length"``), HF ``Trainer`` defaults, feature encoder trainable.
   ``levers`` switches on emovox's speed levers one at a time on this same code.
-* ``emovox`` -- ``emovox.train.train()`` itself with ``configs/crema-d-21.yaml`` (+ overrides).
+* ``emovox`` -- ``emovox.training.train.train()`` itself with ``configs/crema-d-21.yaml`` (+ overrides).
 
 Throughput counts real audio only (each clip up to 5 s; padding is not audio), measured from the
 end of the last warm-up step to the end of the last measured step.
@@ -133,7 +133,7 @@ class DynamicCollate:
     """emovox's PadCollator (pad to the batch's longest clip) plus the real-length count."""
 
     def __init__(self, attention_mask: bool):
-        from emovox.data import PadCollator
+        from emovox.data.dataset import PadCollator
 
         self.inner = PadCollator(attention_mask=attention_mask)
 
@@ -150,7 +150,7 @@ def recipe_trainer_class(group: bool, seed: int):
         def get_train_dataloader(self):
             if not group:
                 return super().get_train_dataloader()
-            from emovox.data import LengthGroupedSampler
+            from emovox.data.dataset import LengthGroupedSampler
 
             ds = self.train_dataset
             sampler = LengthGroupedSampler(ds.lengths, self._train_batch_size, seed=seed)
@@ -165,8 +165,7 @@ def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
     from transformers import Wav2Vec2ForSequenceClassification
 
     from emovox.labels import get_scheme
-    from emovox.models import preset_config, preset_feature_extractor
-
+    from emovox.models.presets import preset_config, preset_feature_extractor
     lev = {**NO_LEVERS, **spec.get("levers", {})}
     scheme = get_scheme(spec["scheme"])
     df = pd.read_csv(spec["manifest"], keep_default_na=False)
@@ -196,7 +195,7 @@ def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
 # --- emovox itself ---------------------------------------------------------------------------
 
 def run_emovox(spec: dict, out: Path, pss: TreePssSampler) -> None:
-    import emovox.train as emt
+    import emovox.training.train as emt
 
     class CountingPadCollator(emt.PadCollator):
         def __call__(self, items: list[dict]) -> dict:

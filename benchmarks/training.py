@@ -150,7 +150,7 @@ def render(res: dict) -> str:
         "shown below); layerdrop 0 on both so each step does the same work. Recipe: `Wav2Vec2ForSequenceClassification`, "
         "a Dataset reading each clip with soundfile and padding/truncating to 5 s via the feature extractor "
         "(`padding=\"max_length\"`), HF `Trainer` defaults, feature encoder trainable, lr 1e-5, wd 0.01. emovox: "
-        "`emovox.train.train()` with `configs/crema-d-21.yaml` (dynamic padding, length-grouped batches, frozen feature "
+        "`emovox.training.train.train()` with `configs/crema-d-21.yaml` (dynamic padding, length-grouped batches, frozen feature "
         "encoder, decoded-audio cache; 0 loader workers, the config default). Peak RSS = the training process's "
         "VmHWM; tree PSS = max over time of the summed PSS of the process and its loader workers.")
     rows = []

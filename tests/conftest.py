@@ -37,7 +37,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_manifest(tiny_corpus, tmp_path_factory) -> Path:
-    from emovox.prepare import prepare
+    from emovox.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared")
     return prepare(corpus="crema-d", root=tiny_corpus, out=out, scheme="crema-d-6", workers=1).manifest
@@ -45,7 +45,7 @@ def tiny_manifest(tiny_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_manifest, tmp_path_factory) -> Path:
-    from emovox.train import train
+    from emovox.training.train import train
 
     out = tmp_path_factory.mktemp("run") / "run"
     train(manifest=tiny_manifest, out=out, model="tiny", overrides=TINY_TRAIN, progress=False)

@@ -29,7 +29,7 @@ def test_prepare_bad_corpus_lists_every_file_exit_2(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["prepare", "--corpus", "nope", "--root", ".", "--out", "x"], "valid: crema-d"),
     (["prepare", "--corpus", "crema-d", "--root", "/does/not/exist", "--out", "x"], "not found"),
-    (["evaluate", "/does/not/exist", "--manifest", "m.csv", "--out", "x"], "run directory not found"),
+    (["evaluate", "/does/not/exist", "--manifest", "m.csv", "--out", "x"], "/does/not/exist is not a directory"),
     (["train", "--manifest", "/no/manifest.csv", "--out", "x", "training.bogus=1"], "training.bogus"),
     (["train", "--manifest", "/no/manifest.csv", "--out", "x"], "manifest not found"),
 ])

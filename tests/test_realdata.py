@@ -4,11 +4,11 @@ import json
 import pandas as pd
 import pytest
 
-from emovox.evaluate import evaluate
-from emovox.predict import Predictor
-from emovox.prepare import prepare
+from emovox.evaluation.evaluate import evaluate
+from emovox.inference.predict import Predictor
+from emovox.data.prepare import prepare
 from emovox.rundir import RunDir
-from emovox.train import train
+from emovox.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The ``emovox`` command: each command parses its options and makes one library call."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +18,19 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _split_models(items: List[str], what: str) -> tuple[list[str], list[str]]:
+    """Leading items that name models (run dirs, save_pretrained folders, hub ids), then the rest."""
+    from .models.source import looks_like_model
+
+    n = 0
+    while n < len(items) and looks_like_model(items[n]):
+        n += 1
+    if n == 0 or n == len(items):
+        raise typer.BadParameter(f"give one or more models first (emovox run dirs, save_pretrained folders with "
+                                 f"config.json, or hub ids), then {what}")
+    return list(items[:n]), list(items[n:])
+
+
 def _csv_list(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -28,7 +42,7 @@ def demo_data_cmd(
     seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
 ) -> None:
     """Generate the built-in synthetic corpus (for the demo and tests only: not real speech)."""
-    from .demo_data import make_demo_corpus
+    from .data.synthetic import make_demo_corpus
 
     files = make_demo_corpus(out=out, speakers=speakers, seed=seed)
     typer.echo(f"wrote {len(files)} synthetic clips to {out}")
@@ -46,7 +60,7 @@ def prepare(
     workers: Optional[int] = typer.Option(None, help="Parallel decoding processes (default: all cores)."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
-    from .prepare import prepare as run
+    from .data.prepare import prepare as run
 
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty())
@@ -67,7 +81,7 @@ def init_model_cmd(
 ) -> None:
     """Save a randomly initialised model that loads like a hub checkpoint (offline)."""
     from .labels import get_scheme
-    from .models import init_model
+    from .models.presets import init_model
 
     typer.echo(f"saved {size} model to {init_model(size=size, scheme=get_scheme(scheme), out=out, seed=seed)}")
 
@@ -82,7 +96,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
 ) -> None:
     """Fine-tune on the train split, early-stopped on validation. Extra args: section.key=value."""
-    from .train import train as run
+    from .training.train import train as run
 
     res = run(config=config, manifest=manifest, out=out, model=model, resume=resume, overrides=list(ctx.args),
               progress=True)
@@ -94,7 +108,8 @@ def train(
 
 @app.command()
 def evaluate(
-    runs: List[Path] = typer.Argument(..., help="Run dir(s); several are scored as an ensemble."),
+    runs: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids; "
+                                                "several are scored as an ensemble."),
     manifest: Path = typer.Option(..., help="Manifest to score."),
     out: Path = typer.Option(..., help="Report folder."),
     split: str = typer.Option("test", help="train, validation or test."),
@@ -102,7 +117,7 @@ def evaluate(
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
-    from .evaluate import evaluate as run
+    from .evaluation.evaluate import evaluate as run
 
     m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
             progress=sys.stderr.isatty())
@@ -115,7 +130,8 @@ def evaluate(
 
 @app.command()
 def predict(
-    items: List[str] = typer.Argument(..., help="RUN [RUN ...] PATH [PATH ...]: run dirs first, then files/folders/manifests."),
+    items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models first (run dirs, "
+                                      "save_pretrained folders, hub ids), then files/folders/manifests."),
     format: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
     out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
@@ -126,14 +142,10 @@ def predict(
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
-    from .output import write_rows
-    from .predict import predict as run
-    from .rundir import is_run_dir
+    from .inference.output import write_rows
+    from .inference.predict import predict as run
 
-    runs = [i for i in items if is_run_dir(i)]
-    inputs = items[len(runs):]
-    if not runs or not inputs or any(is_run_dir(i) for i in inputs):
-        raise typer.BadParameter("give one or more run dirs first, then the files or folders to score")
+    runs, inputs = _split_models(items, "the files or folders to score")
     rows = run(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
                window_seconds=window_seconds,
                progress=sys.stderr.isatty())
@@ -146,14 +158,14 @@ def predict(
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., help="Run dir to export."),
+    run: str = typer.Argument(..., help="Model to export: a run dir, a save_pretrained folder or a hub id."),
     out: Path = typer.Option(..., help="Folder for model.onnx and its configs."),
     int8: bool = typer.Option(False, help="Dynamic int8 quantization."),
     int8_encoder: bool = typer.Option(False, help="With --int8, also quantise the convolutional feature encoder "
                                                   "(exported as MatMuls): ~1.3x faster, more top-1 flips on near-ties."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
-    from .export import export_onnx
+    from .inference.export import export_onnx
 
     r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder)
     typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
@@ -168,13 +180,10 @@ def pseudo_label_cmd(
 ) -> None:
     """Confident predictions on unlabelled audio as a manifest that `train` can mix in
     (data.extra_train=[OUT/manifest.csv])."""
-    from .pseudo_label import pseudo_label
-    from .rundir import is_run_dir
+    from .training.pseudo_label import pseudo_label
 
-    runs = [i for i in items if is_run_dir(i)]
-    if not runs or len(runs) == len(items):
-        raise typer.BadParameter("give one or more run dirs first, then the unlabelled folders or files")
-    r = pseudo_label(runs=runs, inputs=items[len(runs):], out=out, min_confidence=min_confidence,
+    runs, inputs = _split_models(items, "the unlabelled folders or files")
+    r = pseudo_label(runs=runs, inputs=inputs, out=out, min_confidence=min_confidence,
                      progress=sys.stderr.isatty())
     typer.echo(f"kept {r.kept} of {r.scored} scored files (>= {min_confidence}); {r.failed} failed; manifest: {r.manifest}")
 
@@ -190,7 +199,7 @@ def cv(
     seed: int = typer.Option(0, help="Seed of the fold and validation-speaker assignment."),
 ) -> None:
     """Speaker-grouped K-fold cross-validation: mean ± std of UAR and friends. Extra args: section.key=value."""
-    from .cv import cross_validate
+    from .training.cv import cross_validate
 
     res = cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model,
                          overrides=list(ctx.args), seed=seed, progress=True)
@@ -212,7 +221,7 @@ def search(
     timeout: Optional[float] = typer.Option(None, help="Start no new trial after this many seconds."),
 ) -> None:
     """Optuna TPE search maximising validation UAR, with median pruning. Extra args: section.key=value."""
-    from .search import load_space, search as run
+    from .training.search import load_space, search as run
 
     res = run(config=config, manifest=manifest, trials=trials, out=out, model=model, overrides=list(ctx.args),
               space=load_space(space) if space else None, seed=seed, timeout=timeout, progress=True)
@@ -231,7 +240,7 @@ def baseline(
     workers: Optional[int] = typer.Option(None, help="Parallel feature extraction processes (default: all cores)."),
 ) -> None:
     """eGeMAPS v02 functionals (openSMILE) + balanced logistic regression: the number to beat."""
-    from .baseline import cross_validate_baseline, run_baseline
+    from .evaluation.baseline import cross_validate_baseline, run_baseline
 
     if folds:
         res = cross_validate_baseline(manifest=manifest, out=out, folds=folds, speaker_norm=speaker_norm, seed=seed,
@@ -246,8 +255,21 @@ def baseline(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+class _NoteHandler(logging.Handler):
+    """Library notes (``logging.getLogger("emovox")``, e.g. defaults assumed for a plain model)
+    as one ``note:`` line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(f"note: {record.getMessage()}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: user errors become one line each and exit code 2, never a traceback."""
+    log = logging.getLogger("emovox")
+    if not any(isinstance(h, _NoteHandler) for h in log.handlers):
+        log.addHandler(_NoteHandler(logging.INFO))
+        log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int):

@@ -13,9 +13,70 @@ from typing import Any, Sequence
 
 import yaml
 
-from .audio import DEFAULT_MAX_SECONDS
+from .data.audio import DEFAULT_MAX_SECONDS
 from .errors import BadConfig
-from .models import ModelConfig
+
+
+DROPOUT_KEYS = (
+    "hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout",
+    "final_dropout", "layerdrop", "mask_time_prob",
+)
+POOLINGS = ("mean", "attentive")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+@dataclass
+class ModelConfig:
+    """The ``model.*`` config section.
+
+    Attributes:
+        name: Preset size, local directory or hub id.
+        freeze_feature_encoder: No gradient into the convolutional feature encoder.
+        freeze_layers: Freeze the first N transformer layers (and, when N > 0, the feature
+            projection, positional convolution and masked-frame embedding below them).
+        freeze_backbone: Linear probe: only the head trains.
+        cache_features: With ``freeze_backbone``, encode each clip once, cache per-layer utterance
+            means on disk and train the head on them (``emovox.features``); mean pooling only.
+        pooling: "mean" (the stock Transformers head) or "attentive" (attentive statistics pooling).
+        layer_weighting: Learned softmax-weighted sum of all hidden layers before pooling.
+        multitask: Emotion + intensity-specified + intensity-level heads (composite schemes);
+            the model still outputs ordinary logits over the scheme's labels.
+        intensity_loss_weight: Weight of the two intensity losses in the multi-task loss.
+        lora_r: LoRA rank; 0 disables LoRA. The backbone is frozen except the LoRA matrices (not
+            in the first ``freeze_layers`` layers); the head trains fully; saving merges them.
+        lora_alpha: LoRA scaling numerator (scale = alpha / r).
+        lora_dropout: Dropout on the LoRA branch.
+        lora_target_modules: Module names that get LoRA matrices.
+        gradient_checkpointing: Trade compute for memory in the backbone.
+        hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
+    """
+
+    name: str = "tiny"
+    freeze_feature_encoder: bool = True
+    freeze_layers: int = 0
+    freeze_backbone: bool = False
+    cache_features: bool = True
+    pooling: str = "mean"
+    layer_weighting: bool = False
+    multitask: bool = False
+    intensity_loss_weight: float = 1.0
+    lora_r: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    gradient_checkpointing: bool = False
+    hidden_dropout: float | None = None
+    attention_dropout: float | None = None
+    activation_dropout: float | None = None
+    feat_proj_dropout: float | None = None
+    final_dropout: float | None = None
+    layerdrop: float | None = None
+    mask_time_prob: float | None = None
+
+    @property
+    def custom_head(self) -> bool:
+        """True when the stock Transformers head cannot express these settings."""
+        return self.pooling != "mean" or bool(self.multitask)
 
 
 @dataclass
@@ -50,6 +111,15 @@ EXTRA_TRAINING_KEYS = {
     "class_weighted_loss": False,
     "balanced_sampling": False,  # draw clips so every class is equally likely
     "head_learning_rate": None,  # the head's own learning rate (None: learning_rate for all)
+}
+
+# TrainingArguments names that transformers 5 dropped, still valid in emovox configs and
+# translated for the installed release (training.train.trainer_kwargs): old name -> new name.
+LEGACY_TRAINING_KEYS: dict[str, str | None] = {
+    "warmup_ratio": "warmup_steps",  # 5.x: warmup_steps < 1 is a ratio
+    "evaluation_strategy": "eval_strategy",
+    "no_cuda": "use_cpu",
+    "overwrite_output_dir": None,  # emovox decides itself (checkpoints need --resume)
 }
 
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -164,7 +234,7 @@ def from_dict(raw: dict, *, source: str = "config") -> Config:
                 raise BadConfig(f"{source}: unknown key {name}.{key}; valid: {', '.join(sorted(valid))}")
             setattr(cfg_section, key, value)
     training = raw.get("training") or {}
-    valid_training = _training_argument_names() | set(EXTRA_TRAINING_KEYS)
+    valid_training = _training_argument_names() | set(EXTRA_TRAINING_KEYS) | set(LEGACY_TRAINING_KEYS)
     for key in training:
         if key not in valid_training:
             raise BadConfig(f"{source}: unknown key training.{key}; use a transformers.TrainingArguments "

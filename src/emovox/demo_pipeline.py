@@ -16,12 +16,12 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 def run_demo(*, out: str | Path = "demo", speakers: int = 12, config: str | Path = DEFAULT_CONFIG,
              overrides: list[str] = ()) -> dict:
     """Run every stage into ``out`` and return the test metrics."""
-    from .demo_data import make_demo_corpus
-    from .evaluate import evaluate
-    from .output import write_rows
-    from .predict import predict
-    from .prepare import prepare
-    from .train import train
+    from .data.synthetic import make_demo_corpus
+    from .evaluation.evaluate import evaluate
+    from .inference.output import write_rows
+    from .inference.predict import predict
+    from .data.prepare import prepare
+    from .training.train import train
 
     out = Path(out)
     t0 = time.time()

@@ -169,3 +169,17 @@ def infer_scheme(labels: Iterable[str]) -> LabelScheme:
     if fits:
         return min(fits, key=len)
     return LabelScheme("custom", tuple(sorted(present)))
+
+
+def scheme_from_labels(labels: Sequence[str]) -> LabelScheme:
+    """The scheme of a model's ``id2label`` (labels in id order): the built-in scheme with exactly
+    these labels in this order (so composite metrics apply), else a custom one.
+
+    Raises:
+        BadLabel: empty or duplicated labels.
+    """
+    labels = tuple(str(lab) for lab in labels)
+    for scheme in BUILTIN.values():
+        if scheme.labels == labels:
+            return scheme
+    return LabelScheme("custom", labels)

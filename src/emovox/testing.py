@@ -8,7 +8,7 @@ from typing import Iterable
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, write_audio
+from .data.audio import SAMPLE_RATE, write_audio
 
 
 def test_data_dir() -> Path | None:

@@ -1,0 +1,32 @@
+"""What every corpus adapter shares: the scan result and the row it builds."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ...errors import BadManifest
+from ..audio import is_audio_file
+
+
+@dataclass
+class Scan:
+    """What an adapter found: usable rows and (path, reason) problems."""
+
+    rows: list[dict] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def audio_files(root: Path) -> Iterator[Path]:
+    """Audio files under ``root`` in a stable order; other files (README.txt, ...) are ignored."""
+    if not root.is_dir():
+        raise BadManifest(f"{root}: not a folder (give the corpus root with --root)")
+    yield from sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
+
+
+def row(path: Path, *, speaker: str = "", sentence: str = "", emotion: str = "",
+        intensity: str = "", label: str = "", split: str = "") -> dict:
+    """One manifest row as an adapter sees it (duration and corpus are filled in later)."""
+    return dict(path=str(path.resolve()), speaker=speaker, sentence=sentence, emotion=emotion,
+                intensity=intensity, label=label, split=split)

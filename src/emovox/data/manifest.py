@@ -1,0 +1,158 @@
+"""The manifest: one row per utterance, the pivot between corpora and everything after ``prepare``.
+
+Columns are fixed (``COLUMNS``); paths are absolute when written by ``prepare`` and resolved
+relative to the manifest file when a user edits them in by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from .audio import check_wave, read_info
+from ..errors import BadAudio, BadManifest
+
+COLUMNS = ("path", "speaker", "sentence", "emotion", "intensity", "label", "duration", "split", "corpus")
+SPLITS = ("train", "validation", "test")
+MANIFEST_NAME = "manifest.csv"
+
+
+def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write the manifest CSV with the fixed column order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.loc[:, list(COLUMNS)].to_csv(path, index=False, float_format="%.4f")
+    return path
+
+
+def load_manifest(path: str | Path, *, split: str | None = None) -> pd.DataFrame:
+    """Read a manifest (a file, or a folder holding ``manifest.csv``), optionally one split.
+
+    Raises:
+        BadManifest: missing file, missing columns, unknown split, or an empty selection.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.exists():
+        raise BadManifest(f"{path}: manifest not found (create one with `emovox prepare`)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "label") if c not in df.columns]
+    if missing:
+        raise BadManifest(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    df["duration"] = pd.to_numeric(df["duration"], errors="coerce").fillna(0.0)
+    base = path.parent.resolve()
+    df["path"] = [p if os.path.isabs(p) else str(base / p) for p in df["path"]]
+    if split is not None:
+        if split not in SPLITS:
+            raise BadManifest(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        df = df[df["split"] == split].reset_index(drop=True)
+        if df.empty:
+            raise BadManifest(f"{path}: no rows in split {split!r}")
+    return df
+
+
+def manifest_fingerprint(df: pd.DataFrame) -> str:
+    """A short hash of the rows that matter for training (paths, labels, splits)."""
+    h = hashlib.sha256()
+    for rec in df.loc[:, ["path", "label", "split"]].itertuples(index=False):
+        h.update("\t".join(rec).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def inspect_file(path: str) -> tuple[float, str]:
+    """Open and check one file; return (duration in seconds, content digest).
+
+    Raises:
+        BadAudio: missing, empty, unreadable, zero samples, NaN/inf, digital silence.
+    """
+    info = read_info(path)
+    if info.frames == 0:
+        raise BadAudio(f"{path}: zero samples")
+    try:
+        data, _ = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise BadAudio(f"{path}: decoding failed ({str(exc).splitlines()[0][:120]})") from None
+    check_wave(data.reshape(-1), path)
+    digest = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).hexdigest()
+    return data.shape[0] / info.sample_rate, digest
+
+
+def _inspect_safe(path: str) -> tuple[float, str, str]:
+    try:
+        duration, digest = inspect_file(path)
+        return duration, digest, ""
+    except BadAudio as exc:
+        return 0.0, "", _reason(str(exc), path)
+
+
+def _reason(message: str, path: str) -> str:
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def inspect_files(paths: Sequence[str], *, workers: int | None = None,
+                  progress: bool = False) -> list[tuple[float, str, str]]:
+    """Check many files in parallel: (duration, digest, error reason or "") per path, in order."""
+    workers = workers or os.cpu_count() or 1
+    it: Iterable
+    if workers <= 1 or len(paths) < 64:
+        it = map(_inspect_safe, paths)
+        return list(_progress(it, len(paths), progress))
+    chunk = max(16, len(paths) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(_progress(pool.map(_inspect_safe, paths, chunksize=chunk), len(paths), progress))
+
+
+def _progress(it: Iterable, total: int, enabled: bool) -> Iterable:
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc="checking audio", unit="file", mininterval=0.5)
+
+
+def duplicates(paths: Sequence[str], digests: Sequence[str], labels: Sequence[str]) -> tuple[list[tuple[int, str]], list[str]]:
+    """Find repeated rows: the same file listed twice, or the same audio under another name.
+
+    A repeated path, or identical audio with a different label, is a problem (row index, reason).
+    Identical audio with the same label is only a warning: real corpora ship such copies
+    (RAVDESS has one) and dropping either would change the corpus.
+    """
+    first_path: dict[str, int] = {}
+    first_digest: dict[str, int] = {}
+    problems, warnings = [], []
+    for i, (p, d) in enumerate(zip(paths, digests)):
+        if p in first_path:
+            problems.append((i, "duplicate: the same file is listed twice"))
+            continue
+        first_path[p] = i
+        if not d:
+            continue
+        j = first_digest.setdefault(d, i)
+        if j == i:
+            continue
+        if labels[j] != labels[i]:
+            problems.append((i, f"duplicate: same audio as {paths[j]} but labelled {labels[i]!r} there {labels[j]!r}"))
+        else:
+            warnings.append(f"identical audio, same label ({labels[i]}): {paths[j]} and {p}")
+    return problems, warnings
+
+
+def require_columns_filled(df: pd.DataFrame, columns: Iterable[str], where: str) -> None:
+    """Raises BadManifest when a needed column is empty in some rows."""
+    for col in columns:
+        empty = df[col].astype(str).str.strip() == ""
+        if empty.any():
+            raise BadManifest(f"{where}: column {col!r} is empty in {int(empty.sum())} row(s), "
+                              f"e.g. {df.loc[empty, 'path'].iloc[0]}")

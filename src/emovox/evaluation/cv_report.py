@@ -1,0 +1,69 @@
+"""The summary of a speaker-grouped cross-validation, shared by ``emovox cv`` and the eGeMAPS
+baseline: one row per fold, mean ± std over folds, ``cv_metrics.json`` and ``cv_report.md``."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_KEYS = ("accuracy", "uar", "macro_f1", "loss")
+
+
+@dataclass
+class CVResult:
+    """What a cross-validation produced: the summary and where everything was written."""
+
+    out: Path
+    mean: dict[str, float]
+    std: dict[str, float]
+    per_fold: list[dict]
+
+
+def fold_row(fold: int, df: pd.DataFrame, metrics: dict) -> dict:
+    """The per-fold table row: fold number, its test speakers, clip count and headline metrics."""
+    test = df[df["split"] == "test"]
+    row = {"fold": fold, "speakers": sorted(map(str, test["speaker"].unique())), "n": int(metrics["n"])}
+    row.update({k: float(metrics[k]) for k in SUMMARY_KEYS if k in metrics})
+    return row
+
+
+def summarise_folds(rows: Sequence[dict], keys: Sequence[str] = SUMMARY_KEYS) -> tuple[dict, dict]:
+    """Mean and sample standard deviation (ddof=1) of each key over the folds that have it."""
+    mean, std = {}, {}
+    for key in keys:
+        values = np.array([r[key] for r in rows if key in r], dtype=float)
+        if values.size:
+            mean[key] = float(values.mean())
+            std[key] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return mean, std
+
+
+def write_cv_outputs(out: Path, rows: Sequence[dict], info: dict, *, title: str) -> CVResult:
+    """Write ``cv_metrics.json`` and ``cv_report.md`` for finished folds.
+
+    Args:
+        out: The cross-validation folder.
+        rows: One :func:`fold_row` per fold.
+        info: Extra facts recorded in the JSON and the report (manifest, model, seed, ...).
+        title: The report's heading.
+    """
+    mean, std = summarise_folds(rows)
+    payload = {**info, "folds": len(rows), "mean": mean, "std": std, "std_ddof": 1, "per_fold": list(rows)}
+    (out / "cv_metrics.json").write_text(json.dumps(payload, indent=2))
+    keys = [k for k in SUMMARY_KEYS if k in mean]
+    facts = [f"- {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in info.items()]
+    lines = [f"# {title}", "", *facts, "",
+             "| fold | test speakers | n | " + " | ".join(keys) + " |", "|---|---|---:|" + "---:|" * len(keys)]
+    for r in rows:
+        lines.append(f"| {r['fold']} | {', '.join(r['speakers'])} | {r['n']} | "
+                     + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+    lines.append("| **mean ± std** | | " + str(sum(r["n"] for r in rows)) + " | "
+                 + " | ".join(f"**{mean[k]:.3f} ± {std[k]:.3f}**" for k in keys) + " |")
+    lines += ["", f"Standard deviation over {len(rows)} folds (sample, ddof=1). Every fold tests on "
+              "speakers that neither its training nor its validation split contains.", ""]
+    (out / "cv_report.md").write_text("\n".join(lines))
+    return CVResult(out=out, mean=mean, std=std, per_fold=list(rows))

@@ -1,0 +1,135 @@
+"""``evaluate``: score a manifest split with one model or an ensemble and write the full report.
+A model is an emovox run dir, any ``save_pretrained`` audio-classification folder or a hub id."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.manifest import load_manifest, manifest_fingerprint
+from ..errors import BadManifest
+from ..inference.predict import Predictor
+from ..models.source import ModelSource
+from .metrics import classification_metrics, compare_table, confusion, reliability_bins
+
+KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
+
+
+def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
+             backend: str = "torch", compare: bool = False, progress: bool = False) -> dict:
+    """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
+    misclassified.csv, predictions.csv and report.md into ``out``.
+
+    With several runs the ensemble (averaged probabilities) is scored and compared with each member;
+    with ``compare`` the runs are scored separately and shown side by side (e.g. flat vs multi-task),
+    the top-level metrics being the first run's.
+    Files that cannot be decoded are listed in ``errors.csv`` and left out of the metrics.
+
+    Raises:
+        BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
+    """
+    predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend)
+    scheme = predictor.scheme
+    df = load_manifest(manifest, split=split)
+    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
+    unknown = sorted(set(df["label"]) - set(scheme.labels))
+    if unknown:
+        raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
+                          f"{scheme.name!r} ({', '.join(scheme.labels)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    probs, errors = _score(predictor, list(df["path"]), progress)
+    ok = [p is not None for p in probs]
+    if errors:
+        pd.DataFrame(errors, columns=["path", "error"]).to_csv(out / "errors.csv", index=False)
+    df = df[ok].reset_index(drop=True)
+    if df.empty:
+        raise BadManifest(f"{manifest}: no file of split {split!r} could be scored (see {out / 'errors.csv'})")
+    P = np.stack([p for p in probs if p is not None])
+    y = np.array([scheme.id(lab) for lab in df["label"]])
+    metrics = classification_metrics(y, P, scheme)
+    metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
+    members = _member_metrics(runs, df, y, scheme, backend, progress) if len(runs) > 1 else {}
+    if members:
+        metrics["runs" if compare else "members"] = members
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_tables(out, df, y, P, scheme, metrics)
+    _write_report(out, runs, manifest, split, metrics, members, compare, predictor.sources[0])
+    return metrics
+
+
+def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list, list]:
+    probs, errors = [], []
+    for path, p, error, _ in predictor.scored(paths, progress=progress):
+        probs.append(p)
+        if p is None:
+            errors.append((path, error))
+    return probs, errors
+
+
+def _member_metrics(runs, df, y, scheme, backend: str, progress: bool) -> dict[str, dict]:
+    out = {}
+    for run in runs:
+        p, _ = _score(Predictor.from_run_dir(run, backend=backend), list(df["path"]), progress)
+        m = classification_metrics(y, np.stack(p), scheme)
+        out[str(run)] = {k: v for k, v in m.items() if k in KEYS or k.startswith(("emotion_", "intensity_"))}
+    return out
+
+
+def _write_tables(out: Path, df: pd.DataFrame, y: np.ndarray, P: np.ndarray, scheme, metrics: dict) -> None:
+    from .plots import plot_confusion, plot_reliability
+
+    pred = P.argmax(axis=1)
+    plot_confusion(confusion(y, pred, len(scheme)), scheme.labels, out / "confusion_matrix",
+                   title=f"{scheme.name}: UAR {metrics['uar']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    plot_reliability(reliability_bins(P, y), out / "reliability", ece=metrics["ece"])
+    table = pd.DataFrame({
+        "path": df["path"], "speaker": df["speaker"], "true": df["label"],
+        "predicted": [scheme.labels[i] for i in pred], "confidence": P.max(axis=1),
+        "true_prob": P[np.arange(len(y)), y],
+    })
+    table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
+    wrong = table[table["true"] != table["predicted"]].sort_values("confidence", ascending=False)
+    wrong[["path", "true", "predicted", "confidence"]].to_csv(out / "misclassified.csv", index=False,
+                                                            float_format="%.5f")
+
+
+def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict, compare: bool,
+                  source: ModelSource) -> None:
+    meta = source.meta
+    assumed = [f"- assumed (the model has no emovox.json): {', '.join(source.defaults)}"] if source.defaults else []
+    lines = [f"# Evaluation: {split} split", "",
+             f"- models: {', '.join(map(str, runs))}", f"- manifest: {manifest} (fingerprint {m['manifest_fingerprint']})",
+             f"- clips: {m['n']} ({m['n_errors']} could not be scored)",
+             f"- training data fingerprint: {meta.get('manifest_fingerprint', 'unknown')}", *assumed, "",
+             "## Headline", "",
+             compare_table({"model": m, "majority baseline": {"accuracy": m["majority_accuracy"],
+                                                              "uar": 1.0 / max(1, len([c for c in m["per_class"].values() if c["support"]])),
+                                                              }}, keys=("accuracy", "uar", "macro_f1", "loss", "ece"))]
+    if "emotion_accuracy" in m:
+        lines += ["## Emotion and intensity alone", "",
+                  compare_table({"emotion": {k.split("_", 1)[1]: v for k, v in m.items() if k.startswith("emotion_")},
+                                 "intensity": {k.split("_", 1)[1]: v for k, v in m.items() if k.startswith("intensity_")}},
+                                keys=("accuracy", "uar", "macro_f1"))]
+    if members and compare:
+        keys = KEYS + tuple(k for k in ("emotion_uar", "intensity_uar") if k in m)
+        lines += ["## Runs side by side", "", compare_table(members, keys=keys)]
+    elif members:
+        lines += ["## Ensemble vs members", "", compare_table({"ensemble": m, **members}, keys=KEYS)]
+    lines += ["## Per class", "", "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+              for lab, c in m["per_class"].items()]
+    lines += ["", "![confusion matrix](confusion_matrix.png)", "", "![reliability](reliability.png)", "",
+              "Most confident mistakes: `misclassified.csv`. Every prediction: `predictions.csv`.", "",
+              "## Training config", "", "```yaml", _yaml(meta.get("config", {"unknown": "not an emovox run"})),
+              "```", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False).strip()

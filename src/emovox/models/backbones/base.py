@@ -1,0 +1,81 @@
+"""The interface every encoder family implements (see the package docstring)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class Backbone:
+    """What emovox needs to know about an encoder family. Subclasses fill it in.
+
+    Attributes:
+        family: Short family name (saved in ``emovox.json``).
+        model_types: The Transformers ``model_type`` values this family covers.
+        input_name: The keyword the encoder takes its input under.
+    """
+
+    family: str = ""
+    model_types: tuple[str, ...] = ()
+    input_name: str = "input_values"
+
+    # -- waves -> inputs -------------------------------------------------------------------
+    def uses_attention_mask(self, feature_extractor: Any) -> bool:
+        """Whether batches carry an attention mask (else every batch must be of equal length)."""
+        raise NotImplementedError
+
+    def default_feature_extractor(self, config: Any) -> Any:
+        """The feature extractor for a model folder that saved none."""
+        raise NotImplementedError
+
+    def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+        """One clip's model input, unpadded, float32; time is the last axis."""
+        raise NotImplementedError
+
+    def pad(self, items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-pad featurized clips along time: (batch, mask over time int64)."""
+        from ...data.dataset import pad_batch
+
+        return pad_batch(items)
+
+    # -- encoder -> frames -----------------------------------------------------------------
+    def frame_mask(self, encoder: Any, n_frames: int, attention_mask: Any | None, batch: int) -> Any:
+        """Bool [B, frames]: True for output frames inside each clip."""
+        raise NotImplementedError
+
+    def encode(self, encoder: Any, inputs: Any, attention_mask: Any | None, *, all_layers: bool):
+        """Run the encoder: ``(last [B, T, H], layers [B, L+1, T, H] or None, frame mask [B, T])``.
+
+        ``last`` is the encoder's output (``last_hidden_state``); ``layers`` are its hidden states
+        as the model returns them (with ``all_layers``). They differ in the last entry where the
+        final layer norm comes after the hidden states are collected (transformers 5)."""
+        raise NotImplementedError
+
+    def n_layers(self, config: Any) -> int:
+        """Transformer layers of the encoder (hidden states come as ``n_layers + 1``)."""
+        return int(config.num_hidden_layers)
+
+    def hidden_size(self, config: Any) -> int:
+        return int(config.hidden_size)
+
+    # -- what can be frozen ----------------------------------------------------------------
+    def freeze_front_end(self, encoder: Any) -> None:
+        """No gradient into the front end (convolutional feature encoder)."""
+        raise NotImplementedError
+
+    def layers(self, encoder: Any) -> list:
+        """The transformer layers, input side first."""
+        raise NotImplementedError
+
+    def layers_pattern(self) -> str:
+        """The attribute name that holds the layer list (for LoRA's ``layers_to_transform``)."""
+        return "layers"
+
+    def below_layers(self, encoder: Any) -> list:
+        """Modules and parameters between the front end and the first layer, frozen with it."""
+        return []
+
+    # -- export ----------------------------------------------------------------------------
+    def export_note(self) -> str:
+        """What the ONNX graph takes, for the export's log."""
+        return f"{self.input_name} [batch, time]"

@@ -1,0 +1,170 @@
+"""Models in and out: for training (a preset size, a local directory or a hub id, with a fresh
+head and the configured freezing and LoRA), for inference (any model source: an emovox run dir,
+any ``save_pretrained`` directory of an audio-classification model, or a hub id), and saving.
+
+Mean pooling without the multi-task head is the stock ``AutoModelForAudioClassification`` (with
+``use_weighted_layer_sum`` for ``layer_weighting``), so such a run dir loads in
+``transformers.pipeline``; attentive pooling and the multi-task head are
+:class:`~emovox.models.heads.EmovoxForAudioClassification`. :func:`load_trained` loads either kind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import DROPOUT_KEYS, LORA_TARGETS, POOLINGS, ModelConfig
+from ..errors import BadConfig, BadRunDir
+from ..labels import LabelScheme
+from .backbones import backbone_for
+from .heads import HEAD_FILE, WEIGHTS_FILE, EmovoxForAudioClassification, HeadConfig
+from .presets import PRESETS, label_kwargs, preset_config, preset_feature_extractor
+from .tuning import add_lora, apply_freezing, backbone_of, merge_lora
+
+
+def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> None:
+    """Reject settings that are unknown or contradict each other, naming the key and valid values.
+
+    Raises:
+        BadConfig: the first problem found.
+    """
+    if cfg.pooling not in POOLINGS:
+        raise BadConfig(f"unknown model.pooling {cfg.pooling!r}; valid: {', '.join(POOLINGS)}")
+    for key in ("freeze_layers", "lora_r"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadConfig(f"model.{key}={value!r} must be a whole number >= 0")
+    if cfg.lora_r and cfg.freeze_backbone:
+        raise BadConfig(f"model.lora_r={cfg.lora_r} trains LoRA matrices inside the backbone, but "
+                        "model.freeze_backbone=true trains the head only; set one of them off")
+    if cfg.multitask and scheme is not None and not scheme.composite:
+        raise BadConfig(f"model.multitask needs a composite (emotion_intensity) scheme; {scheme.name!r} is flat "
+                        "(use e.g. data.scheme=crema-d-21)")
+    if float(cfg.intensity_loss_weight) < 0:
+        raise BadConfig(f"model.intensity_loss_weight={cfg.intensity_loss_weight!r} must be >= 0")
+    if isinstance(cfg.lora_target_modules, str) or not cfg.lora_target_modules:
+        raise BadConfig(f"model.lora_target_modules={cfg.lora_target_modules!r} must be a non-empty list "
+                        f"of module names, e.g. {LORA_TARGETS}")
+
+
+def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *, seed: int = 0):
+    """Model and feature extractor for training: preset, local directory or hub id.
+
+    A pretrained checkpoint gets a fresh head sized for ``scheme``; dropout overrides from ``cfg``
+    go into the model config before the weights load; then freezing, LoRA and gradient
+    checkpointing are applied as ``cfg`` says.
+
+    Raises:
+        BadConfig: the name is neither a preset, a directory nor a loadable hub id; bad settings.
+    """
+    import torch
+
+    cfg = cfg or ModelConfig(name=name)
+    check_model_config(cfg, scheme)
+    overrides = {k: getattr(cfg, k) for k in DROPOUT_KEYS if getattr(cfg, k) is not None}
+    torch.manual_seed(seed)
+    if cfg.custom_head:
+        backbone, fe = _load_pretrained(name, scheme, overrides, stock=False)
+        head = HeadConfig(pooling=cfg.pooling, layer_weighting=bool(cfg.layer_weighting),
+                          multitask=bool(cfg.multitask), intensity_loss_weight=float(cfg.intensity_loss_weight),
+                          proj_size=int(getattr(backbone.config, "classifier_proj_size", 256)),
+                          scheme=scheme.to_dict())
+        model = EmovoxForAudioClassification(backbone, head)
+    else:
+        if cfg.layer_weighting:
+            overrides["use_weighted_layer_sum"] = True
+        model, fe = _load_pretrained(name, scheme, overrides, stock=True)
+        if cfg.layer_weighting and not hasattr(model, "layer_weights"):
+            raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
+                            "wav2vec2, HuBERT, WavLM or data2vec-audio model")
+    apply_freezing(model, cfg)
+    if cfg.lora_r:
+        add_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, fe
+
+
+def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], *, stock: bool):
+    """A stock classifier (``stock``) or a bare ``AutoModel`` encoder, and the feature extractor.
+
+    Raises:
+        BadConfig: the name cannot be loaded.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+
+    auto = AutoModelForAudioClassification if stock else AutoModel
+    if name in PRESETS:
+        return auto.from_config(preset_config(name, scheme, **overrides)), preset_feature_extractor(name)
+    try:
+        config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
+        backbone_for(config)  # a family emovox knows, or one clear line
+        fe = feature_extractor_for(name, config)
+        state = _custom_run_backbone(Path(name))
+        if state is None:
+            return auto.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
+        model = auto.from_config(config)
+        (backbone_of(model) if stock else model).load_state_dict(state)
+        return model, fe
+    except (OSError, ValueError) as exc:
+        raise BadConfig(
+            f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
+            f"(use a local directory, a reachable hub id, or a size: {', '.join(PRESETS)})"
+        ) from None
+
+
+def feature_extractor_for(name: str | Path, config: Any):
+    """The model's own feature extractor, or its family's default when it saved none.
+
+    Raises:
+        OSError: a hub id that cannot be reached (the caller names the model).
+    """
+    from transformers import AutoFeatureExtractor
+
+    if Path(name).is_dir() and not (Path(name) / "preprocessor_config.json").is_file():
+        return backbone_for(config).default_feature_extractor(config)
+    return AutoFeatureExtractor.from_pretrained(name)
+
+
+def _custom_run_backbone(path: Path) -> dict | None:
+    """The backbone weights of a custom-head run dir (to start a new run from it), else None."""
+    if not (path / HEAD_FILE).is_file():
+        return None
+    from safetensors.torch import load_file
+
+    prefix = "backbone."
+    return {k[len(prefix):]: v for k, v in load_file(str(path / WEIGHTS_FILE)).items() if k.startswith(prefix)}
+
+
+def save_trained(model, out: str | Path) -> Path:
+    """Save a trained model as a run dir's model files (LoRA merged first) for :func:`load_trained`.
+
+    A stock head writes ``save_pretrained`` files; an emovox head writes ``config.json``,
+    ``emovox_head.json`` and ``emovox_model.safetensors``. Files of the other kind are removed.
+    """
+    out = Path(out)
+    merge_lora(model)
+    custom = isinstance(model, EmovoxForAudioClassification)
+    stale = ("model.safetensors", "pytorch_model.bin") if custom else (HEAD_FILE, WEIGHTS_FILE)
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    model.save_pretrained(out)
+    return out
+
+
+def load_trained(source: str | Path):
+    """The one loader of a classifier for inference (eval mode): an emovox run dir (stock or
+    emovox head), any ``save_pretrained`` audio-classification directory, or a hub id.
+
+    Raises:
+        BadRunDir: nothing loadable there.
+    """
+    if Path(source).is_dir() and (Path(source) / HEAD_FILE).is_file():
+        return EmovoxForAudioClassification.from_pretrained(source)
+    from transformers import AutoModelForAudioClassification
+
+    try:
+        return AutoModelForAudioClassification.from_pretrained(str(source)).eval()
+    except (OSError, ValueError) as exc:
+        raise BadRunDir(f"cannot load a model from {source}: {str(exc).splitlines()[0]} "
+                        "(expected an emovox run dir, a save_pretrained audio-classification folder "
+                        "or a reachable hub id)") from None

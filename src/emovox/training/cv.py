@@ -1,0 +1,110 @@
+"""Speaker-grouped K-fold cross-validation: one training run per fold, scored on unseen speakers.
+
+A single speaker-independent holdout on a 16-speaker corpus puts 3 speakers in test, so its UAR
+swings by several points with the choice of speakers. Cross-validation tests on every speaker
+once and reports mean ± std over folds. The fold layout (``data.splits.fold_manifests``) and the summary
+(``evaluation.cv_report``) are shared with the eGeMAPS baseline.
+
+Layout of ``out``::
+
+    fold-K/manifest.csv   the fold's manifest (test = the fold's speakers)
+    fold-K/run/           the training run
+    fold-K/eval/          ``evaluate`` on the fold's test split
+    cv_metrics.json       mean and std over folds, and the per-fold table
+    cv_report.md          the same as a markdown table
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..config import Config, load_config
+from ..data.manifest import load_manifest, save_manifest
+from ..data.splits import fold_manifests
+from ..errors import BadRunDir
+from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
+from ..rundir import RunDir
+
+
+def _say(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, progress: bool) -> dict:
+    """Train and evaluate one fold, picking up where an earlier identical attempt stopped.
+
+    "Identical" means the same fold manifest and the same resolved config (saved as
+    ``fold-K/settings.json``): a finished fold is reused, a fold cut off during training resumes
+    from its last checkpoint, and a fold made with other settings is refused.
+
+    Raises:
+        BadRunDir: ``fold_dir`` holds a fold made from other folds or settings.
+    """
+    from ..evaluation.evaluate import evaluate
+    from .train import train
+
+    manifest_path, settings_path = fold_dir / "manifest.csv", fold_dir / "settings.json"
+    run, metrics_path = fold_dir / "run", fold_dir / "eval" / "metrics.json"
+    settings = json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str)
+    before = [p.read_text() if p.exists() else None for p in (manifest_path, settings_path)]
+    fresh = save_manifest(fold_df, fold_dir / "manifest.csv.new")
+    same = before == [fresh.read_text(), settings]
+    if run.exists() and not same:
+        fresh.unlink()
+        raise BadRunDir(f"{fold_dir}: holds fold {k} of a cross-validation with other folds or settings; "
+                        "choose a new --out")
+    fresh.replace(manifest_path)
+    settings_path.write_text(settings)
+    if same and metrics_path.exists():
+        _say(f"fold {k}: already evaluated, reusing {metrics_path}", progress)
+        return json.loads(metrics_path.read_text())
+    if not RunDir(run).meta.exists():
+        resume = bool(run.exists() and RunDir(run).checkpoints())
+        train(config=cfg, manifest=manifest_path, out=run, resume=resume, progress=progress)
+    return evaluate(runs=[run], manifest=manifest_path, out=fold_dir / "eval", split="test")
+
+
+def cross_validate(*, config: str | Path | None, manifest: str | Path, folds: int, out: str | Path,
+                   model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
+                   progress: bool = True) -> CVResult:
+    """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
+
+    Each fold trains into ``out/fold-K/run`` (K = 1..folds) and is evaluated on its test speakers
+    into ``out/fold-K/eval``. Rerunning the same command continues an interrupted
+    cross-validation: finished folds are reused and a fold cut off mid-training resumes.
+
+    Args:
+        config: Training config YAML (defaults when None).
+        manifest: Any manifest; its ``split`` column is ignored.
+        folds: Number of folds (at least 2, at most the number of speakers).
+        out: Folder for the folds and the summary.
+        model: Model override (hub id, directory or size), as for ``train``.
+        overrides: ``section.key=value`` overrides, as for ``train``.
+        seed: Seed of the fold assignment and of the validation speakers.
+        progress: Print a line per fold (and training progress) to stderr.
+
+    Raises:
+        BadManifest: missing speakers or too few of them; BadRunDir: ``out`` holds folds made with
+            other settings; BadConfig: bad config or overrides.
+    """
+    out = Path(out)
+    cfg = load_config(config, overrides)
+    if model:
+        cfg.model.name = model
+    df = load_manifest(manifest)
+    rows = []
+    for k, fold_df in enumerate(fold_manifests(df, folds=folds, seed=seed), start=1):
+        speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))
+        _say(f"fold {k}/{folds}: test speakers {', '.join(speakers)}", progress)
+        metrics = _run_fold(k, fold_df, out / f"fold-{k}", cfg=cfg, progress=progress)
+        rows.append(fold_row(k, fold_df, metrics))
+        _say(f"fold {k}/{folds}: UAR {metrics['uar']:.4f}  accuracy {metrics['accuracy']:.4f}  "
+             f"macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})", progress)
+    info = {"manifest": str(Path(manifest).resolve()), "config": str(config) if config else "defaults",
+            "model": model or "from config", "overrides": list(overrides), "seed": seed}
+    return write_cv_outputs(out, rows, info, title=f"{folds}-fold speaker-independent cross-validation")

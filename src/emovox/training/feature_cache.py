@@ -1,0 +1,126 @@
+"""The frozen-encoder feature cache: each clip is encoded once by a frozen backbone into
+utterance means [layers + 2, hidden] (every hidden state, then the encoder output, which
+transformers 5 no longer repeats as the last hidden state) and kept on disk, so a head (or a search, or a
+cross-validation) trains on vectors instead of audio.
+
+Cache: ``$EMOVOX_CACHE/features`` (default ``~/.cache/emovox/features``), one folder per model
+(a hash of the backbone's weights, config and feature-extractor settings) holding one ``.npy`` per
+clip (a hash of the resolved path, file size, modification time and ``max_seconds``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..config import DROPOUT_KEYS
+from ..data.audio import SAMPLE_RATE
+from ..data.dataset import AudioDataset
+from ..models.backbones import backbone_for
+from ..models.tuning import backbone_of
+
+FEATURE_VERSION = 2  # 2: the encoder output appended after the hidden states
+# Config entries that do not change what a frozen encoder computes in eval mode.
+_NOT_IN_KEY = {"id2label", "label2id", "num_labels", "architectures", "_name_or_path", "transformers_version",
+               "use_weighted_layer_sum", "classifier_proj_size", *DROPOUT_KEYS}
+
+
+def cache_root() -> Path:
+    """Where features are cached: ``$EMOVOX_CACHE/features``, default ``~/.cache/emovox/features``."""
+    return Path(os.environ.get("EMOVOX_CACHE") or Path.home() / ".cache" / "emovox").expanduser() / "features"
+
+
+def model_key(model: torch.nn.Module, feature_extractor: Any) -> str:
+    """A hash of what determines the features: backbone weights and config, normalisation settings."""
+    base = backbone_of(model)
+    config = {k: v for k, v in base.config.to_dict().items() if k not in _NOT_IN_KEY}
+    h = hashlib.blake2b(digest_size=10)
+    h.update(json.dumps({"version": FEATURE_VERSION, "config": config, "fe": feature_extractor.to_dict()},
+                        sort_keys=True, default=str).encode())
+    for name, tensor in sorted(base.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def clip_key(path: str | Path, max_seconds: float) -> str:
+    """A hash of the clip's resolved path, size, modification time and the length it is cut to."""
+    p = Path(path).resolve()
+    st = p.stat()
+    text = f"{p}|{st.st_size}|{st.st_mtime_ns}|{float(max_seconds):.6f}"
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def encode_batch(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mask: bool) -> np.ndarray:
+    """Means over each clip's real frames: float32 [B, layers + 2, hidden] (hidden states, then output).
+
+    Without a mask (group-norm models such as wav2vec2-base) pass one clip at a time: padding
+    would change their feature encoder's normalisation.
+    """
+    family = backbone_for(base)
+    x, mask = family.pad(list(values))
+    mask_t = torch.from_numpy(mask) if use_mask else None
+    with torch.inference_mode():
+        last, layers, frames = family.encode(base, torch.from_numpy(x), mask_t, all_layers=True)
+        hidden = torch.cat([layers, last[:, None]], dim=1)  # [B, L+2, T, H]
+        m = frames[:, None, :, None].to(hidden.dtype)
+        means = (hidden * m).sum(dim=2) / m.sum(dim=2).clamp(min=1.0)
+    return means.float().numpy()
+
+
+def _batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_samples: int) -> list[list[int]]:
+    """Length-sorted batches of at most ``max_samples`` padded samples (singletons without a mask)."""
+    if not use_mask:
+        return [[i] for i in order]
+    out: list[list[int]] = []
+    for i in sorted(order, key=lambda j: lengths[j]):
+        if out and lengths[i] * (len(out[-1]) + 1) <= max_samples:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: AudioDataset, *,
+                    use_cache: bool = True, progress: bool = False, batch_seconds: float = 32.0) -> torch.Tensor:
+    """Features [N, layers + 2, hidden] of every clip of ``dataset``, from the cache where present.
+
+    Newly encoded clips are written to the cache atomically (other processes may share it).
+    """
+    from tqdm import tqdm
+
+    base = backbone_of(model).eval()
+    use_mask = backbone_for(base).uses_attention_mask(feature_extractor)
+    folder = cache_root() / model_key(model, feature_extractor)
+    keys = [clip_key(p, dataset.max_seconds) for p in dataset.paths]
+    feats: list[np.ndarray | None] = [_read(folder / f"{k}.npy") if use_cache else None for k in keys]
+    todo = [i for i, f in enumerate(feats) if f is None]
+    bar = tqdm(total=len(todo), desc="encoding", unit="clip", disable=not progress or not todo, mininterval=0.5)
+    for batch in _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE)):
+        encoded = encode_batch(base, [dataset[i][dataset.input_name] for i in batch], use_mask=use_mask)
+        for i, f in zip(batch, encoded):
+            feats[i] = f
+            if use_cache:
+                _write(folder / f"{keys[i]}.npy", f)
+        bar.update(len(batch))
+    bar.close()
+    return torch.from_numpy(np.stack(feats))
+
+
+def _read(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)

@@ -1,0 +1,126 @@
+"""The frozen-feature fast path: cached features equal fresh ones and are reused, the cache key
+follows the file, a head on per-layer means equals the full model, and train() writes a run dir
+that predicts."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emovox.models.backbones.wav2vec2 import Wav2Vec2Family
+from emovox.training import feature_cache as features
+from emovox.data.dataset import AudioDataset
+from emovox.errors import BadConfig
+from emovox.models.heads import pooled_logits
+from emovox.labels import get_scheme
+from emovox.data.manifest import load_manifest
+from emovox.config import ModelConfig
+from emovox.models.loading import load_model
+from emovox.testing import write_tone
+
+S6, S21 = get_scheme("crema-d-6"), get_scheme("crema-d-21")
+
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOVOX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "features"
+
+
+def _dataset(tiny_manifest, fe, n=6):
+    df = load_manifest(tiny_manifest).head(n)
+    return AudioDataset(df, S6, lambda w: Wav2Vec2Family().featurize(fe, w), max_seconds=1.0)
+
+
+def _counting(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = features.encode_batch
+
+    def counted(base, values, *, use_mask):
+        calls.append(len(values))
+        return real(base, values, use_mask=use_mask)
+
+    monkeypatch.setattr(features, "encode_batch", counted)
+    return calls
+
+
+def test_cached_features_equal_fresh_ones_and_are_reused(tiny_manifest, monkeypatch, cache_dir):
+    model, fe = load_model("tiny", S6, ModelConfig(freeze_backbone=True))
+    ds = _dataset(tiny_manifest, fe)
+    calls = _counting(monkeypatch)
+    first = features.cached_features(model, fe, ds)
+    assert sum(calls) == len(ds) and first.shape == (len(ds), 4, 32)  # 2 layers + embeddings, then the output
+    assert len(list(cache_dir.rglob("*.npy"))) == len(ds)
+    second = features.cached_features(model, fe, ds)
+    assert sum(calls) == len(ds), "the second call encoded again"
+    assert torch.equal(first, second)
+    base = model.base_model.eval()
+    for i in (0, 3):  # one clip at a time, no padding at all
+        alone = features.encode_batch(base, [ds[i]["input_values"]], use_mask=True)[0]
+        assert np.abs(alone - first[i].numpy()).max() < 1e-5
+    other, _ = load_model("tiny", S6, ModelConfig(freeze_backbone=True), seed=1)  # other weights, other key
+    assert features.model_key(other, fe) != features.model_key(model, fe)
+
+
+def test_cache_key_follows_the_file(tmp_path):
+    path = write_tone(tmp_path / "a.wav", 0.5)
+    key = features.clip_key(path, 1.0)
+    assert features.clip_key(path, 1.0) == key and features.clip_key(path, 2.0) != key
+    write_tone(path, 0.6, freq=300.0)
+    assert features.clip_key(path, 1.0) != key
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(layer_weighting=True), dict(multitask=True, layer_weighting=True)])
+def test_head_on_layer_means_equals_the_full_model(kw):
+    model, _ = load_model("tiny", S21, ModelConfig(**kw), seed=4)
+    model.eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_weights" in name:
+                p.normal_()
+        waves = [np.sin(np.arange(6000) / 7.0).astype(np.float32), np.cos(np.arange(9000) / 5.0).astype(np.float32)]
+        means = torch.from_numpy(features.encode_batch(model.base_model, waves, use_mask=True))
+        x = torch.zeros(2, 9000)
+        mask = torch.zeros(2, 9000, dtype=torch.long)
+        for k, w in enumerate(waves):
+            x[k, : len(w)], mask[k, : len(w)] = torch.from_numpy(w), 1
+        full = model(x, attention_mask=mask).logits
+        head = pooled_logits(model, means).logits
+    assert (full - head).abs().max() < 1e-5
+
+
+def test_attentive_pooling_cannot_use_cached_features(tiny_manifest, tmp_path):
+    from emovox.training.train import train
+
+    with pytest.raises(BadConfig, match="pooling=mean"):
+        train(manifest=tiny_manifest, out=tmp_path / "run", model="tiny", progress=False,
+              overrides=["model.freeze_backbone=true", "model.pooling=attentive"])
+
+
+def test_train_on_cached_features_writes_a_run_dir_that_predicts(tiny_manifest, tmp_path, monkeypatch):
+    from emovox.inference.predict import Predictor
+    from emovox.rundir import RunDir, read_meta
+    from emovox.training.train import train
+
+    from conftest import TINY_TRAIN
+
+    overrides = [*TINY_TRAIN, "model.freeze_backbone=true", "model.layer_weighting=true",
+                 "training.max_steps=40", "training.eval_steps=10", "training.head_learning_rate=5e-2"]
+    result = train(manifest=tiny_manifest, out=tmp_path / "a", model="tiny", progress=False, overrides=overrides)
+    run = RunDir(result.run_dir)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "emovox.json", "config.yaml",
+                 "train_log.jsonl", "curves.png", "train_metrics.json"):
+        assert (run.root / name).exists(), name
+    logs = [json.loads(line) for line in run.log.read_text().splitlines()]
+    losses = [r["loss"] for r in logs if "loss" in r]
+    assert len(losses) >= 10 and losses[-1] < losses[0]
+    assert any("eval_uar" in r for r in logs) and result.steps <= 40
+    meta = read_meta(run)
+    assert meta["scheme"]["name"] == "crema-d-6" and meta["config"]["model"]["freeze_backbone"] is True
+    clips = list(load_manifest(tiny_manifest, split="validation")["path"])
+    rows = list(Predictor.from_run_dir(run.root).predict_files(clips))
+    assert all(r["label"] in S6.labels for r in rows)
+    calls = _counting(monkeypatch)  # a rerun (same seed) reads the cache and trains the same head
+    again = train(manifest=tiny_manifest, out=tmp_path / "b", model="tiny", progress=False, overrides=overrides)
+    assert calls == [] and again.metrics["eval_loss"] == pytest.approx(result.metrics["eval_loss"], abs=1e-6)
