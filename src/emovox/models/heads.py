@@ -275,7 +275,7 @@ class EmovoxForAudioClassification(nn.Module):
             BadRunDir: a file is missing or the weights do not fit the saved settings.
         """
         from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig
 
         run_dir = Path(run_dir)
         for name in ("config.json", HEAD_FILE, WEIGHTS_FILE):
@@ -283,7 +283,8 @@ class EmovoxForAudioClassification(nn.Module):
                 raise BadRunDir(f"{run_dir}: custom-head run dir has no {name} "
                                 f"(expected config.json, {HEAD_FILE}, {WEIGHTS_FILE})")
         head = HeadConfig(**json.loads((run_dir / HEAD_FILE).read_text()))
-        model = cls(AutoModel.from_config(AutoConfig.from_pretrained(run_dir)), head)
+        config = AutoConfig.from_pretrained(run_dir)
+        model = cls(backbone_for(config).encoder_from_config(config), head)
         try:
             model.load_state_dict(load_file(str(run_dir / WEIGHTS_FILE)), strict=True)
         except RuntimeError as exc:

@@ -97,12 +97,16 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
         return auto.from_config(preset_config(name, scheme, **overrides)), preset_feature_extractor(name)
     try:
         config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
-        backbone_for(config)  # a family emovox knows, or one clear line
+        family = backbone_for(config)  # a family emovox knows, or one clear line
         fe = feature_extractor_for(name, config)
+        cls = family.classifier_class(AutoModelForAudioClassification)
         state = _custom_run_backbone(Path(name))
         if state is None:
-            return auto.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
-        model = auto.from_config(config)
+            if stock:
+                return cls.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
+            return family.encoder_from_pretrained(name, config), fe
+        model = (cls.from_config(config) if hasattr(cls, "from_config") else cls(config)) if stock \
+            else family.encoder_from_config(config)
         (backbone_of(model) if stock else model).load_state_dict(state)
         return model, fe
     except (OSError, ValueError) as exc:
@@ -120,8 +124,9 @@ def feature_extractor_for(name: str | Path, config: Any):
     """
     from transformers import AutoFeatureExtractor
 
-    if Path(name).is_dir() and not (Path(name) / "preprocessor_config.json").is_file():
-        return backbone_for(config).default_feature_extractor(config)
+    saved = ("preprocessor_config.json", "processor_config.json")
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in saved):
+        return backbone_for(config, strict=False).default_feature_extractor(config)
     return AutoFeatureExtractor.from_pretrained(name)
 
 
@@ -160,10 +165,12 @@ def load_trained(source: str | Path):
     """
     if Path(source).is_dir() and (Path(source) / HEAD_FILE).is_file():
         return EmovoxForAudioClassification.from_pretrained(source)
-    from transformers import AutoModelForAudioClassification
+    from transformers import AutoConfig, AutoModelForAudioClassification
 
     try:
-        return AutoModelForAudioClassification.from_pretrained(str(source)).eval()
+        config = AutoConfig.from_pretrained(str(source))
+        cls = backbone_for(config, strict=False).classifier_class(AutoModelForAudioClassification)
+        return cls.from_pretrained(str(source), config=config).eval()
     except (OSError, ValueError) as exc:
         raise BadRunDir(f"cannot load a model from {source}: {str(exc).splitlines()[0]} "
                         "(expected an emovox run dir, a save_pretrained audio-classification folder "

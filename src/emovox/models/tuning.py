@@ -17,7 +17,7 @@ def backbone_of(model):
     Raises:
         BadConfig: the model has no separate encoder.
     """
-    base = getattr(model, "base_model", None)
+    base = backbone_for(model, strict=False).encoder_of(model)
     if base is None or base is model:
         raise BadConfig(f"{type(model).__name__} has no separate backbone to freeze or adapt")
     return base
@@ -50,8 +50,8 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
 
 def freeze_feature_encoder(model) -> None:
     """Stop gradients into the front end (the convolutional feature encoder)."""
-    base = getattr(model, "base_model", model)
-    backbone_for(base).freeze_front_end(base)
+    family = backbone_for(model)
+    family.freeze_front_end(family.encoder_of(model))
 
 
 def freeze_layers(model, n: int) -> None:

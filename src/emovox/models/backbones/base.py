@@ -58,6 +58,31 @@ class Backbone:
     def hidden_size(self, config: Any) -> int:
         return int(config.hidden_size)
 
+    # -- where the encoder is, and how it loads ------------------------------------------------
+    def encoder_of(self, classifier: Any) -> Any:
+        """The encoder inside a classifier (or the encoder itself)."""
+        base = getattr(classifier, "base_model", classifier)
+        return base
+
+    def encoder_from_pretrained(self, name: Any, config: Any) -> Any:
+        """A bare encoder with pretrained weights, for an emovox head."""
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(name, config=config)
+
+    def encoder_from_config(self, config: Any) -> Any:
+        """A bare, randomly initialised encoder of ``config`` (weights are loaded after)."""
+        from transformers import AutoModel
+
+        return AutoModel.from_config(config)
+
+    def classifier_class(self, stock: type) -> type:
+        """The class emovox trains and runs for the stock classifier class ``stock``."""
+        return stock
+
+    def prepare_to_save(self, model: Any, feature_extractor: Any, *, window_seconds: float) -> None:
+        """Adjust a trained model and its feature extractor before saving (nothing by default)."""
+
     # -- what can be frozen ----------------------------------------------------------------
     def freeze_front_end(self, encoder: Any) -> None:
         """No gradient into the front end (convolutional feature encoder)."""

@@ -1,0 +1,188 @@
+"""Whisper's encoder as an emotion backbone, each clip encoded at its own length.
+
+Whisper itself pads every input to 30 s of log-mel frames (its encoder refuses anything else).
+For 2-5 s emotion clips that is 6-15x the compute, so emovox runs the encoder's own modules on
+the real frames only: the positional embeddings are cut to the frames used, and in a padded batch
+padded frames are zeroed after the first convolution (so the second sees what it sees on the
+clip alone) and masked out of every attention and every pooling. A clip's output is then the
+same alone or in any batch.
+
+A run dir saves the stock ``WhisperForAudioClassification`` with a shorter window
+(``chunk_length`` = the prediction window, positional embeddings cut to match), so
+``transformers.pipeline("audio-classification")`` loads it; it pads to that window and averages
+over padded frames too, so its scores differ slightly from emovox's (top-1 agrees on ordinary clips).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+
+from ...data.audio import SAMPLE_RATE
+from .base import Backbone
+
+MEL_HOP = 160  # samples per log-mel frame; the encoder halves the frame rate (50 per second)
+
+
+class WhisperFamily(Backbone):
+    family = "whisper"
+    model_types = ("whisper",)
+    input_name = "input_features"
+
+    def uses_attention_mask(self, feature_extractor: Any) -> bool:
+        return True  # emovox masks padded frames itself
+
+    def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+        """Log-mel frames [mels, len // 160] of the clip alone (no padding to 30 s)."""
+        n = max(len(wave), MEL_HOP)
+        out = feature_extractor(np.pad(wave, (0, n - len(wave))), sampling_rate=SAMPLE_RATE, return_tensors="np",
+                                padding="longest", truncation=False, return_attention_mask=False)
+        return np.asarray(out["input_features"][0][:, : n // MEL_HOP], dtype=np.float32)
+
+    def default_feature_extractor(self, config: Any) -> Any:
+        from transformers import WhisperFeatureExtractor
+
+        return WhisperFeatureExtractor(feature_size=int(getattr(config, "num_mel_bins", 80)))
+
+    def frame_mask(self, encoder: Any, n_frames: int, attention_mask: Any | None, batch: int) -> Any:
+        import torch
+
+        if attention_mask is None:
+            return torch.ones(batch, n_frames, dtype=torch.bool)
+        real = (attention_mask.sum(dim=-1) + 1) // 2  # stride-2 second convolution
+        return torch.arange(n_frames, device=real.device)[None, :] < real[:, None]
+
+    def encode(self, encoder: Any, inputs: Any, attention_mask: Any | None, *, all_layers: bool):
+        import torch
+        from torch.nn import functional as F
+
+        mel_mask = None if attention_mask is None else attention_mask.to(inputs.dtype)[:, None, :]
+        x = F.gelu(encoder.conv1(inputs))
+        if mel_mask is not None:
+            x = x * mel_mask
+        x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        n = x.shape[1]
+        limit = encoder.embed_positions.num_embeddings
+        if n > limit:
+            raise ValueError(f"{n} encoder frames exceed Whisper's {limit} positions ({limit / 50:g} s)")
+        h = F.dropout(x + encoder.embed_positions.weight[:n], p=encoder.dropout, training=encoder.training)
+        mask = self.frame_mask(encoder, n, attention_mask, h.shape[0]).to(h.device)
+        additive = None
+        if attention_mask is not None:  # always, so a traced graph keeps the mask
+            additive = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
+            additive = additive.masked_fill(~mask, torch.finfo(h.dtype).min)[:, None, None, :]
+        states = [h]
+        for layer in encoder.layers:
+            if encoder.training and encoder.layerdrop > 0 and float(torch.rand([])) < encoder.layerdrop:
+                states.append(h)
+                continue
+            h = _run_layer(layer, h, additive)
+            states.append(h)
+        last = encoder.layer_norm(h)
+        return last, (torch.stack(states, dim=1) if all_layers else None), mask
+
+    def n_layers(self, config: Any) -> int:
+        return int(config.encoder_layers)
+
+    def hidden_size(self, config: Any) -> int:
+        return int(config.d_model)
+
+    def encoder_of(self, classifier: Any) -> Any:
+        if type(classifier).__name__ == "WhisperEncoder":
+            return classifier
+        inner = getattr(classifier, "backbone", None)  # an emovox head around the bare encoder
+        return inner if inner is not None else classifier.encoder
+
+    def encoder_from_pretrained(self, name: Any, config: Any) -> Any:
+        from transformers import WhisperForAudioClassification
+
+        return WhisperForAudioClassification.from_pretrained(name, config=config).encoder
+
+    def encoder_from_config(self, config: Any) -> Any:
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(config)
+
+    def freeze_front_end(self, encoder: Any) -> None:
+        for module in (encoder.conv1, encoder.conv2, encoder.embed_positions):
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def layers(self, encoder: Any) -> list:
+        return list(encoder.layers)
+
+    def classifier_class(self, stock: type) -> type:
+        return EmovoxWhisperClassifier()
+
+    def prepare_to_save(self, model: Any, feature_extractor: Any, *, window_seconds: float) -> None:
+        """Cut the saved window to ``window_seconds`` (whole seconds): ``chunk_length`` of the
+        feature extractor and the encoder's positions, so ``pipeline`` pads to it, not to 30 s."""
+        import torch
+
+        seconds = max(1, min(30, math.ceil(window_seconds)))
+        positions = seconds * SAMPLE_RATE // MEL_HOP // 2
+        encoder = self.encoder_of(model)
+        if encoder.embed_positions.num_embeddings > positions:
+            weight = encoder.embed_positions.weight.data[:positions].clone()
+            encoder.embed_positions = torch.nn.Embedding(positions, weight.shape[1])
+            encoder.embed_positions.weight.data.copy_(weight)
+            encoder.embed_positions.requires_grad_(False)
+        model.config.max_source_positions = encoder.embed_positions.num_embeddings
+        feature_extractor.chunk_length = seconds
+        feature_extractor.n_samples = seconds * SAMPLE_RATE
+        feature_extractor.nb_max_frames = feature_extractor.n_samples // feature_extractor.hop_length
+
+
+def _run_layer(layer: Any, h: Any, additive: Any) -> Any:
+    """One encoder layer on every release (4.x wants ``layer_head_mask`` and returns a tuple)."""
+    if "layer_head_mask" in _params(type(layer)):
+        return layer(h, additive, layer_head_mask=None)[0]
+    out = layer(h, additive)
+    return out[0] if isinstance(out, tuple) else out
+
+
+_PARAMS: dict[type, set] = {}
+
+
+def _params(cls: type) -> set:
+    if cls not in _PARAMS:
+        _PARAMS[cls] = set(inspect.signature(cls.forward).parameters)
+    return _PARAMS[cls]
+
+
+_CLASSIFIER: list[type] = []
+
+
+def EmovoxWhisperClassifier() -> type:  # noqa: N802 - a class, built once transformers is imported
+    """``WhisperForAudioClassification`` whose forward encodes at the clip's own length, with a
+    mask, and pools over real frames only. Its saved files are the stock class's."""
+    if _CLASSIFIER:
+        return _CLASSIFIER[0]
+    import torch
+    from transformers import WhisperForAudioClassification
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    family = WhisperFamily()
+
+    class WhisperOwnLength(WhisperForAudioClassification):
+        def forward(self, input_features=None, attention_mask=None, labels=None, **_: Any):
+            weighted = bool(self.config.use_weighted_layer_sum)
+            last, layers, mask = family.encode(self.encoder, input_features, attention_mask, all_layers=weighted)
+            if weighted:
+                w = torch.softmax(self.layer_weights, dim=-1).view(1, -1, 1, 1)
+                last = (layers * w).sum(dim=1)
+            h = self.projector(last)
+            m = mask[..., None].to(h.dtype)
+            logits = self.classifier((h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0))
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            self.config.architectures = ["WhisperForAudioClassification"]
+            return super().save_pretrained(save_directory, *args, **kwargs)
+
+    WhisperOwnLength.__name__ = "WhisperForAudioClassification"
+    _CLASSIFIER.append(WhisperOwnLength)
+    return WhisperOwnLength
