@@ -86,7 +86,7 @@ def _stamp_of(run_dir: Path) -> str:
 
 def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...] = (),
                 log: Callable[[str], None] | None = None) -> Path:
-    """A ``size`` model trained briefly with ``emovox train`` (configs/demo.yaml settings) on the
+    """A ``size`` model trained briefly with ``emovox train`` (configs/demo-tiny-random.yaml settings) on the
     synthetic corpus: confident enough that int8-vs-fp32 top-1 agreement means something."""
     from emovox.training.train import train
 
@@ -97,7 +97,7 @@ def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...]
         if log:
             log(f"  training a {size} model for {steps} steps (int8 agreement needs a trained model) ...")
         t = time.perf_counter()
-        res = train(config=ROOT.parent / "configs" / "demo.yaml", manifest=manifest, out=out, model=size,
+        res = train(config=ROOT.parent / "configs" / "demo-tiny-random.yaml", manifest=manifest, out=out, model=size,
                     overrides=[f"training.max_steps={steps}", f"training.eval_steps={steps}",
                                "training.early_stopping_patience=0", "training.dataloader_num_workers=0", *extra],
                     progress=False)

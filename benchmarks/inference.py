@@ -157,7 +157,7 @@ def thread_settings(ctx: Context) -> dict:
 
 
 def trained_model(ctx: Context) -> tuple[Path, Path]:
-    """The trained model for agreement -- the demo's model: ``tiny``, configs/demo.yaml, 600 steps
+    """The trained model for agreement -- the demo's model: ``tiny``, configs/demo-tiny-random.yaml, 600 steps
     (60 in quick mode) on 16 synthetic speakers -- and its manifest."""
     manifest = prepared("crema-d", synthetic_corpus(16, log=ctx.log), "prep_synthetic16_6", scheme="crema-d-6")
     return fixtures.trained_run(manifest, size="tiny", steps=60 if ctx.quick else 600, log=ctx.log), manifest
@@ -292,7 +292,7 @@ def render(res: dict, machine: dict) -> str:
              f"{v['mean_prob_diff']:.2g}"] for k, v in a["paths"].items()]
     out += ["", "### int8 vs fp32 agreement (trained model)", "",
             f"The demo's model: `{a['model']}` trained {a['train_steps']} steps with `emovox train` "
-            f"(configs/demo.yaml, crema-d-6) on 16 synthetic speakers; validation UAR {fmt(tr.get('val_uar'))}; "
+            f"(configs/demo-tiny-random.yaml, crema-d-6) on 16 synthetic speakers; validation UAR {fmt(tr.get('val_uar'))}; "
             f"accuracy on the clips below {fmt(a['test_accuracy_torch'])} (chance {fmt(a['chance'])}); mean top-1 "
             f"probability {fmt(a['mean_top1_score'])}. {a['n']} clips it never saw (its held-out speakers plus 4 "
             "synthetic speakers of another seed), one clip per call; each path compared with "

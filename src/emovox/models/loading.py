@@ -9,6 +9,7 @@ Mean pooling without the multi-task head is the stock ``AutoModelForAudioClassif
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,25 +96,43 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
     auto = AutoModelForAudioClassification if stock else AutoModel
     if name in PRESETS:
         return auto.from_config(preset_config(name, scheme, **overrides)), preset_feature_extractor(name)
+    with quiet_transformers():
+        try:
+            config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
+            family = backbone_for(config)  # a family emovox knows, or one clear line
+            fe = feature_extractor_for(name, config)
+            cls = family.classifier_class(AutoModelForAudioClassification)
+            state = _custom_run_backbone(Path(name))
+            if state is None:
+                if stock:
+                    return cls.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
+                return family.encoder_from_pretrained(name, config), fe
+            model = (cls.from_config(config) if hasattr(cls, "from_config") else cls(config)) if stock \
+                else family.encoder_from_config(config)
+            (backbone_of(model) if stock else model).load_state_dict(state)
+            return model, fe
+        except (OSError, ValueError) as exc:
+            raise BadConfig(
+                f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
+                f"(use a local directory, a reachable hub id, or a size: {', '.join(PRESETS)})"
+            ) from None
+
+
+@contextmanager
+def quiet_transformers():
+    """Mute transformers' load report and weight-loading bars: a pretrained encoder under a fresh
+    head always leaves the head "missing" and the decoder "unexpected", which is what emovox wants."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
-        family = backbone_for(config)  # a family emovox knows, or one clear line
-        fe = feature_extractor_for(name, config)
-        cls = family.classifier_class(AutoModelForAudioClassification)
-        state = _custom_run_backbone(Path(name))
-        if state is None:
-            if stock:
-                return cls.from_pretrained(name, config=config, ignore_mismatched_sizes=True), fe
-            return family.encoder_from_pretrained(name, config), fe
-        model = (cls.from_config(config) if hasattr(cls, "from_config") else cls(config)) if stock \
-            else family.encoder_from_config(config)
-        (backbone_of(model) if stock else model).load_state_dict(state)
-        return model, fe
-    except (OSError, ValueError) as exc:
-        raise BadConfig(
-            f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
-            f"(use a local directory, a reachable hub id, or a size: {', '.join(PRESETS)})"
-        ) from None
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def feature_extractor_for(name: str | Path, config: Any):
@@ -170,7 +189,8 @@ def load_trained(source: str | Path):
     try:
         config = AutoConfig.from_pretrained(str(source))
         cls = backbone_for(config, strict=False).classifier_class(AutoModelForAudioClassification)
-        return cls.from_pretrained(str(source), config=config).eval()
+        with quiet_transformers():
+            return cls.from_pretrained(str(source), config=config).eval()
     except (OSError, ValueError) as exc:
         raise BadRunDir(f"cannot load a model from {source}: {str(exc).splitlines()[0]} "
                         "(expected an emovox run dir, a save_pretrained audio-classification folder "
