@@ -57,3 +57,30 @@ def test_tiny_en_probe_recognises_unseen_speakers(tiny_en, ravdess12, tmp_path, 
     assert scores["pretrained"]["n"] == 240 and scores["pretrained"]["n_errors"] == 0
     assert scores["pretrained"]["uar"] > 3 * chance, scores["pretrained"]["uar"]
     assert scores["pretrained"]["uar"] > scores["random"]["uar"] + 0.2, {k: v["uar"] for k, v in scores.items()}
+    assert _pipeline_agreement(tmp_path / "pretrained", ravdess12) > 0.2  # own length: it pads, we do not
+
+
+def test_pad_to_window_makes_the_run_dir_pipeline_exact(tiny_en, ravdess12, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOVOX_CACHE", str(tmp_path / "cache"))
+    train(manifest=ravdess12, out=tmp_path / "run", model=str(tiny_en), progress=False,
+          overrides=[*PROBE, "model.pad_to_window=true", "training.max_steps=200"])
+    assert _pipeline_agreement(tmp_path / "run", ravdess12, scores=True) == 1.0
+
+
+def _pipeline_agreement(run, manifest, *, scores: bool = False) -> float:
+    """Top-1 agreement of ``transformers.pipeline`` (which pads each clip to the saved window)
+    with emovox on real test clips; with ``scores``, every score must match too (1e-4)."""
+    from transformers import pipeline
+
+    from emovox.data.audio import load_audio
+    from emovox.inference.predict import Predictor
+
+    paths = list(pd.read_csv(manifest).query("split == 'test'").path[::8])
+    pipe = pipeline("audio-classification", model=str(run), device="cpu")
+    ours = list(Predictor.from_run_dir(run).predict_files(paths, top_k=8))
+    theirs = [pipe(load_audio(p), top_k=8) for p in paths]
+    for row, ref in zip(ours, theirs):
+        if scores:
+            got = {t["label"]: t["score"] for t in row["top_k"]}
+            assert all(got[r["label"]] == pytest.approx(r["score"], abs=1e-4) for r in ref)
+    return sum(row["label"] == ref[0]["label"] for row, ref in zip(ours, theirs)) / len(paths)

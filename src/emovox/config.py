@@ -48,6 +48,9 @@ class ModelConfig:
         lora_dropout: Dropout on the LoRA branch.
         lora_target_modules: Module names that get LoRA matrices.
         gradient_checkpointing: Trade compute for memory in the backbone.
+        pad_to_window: Whisper: pad (or cut) every clip to ``data.max_seconds`` (whole seconds)
+            and pool over all frames, exactly as ``transformers.pipeline`` runs the saved run dir;
+            off (default), each clip is encoded at its own length and pooled over real frames.
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -65,6 +68,7 @@ class ModelConfig:
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     gradient_checkpointing: bool = False
+    pad_to_window: bool = False
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None

@@ -104,7 +104,12 @@ class Predictor:
         for s in sources:
             if s.defaults:
                 logging.getLogger("emovox").info("%s has no emovox.json; assumed %s", s.ref, ", ".join(s.defaults))
-        predictor = cls(members, sources[0].scheme, min(s.max_seconds for s in sources), **kwargs)
+        max_seconds = min(s.max_seconds for s in sources)
+        limits = [x for m, s in zip(members, sources) if (x := m.family.max_seconds(s.config))]
+        if limits:  # windows within the longest input every member takes (Whisper's saved window)
+            wanted = kwargs.get("window_seconds") or max(max_seconds, DEFAULT_WINDOW_SECONDS)
+            kwargs["window_seconds"] = min(wanted, *limits)
+        predictor = cls(members, sources[0].scheme, max_seconds, **kwargs)
         predictor.sources = sources
         return predictor
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DROPOUT_KEYS, LORA_TARGETS, POOLINGS, ModelConfig
+from ..data.audio import DEFAULT_MAX_SECONDS
 from ..errors import BadConfig, BadRunDir
 from ..labels import LabelScheme
 from .backbones import backbone_for
@@ -47,7 +48,8 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
                         f"of module names, e.g. {LORA_TARGETS}")
 
 
-def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *, seed: int = 0):
+def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *, seed: int = 0,
+               max_seconds: float = DEFAULT_MAX_SECONDS):
     """Model and feature extractor for training: preset, local directory or hub id.
 
     A pretrained checkpoint gets a fresh head sized for ``scheme``; dropout overrides from ``cfg``
@@ -78,6 +80,7 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
             raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
                             "wav2vec2, HuBERT, WavLM or data2vec-audio model")
     apply_freezing(model, cfg)
+    backbone_for(model).configure_inputs(fe, window_seconds=float(max_seconds), pad_to_window=bool(cfg.pad_to_window))
     if cfg.lora_r:
         add_lora(model, cfg)
     if cfg.gradient_checkpointing:

@@ -15,7 +15,6 @@ from ..config import Config
 from ..data.manifest import load_manifest, manifest_fingerprint
 from ..errors import BadManifest
 from ..evaluation.plots import plot_curves
-from ..inference.predict import DEFAULT_WINDOW_SECONDS
 from ..models.backbones import backbone_for
 from ..labels import LabelScheme, get_scheme, infer_scheme
 from ..models.loading import save_trained
@@ -102,8 +101,8 @@ def save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, ma
 
     run = RunDir(out)
     in_weights = fold_temperature(trainer.model, metrics.get("temperature", 1.0))
-    window = max(float(cfg.data.max_seconds), DEFAULT_WINDOW_SECONDS)
-    backbone_for(trainer.model).prepare_to_save(trainer.model, fe, window_seconds=window)
+    # the training length: Whisper's saved window, which transformers.pipeline pads every clip to
+    backbone_for(trainer.model).prepare_to_save(trainer.model, fe, window_seconds=float(cfg.data.max_seconds))
     save_trained(trainer.model, out)  # any head; LoRA merged; needs only trainer.model and trainer.state
     fe.save_pretrained(str(out))
     cfg.save(run.config)

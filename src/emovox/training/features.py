@@ -212,7 +212,7 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df)
-    model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed)
+    model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(backbone_of(model))
     parts = []
     for part in (train_df, val_df):

@@ -151,7 +151,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df)
-    net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed)
+    net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(net)
     datasets = [AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
                              cache=cfg.data.cache_audio, input_name=family.input_name, seed=cfg.seed,

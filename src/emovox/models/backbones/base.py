@@ -80,6 +80,13 @@ class Backbone:
         """The class emovox trains and runs for the stock classifier class ``stock``."""
         return stock
 
+    def configure_inputs(self, feature_extractor: Any, *, window_seconds: float, pad_to_window: bool) -> None:
+        """Set how the feature extractor shapes clips for this run (nothing by default)."""
+
+    def max_seconds(self, config: Any) -> float | None:
+        """The longest input the model takes (None: no limit); prediction windows stay within it."""
+        return None
+
     def prepare_to_save(self, model: Any, feature_extractor: Any, *, window_seconds: float) -> None:
         """Adjust a trained model and its feature extractor before saving (nothing by default)."""
 

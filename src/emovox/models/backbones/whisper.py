@@ -8,9 +8,11 @@ clip alone) and masked out of every attention and every pooling. A clip's output
 same alone or in any batch.
 
 A run dir saves the stock ``WhisperForAudioClassification`` with a shorter window
-(``chunk_length`` = the prediction window, positional embeddings cut to match), so
-``transformers.pipeline("audio-classification")`` loads it; it pads to that window and averages
-over padded frames too, so its scores differ slightly from emovox's (top-1 agrees on ordinary clips).
+(``chunk_length`` = the training length rounded up to whole seconds, positional embeddings cut to
+match), so ``transformers.pipeline("audio-classification")`` loads it; the pipeline pads each clip
+to that window and averages over the padded frames too, so its scores differ from emovox's on
+shorter clips (equal at the window length). emovox predicts longer recordings in windows of that
+length.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ...data.audio import SAMPLE_RATE
 from .base import Backbone
 
 MEL_HOP = 160  # samples per log-mel frame; the encoder halves the frame rate (50 per second)
+PAD_FLAG = "emovox_pad_to_window"  # saved in preprocessor_config.json, so predict does as training did
 
 
 class WhisperFamily(Backbone):
@@ -35,7 +38,11 @@ class WhisperFamily(Backbone):
         return True  # emovox masks padded frames itself
 
     def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
-        """Log-mel frames [mels, len // 160] of the clip alone (no padding to 30 s)."""
+        """Log-mel frames [mels, len // 160] of the clip alone (no padding to 30 s); with
+        ``pad_to_window`` (saved in the feature extractor), of the clip padded or cut to the window."""
+        if getattr(feature_extractor, PAD_FLAG, False):
+            n = int(feature_extractor.n_samples)
+            wave = np.pad(wave[:n], (0, max(0, n - len(wave))))
         n = max(len(wave), MEL_HOP)
         out = feature_extractor(np.pad(wave, (0, n - len(wave))), sampling_rate=SAMPLE_RATE, return_tensors="np",
                                 padding="longest", truncation=False, return_attention_mask=False)
@@ -81,6 +88,7 @@ class WhisperFamily(Backbone):
             h = _run_layer(layer, h, additive)
             states.append(h)
         last = encoder.layer_norm(h)
+        states[-1] = last  # as Whisper returns its hidden states: the last one after the final norm
         return last, (torch.stack(states, dim=1) if all_layers else None), mask
 
     def n_layers(self, config: Any) -> int:
@@ -116,12 +124,20 @@ class WhisperFamily(Backbone):
     def classifier_class(self, stock: type) -> type:
         return EmovoxWhisperClassifier()
 
+    def configure_inputs(self, feature_extractor: Any, *, window_seconds: float, pad_to_window: bool) -> None:
+        setattr(feature_extractor, PAD_FLAG, bool(pad_to_window))
+        if pad_to_window:
+            _set_window(feature_extractor, _whole_seconds(window_seconds))
+
+    def max_seconds(self, config: Any) -> float | None:
+        return int(config.max_source_positions) * 2 * MEL_HOP / SAMPLE_RATE
+
     def prepare_to_save(self, model: Any, feature_extractor: Any, *, window_seconds: float) -> None:
         """Cut the saved window to ``window_seconds`` (whole seconds): ``chunk_length`` of the
         feature extractor and the encoder's positions, so ``pipeline`` pads to it, not to 30 s."""
         import torch
 
-        seconds = max(1, min(30, math.ceil(window_seconds)))
+        seconds = _whole_seconds(window_seconds)
         positions = seconds * SAMPLE_RATE // MEL_HOP // 2
         encoder = self.encoder_of(model)
         if encoder.embed_positions.num_embeddings > positions:
@@ -130,9 +146,18 @@ class WhisperFamily(Backbone):
             encoder.embed_positions.weight.data.copy_(weight)
             encoder.embed_positions.requires_grad_(False)
         model.config.max_source_positions = encoder.embed_positions.num_embeddings
-        feature_extractor.chunk_length = seconds
-        feature_extractor.n_samples = seconds * SAMPLE_RATE
-        feature_extractor.nb_max_frames = feature_extractor.n_samples // feature_extractor.hop_length
+        _set_window(feature_extractor, seconds)
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, min(30, math.ceil(seconds - 1e-9)))
+
+
+def _set_window(feature_extractor: Any, seconds: int) -> None:
+    """The length Whisper's feature extractor pads and cuts to (its ``chunk_length``)."""
+    feature_extractor.chunk_length = seconds
+    feature_extractor.n_samples = seconds * SAMPLE_RATE
+    feature_extractor.nb_max_frames = feature_extractor.n_samples // feature_extractor.hop_length
 
 
 def _run_layer(layer: Any, h: Any, additive: Any) -> Any:
