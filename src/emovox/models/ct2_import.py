@@ -425,7 +425,7 @@ def _configs(dims: dict[str, int], ct2: dict[str, Any], tok: Any) -> tuple[Any, 
 def _save(out: Path, state: dict[str, Any], config: Any, generation: Any, tok: Any, progress: bool) -> None:
     """Write model, processor and configs into ``out`` (permissions by the umask); BadModel on a weight mismatch."""
     import torch
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
     with torch.device("meta"):
@@ -442,8 +442,9 @@ def _save(out: Path, state: dict[str, Any], config: Any, generation: Any, tok: A
     finally:
         (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
     features = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-    WhisperProcessor(feature_extractor=features, tokenizer=tok).save_pretrained(out)
-    features.save_pretrained(out)  # preprocessor_config.json too, which every release reads
+    # saved apart (WhisperProcessor.from_pretrained reads both): 4.x processors refuse a fast tokenizer
+    features.save_pretrained(out)
+    tok.save_pretrained(out)
     os.umask(umask := os.umask(0))
     out.chmod(0o777 & ~umask)
     for path in out.iterdir():
