@@ -51,7 +51,7 @@ def random_run(size: str, scheme: str = "crema-d-21", *, seed: int = 0) -> Path:
     from emovox.rundir import RunDir, write_meta
 
     out = WORK / f"run_random_{size}_{scheme}"
-    key = _code_key("models.py", "rundir.py")
+    key = _code_key("models/presets.py", "models/loading.py", "rundir.py")
     if not _fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         sch = get_scheme(scheme)
@@ -67,7 +67,7 @@ def exported(run_dir: Path, *, int8: bool, encoder: bool = False, log: Callable[
     from emovox.inference.export import export_onnx
 
     out = run_dir.with_name(run_dir.name + ("_onnx_int8" + ("_encoder" if encoder else "") if int8 else "_onnx_fp32"))
-    key = _code_key("export.py", "matmul_encoder.py", "models.py") + _stamp_of(run_dir)
+    key = _code_key("inference/export.py", "models/matmul_encoder.py", "models/loading.py") + _stamp_of(run_dir)
     if not _fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:

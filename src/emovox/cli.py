@@ -185,6 +185,28 @@ def export(
                f"top-1 agreement {r.top1_agreement:.1%}")
 
 
+@app.command("serve")
+def serve_cmd(
+    models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids "
+                                                 "(ONNX exports for --backend onnx); several are an ensemble."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
+    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    workers: int = typer.Option(2, help="Scoring threads; further requests wait their turn."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per model call (default: cores / workers)."),
+    max_upload_mb: float = typer.Option(25.0, help="Largest request body, in MB (413 past it)."),
+    max_seconds: float = typer.Option(600.0, help="Longest recording scored, in seconds (413 past it)."),
+    api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key clients must "
+                                              "send (Authorization: Bearer KEY or X-API-Key)."),
+    top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
+) -> None:
+    """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
+    from .inference.serve import serve as run
+
+    run(models=models, host=host, port=port, backend=backend, workers=workers, threads=threads,
+        max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k)
+
+
 @app.command("pseudo-label")
 def pseudo_label_cmd(
     items: List[str] = typer.Argument(..., help="RUN [RUN ...] UNLABELLED_DIR [...]"),
