@@ -6,6 +6,12 @@ hours on a CPU.
 Because the layer mix, the projector and mean pooling are affine, a head trained on per-layer means
 computes exactly what the full model computes on the clip (``models.heads.pooled_logits``), so the result
 is saved as an ordinary run dir: backbone + trained head, loaded by ``models.loading.load_trained``.
+The head trains on standardised features (``FeatureScaler``: each layer centred per dimension and
+scaled by one number per layer, then every dimension scaled to unit variance, from the training
+clips): Whisper's hidden states have a few dimensions hundreds of times larger than the rest, on
+which a raw-feature head trains badly. The standardisation is affine in a form the layer mix and the
+projector can absorb, so after training it is folded into their weights and the saved model runs
+on raw features (and raw audio) exactly as trained.
 Augmentation does not apply on this path (the features are of the clean clips), and there are no
 checkpoints to resume from: a rerun reads the cache and retrains the head.
 
@@ -183,6 +189,67 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     return state
 
 
+def _layer_logits(model: torch.nn.Module) -> torch.Tensor | None:
+    """The layer-mix logits (a softmax over them weights the hidden states), if the head has them."""
+    if isinstance(model, EmovoxForAudioClassification):
+        return None if model.layer_weights is None else model.layer_weights.weights
+    if getattr(model.config, "use_weighted_layer_sum", False):
+        return model.layer_weights
+    return None
+
+
+class FeatureScaler:
+    """Standardisation of cached features [N, L+2, H] that the head can absorb after training.
+
+    Hidden state l (of L+1) becomes (x_l - mu_l) / (s_l * sd): mu_l per layer and dimension, s_l one
+    number per layer (its RMS after centring), sd per dimension, shared by the layers. A softmax layer
+    mix w of those is (Z / sd) * mix_v(x) - c / sd with v_l = (w_l / s_l) / Z, Z = sum_l w_l / s_l,
+    c = sum_l w_l mu_l / s_l: again a softmax mix of the raw states, scaled per dimension and shifted,
+    which the projector absorbs. The encoder output (used without a layer mix) is standardised per
+    dimension, which the projector absorbs as well.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        x = x.double()
+        states = x[:, :-1]
+        self.mu = states.mean(dim=0)  # [L+1, H]
+        self.s = (states - self.mu).pow(2).mean(dim=(0, 2)).sqrt().clamp(min=1e-8)  # [L+1]
+        self.sd = ((states - self.mu) / self.s[:, None]).std(dim=(0, 1)).clamp(min=1e-6)  # [H]
+        self.mu_out = x[:, -1].mean(dim=0)
+        self.sd_out = x[:, -1].std(dim=0).clamp(min=1e-6)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        states = (x[:, :-1] - self.mu) / (self.s[:, None] * self.sd)
+        out = (x[:, -1:] - self.mu_out) / self.sd_out
+        return torch.cat([states, out], dim=1).float()
+
+    @staticmethod
+    def applies(model: torch.nn.Module) -> bool:
+        """Whether the head is a (layer mix, then) linear projector that the scaling can fold into."""
+        projector = getattr(model, "projector", None)
+        return isinstance(projector, torch.nn.Linear) and (
+            isinstance(model, EmovoxForAudioClassification) or hasattr(model, "classifier"))
+
+    def fold_into(self, model: torch.nn.Module) -> None:
+        """Rewrite the layer mix and the projector so that raw features give the scaled ones' logits."""
+        logits = _layer_logits(model)
+        proj = model.projector
+        with torch.no_grad():
+            w_proj, b_proj = proj.weight.double(), proj.bias.double()
+            if logits is not None:
+                w = torch.softmax(logits.double(), dim=0)
+                ratio = w / self.s
+                z = ratio.sum()
+                c = (ratio[:, None] * self.mu).sum(dim=0)
+                logits.copy_(torch.log(ratio / z).to(logits.dtype))
+                scale, shift = z / self.sd, c / self.sd
+            else:
+                scale, shift = 1.0 / self.sd_out, self.mu_out / self.sd_out
+            proj.bias.copy_((b_proj - w_proj @ shift).to(proj.bias.dtype))
+            proj.weight.copy_((w_proj * scale[None, :]).to(proj.weight.dtype))
+
+
 class HeadRun:
     """What ``common.save_run`` reads from a Trainer: the model and its ``TrainerState``."""
 
@@ -223,10 +290,14 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
+    scaler = FeatureScaler(parts[0][0]) if FeatureScaler.applies(model) else None
+    scaled = parts if scaler is None else [(scaler(x), y) for x, y in parts]
     try:
-        state = fit_head(model, parts[0], parts[1], cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+        state = fit_head(model, scaled[0], scaled[1], cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
     finally:
         torch.set_num_threads(threads)
+    if scaler is not None:
+        scaler.fold_into(model)  # from here on the head runs on raw features
     model.eval()
     loss_fn = _loss_fn(model, cfg, parts[0][1], len(scheme))
     metrics = {**_evaluate(loss_fn, *parts[1], make_compute_metrics(scheme)), "epoch": state.epoch}
