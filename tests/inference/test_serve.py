@@ -380,11 +380,7 @@ def live_server(tiny_run, tmp_path_factory):
         _wait_for(lambda: _ready(url), 60, proc)
         yield url, log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         log.close()
 
 
@@ -482,11 +478,16 @@ def browser(tmp_path_factory):
         with connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=20) as ws:
             yield CDP(ws)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate a child process, killing it if it does not exit within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _devtools_port(profile: Path) -> int | None:
