@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.audio import DEFAULT_MAX_SECONDS
+from ..data.audio import DEFAULT_MAX_SECONDS, is_audio_file
 from ..errors import BadRunDir
 from ..labels import LabelScheme, scheme_from_labels
 from ..rundir import META
@@ -57,10 +57,8 @@ def looks_like_model(item: str | Path) -> bool:
     p = Path(item)
     if p.is_dir():
         return (p / CONFIG_FILE).is_file()
-    return not p.exists() and bool(_HUB_ID.match(str(item))) and p.suffix.lower() not in _AUDIO_SUFFIXES
-
-
-_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".csv", ".aiff", ".aif"}
+    named_like_input = is_audio_file(p) or p.suffix.lower() == ".csv"  # a missing clip or manifest
+    return not p.exists() and bool(_HUB_ID.match(str(item))) and not named_like_input
 
 
 def check_ref(ref: str | Path) -> None:

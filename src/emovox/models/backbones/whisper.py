@@ -122,7 +122,7 @@ class WhisperFamily(Backbone):
         return list(encoder.layers)
 
     def classifier_class(self, stock: type) -> type:
-        return EmovoxWhisperClassifier()
+        return own_length_classifier()
 
     def configure_inputs(self, feature_extractor: Any, *, window_seconds: float, pad_to_window: bool) -> None:
         setattr(feature_extractor, PAD_FLAG, bool(pad_to_window))
@@ -180,9 +180,10 @@ def _params(cls: type) -> set:
 _CLASSIFIER: list[type] = []
 
 
-def EmovoxWhisperClassifier() -> type:  # noqa: N802 - a class, built once transformers is imported
+def own_length_classifier() -> type:
     """``WhisperForAudioClassification`` whose forward encodes at the clip's own length, with a
-    mask, and pools over real frames only. Its saved files are the stock class's."""
+    mask, and pools over real frames only. Its saved files are the stock class's. Built on first
+    use, so importing emovox does not import transformers."""
     if _CLASSIFIER:
         return _CLASSIFIER[0]
     import torch
