@@ -50,20 +50,27 @@ def demo_data_cmd(
 
 @app.command()
 def prepare(
-    corpus: str = typer.Option(..., help="crema-d, ravdess, csv or folders."),
-    root: Path = typer.Option(..., help="Corpus folder (for csv: a CSV file or a folder of split CSVs)."),
+    corpus: str = typer.Option(..., help="crema-d, ravdess, csv, folders or hf (a Hugging Face datasets folder)."),
+    root: Path = typer.Option(..., help="Corpus folder (for csv: a CSV file or a folder of split CSVs; for hf: a "
+                                        "save_to_disk folder, Parquet files or an audiofolder)."),
     out: Path = typer.Option(..., help="Output folder for manifest.csv and the data report."),
     scheme: Optional[str] = typer.Option(None, help="Label scheme name or comma-separated labels."),
     seed: int = typer.Option(0, help="Seed for the splits."),
     test_speakers: Optional[str] = typer.Option(None, help="Comma-separated speakers pinned to test."),
     drop_invalid: bool = typer.Option(False, help="Keep the good files and list the bad ones in invalid.csv."),
     workers: Optional[int] = typer.Option(None, help="Parallel decoding processes (default: all cores)."),
+    hf_label: Optional[str] = typer.Option(None, help="hf: label column (default: a ClassLabel or label/emotion)."),
+    hf_speaker: Optional[str] = typer.Option(None, help="hf: speaker column (default: speaker, speaker_id, actor, "
+                                             "client_id, ...)."),
+    hf_split: Optional[str] = typer.Option(None, help="hf: emovox split = dataset split, e.g. "
+                                           "train=train,validation=dev,test=test (default: the dataset's names)."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
     from .data.prepare import prepare as run
 
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
-              test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty())
+              test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
+              hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split)
     for path, reason in res.dropped:
         _say(f"dropped {path}: {reason}")
     if res.dropped:

@@ -120,3 +120,68 @@ def save_tiny_whisper(out: str | Path, *, seed: int = 0, layers: int = 2, d_mode
     WhisperForConditionalGeneration(cfg).eval().save_pretrained(out)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(out)
     return out
+
+
+HF_LABELS = ("angry", "happy", "neutral", "sad")
+HF_SPLITS = {"train": ("s1", "s2", "s3", "s4"), "validation": ("s5",), "test": ("s6",)}
+
+
+def hf_clip_bytes(label: str, speaker: str, take: int, *, sr: int = 22_050, fmt: str = "WAV") -> bytes:
+    """One short encoded clip (bytes of a WAV/FLAC file) whose pitch follows the label."""
+    import io
+
+    pitch = {"angry": 300.0, "happy": 260.0, "neutral": 180.0, "sad": 140.0}.get(label, 220.0)
+    seed = sum(map(ord, label + speaker)) * 10 + take
+    buf = io.BytesIO()
+    sf.write(buf, tone(0.25 + 0.05 * take, freq=pitch * (1 + int(speaker[1:]) / 50), sr=sr, seed=seed,
+                       channels=2 if take % 2 else 1), sr, format=fmt, subtype="PCM_16")
+    return buf.getvalue()
+
+
+def hf_records(splits: dict[str, Iterable[str]] | None = None, *, labels: Iterable[str] = HF_LABELS,
+               takes: int = 1) -> dict[str, list[dict]]:
+    """Rows per split for a Hugging Face audio dataset: audio {bytes, path}, emotion, speaker_id."""
+    out: dict[str, list[dict]] = {}
+    for split, speakers in (splits or HF_SPLITS).items():
+        out[split] = [{"audio": {"bytes": hf_clip_bytes(lab, spk, t), "path": f"{spk}_{lab}_{t}.wav"},
+                       "emotion": lab, "speaker_id": spk}
+                      for spk in speakers for lab in labels for t in range(takes)]
+    return out
+
+
+def make_hf_dataset(root: str | Path, *, layout: str = "save_to_disk", splits: dict[str, Iterable[str]] | None = None,
+                    labels: Iterable[str] = HF_LABELS, takes: int = 1) -> Path:
+    """A small Hugging Face audio dataset as a user would have one on disk: ``layout`` is
+    ``save_to_disk`` (a DatasetDict), ``parquet`` (one ``SPLIT.parquet`` per split, as on the Hub)
+    or ``audiofolder`` (``SPLIT/*.wav`` + ``SPLIT/metadata.csv``). ``emotion`` is a ClassLabel
+    (audiofolder: text), ``speaker_id`` a string, ``audio`` an Audio column holding WAV bytes."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    root = Path(root)
+    labels = list(labels)
+    records = hf_records(splits, labels=labels, takes=takes)
+    if layout == "audiofolder":
+        for split, rows in records.items():
+            (root / split).mkdir(parents=True, exist_ok=True)
+            for r in rows:
+                (root / split / r["audio"]["path"]).write_bytes(r["audio"]["bytes"])
+            meta = ["file_name,emotion,speaker_id"] + [f"{r['audio']['path']},{r['emotion']},{r['speaker_id']}"
+                                                      for r in rows]
+            (root / split / "metadata.csv").write_text("\n".join(meta) + "\n")
+        return root
+    features = datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                  "emotion": datasets.ClassLabel(names=labels), "speaker_id": datasets.Value("string")})
+    dd = datasets.DatasetDict({
+        split: datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
+        .cast_column("audio", datasets.Audio())
+        for split, rows in records.items()})
+    if layout == "save_to_disk":
+        dd.save_to_disk(str(root))
+    elif layout == "parquet":
+        root.mkdir(parents=True, exist_ok=True)
+        for split, ds in dd.items():
+            ds.to_parquet(str(root / f"{split}.parquet"))
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    return root

@@ -1,6 +1,7 @@
 """Audio I/O: the one place that knows the sample rate and how files become float32 mono arrays."""
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +77,39 @@ def load_audio(
         data, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:
         raise BadAudio(f"{path}: decoding failed ({_short(exc)})") from None
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if sr != sample_rate and wave.size:
-        wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    wave = _mono_at(data, sr, sample_rate)
     if max_seconds is not None:
         wave = wave[: int(round(max_seconds * sample_rate))]
     if check:
         check_wave(wave, path)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def decode_bytes(data: bytes, *, where: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode an encoded audio file held in memory (WAV, FLAC, OGG, ... bytes, as a Hugging Face
+    ``Audio(decode=False)`` column stores them) to float32 mono at ``sample_rate``, checked like
+    :func:`load_audio`. ``where`` names the clip in messages.
+
+    Raises:
+        BadAudio: empty, undecodable, zero samples, NaN/inf samples or digital silence.
+    """
+    if not data:
+        raise BadAudio(f"{where}: empty audio (0 bytes)")
+    try:
+        frames, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise BadAudio(f"{where}: not readable as audio ({_short(exc)})") from None
+    wave = _mono_at(frames, sr, sample_rate)
+    check_wave(wave, where)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _mono_at(data: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
+    """(frames, channels) at ``sr`` -> mono at ``sample_rate`` (channels averaged, soxr HQ)."""
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if sr != sample_rate and wave.size:
+        wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    return wave
 
 
 def check_wave(wave: np.ndarray, path: str | Path) -> None:

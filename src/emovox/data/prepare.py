@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
-from .corpora import scan_corpus
+from .corpora import HFOptions, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
 from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, save_manifest
@@ -38,15 +39,33 @@ def prepare(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     workers: int | None = None,
     progress: bool = False,
+    hf_label: str | None = None,
+    hf_speaker: str | None = None,
+    hf_split: str | Mapping[str, str] | None = None,
 ) -> PrepareResult:
     """Scan, validate every file, label, split and report.
 
+    Args:
+        corpus: One of ``CORPORA`` (crema-d, ravdess, csv, folders, hf).
+        root: The corpus folder (for csv also one CSV file).
+        out: Folder for manifest.csv, the data report and (for hf) the clips as 16 kHz FLAC.
+        scheme: A built-in scheme name or comma-separated labels; default: the corpus's scheme,
+            else the smallest built-in scheme holding every label.
+        hf_label, hf_speaker: For ``corpus="hf"``: the label and speaker columns (default: a
+            ClassLabel or a column named label/emotion, and speaker/speaker_id/actor/client_id).
+        hf_split: For ``corpus="hf"``: ``"train=train,validation=dev,test=test"`` or a dict,
+            emovox split -> dataset split (default: the dataset's own split names).
+
+    Returns:
+        A :class:`PrepareResult` (manifest and report paths, rows kept, scheme, dropped files).
+
     Raises:
         InvalidCorpus: some files are invalid and ``drop_invalid`` is off (carries every problem).
-        BadManifest: unusable root, CSV or splits.
-        BadLabel: unknown scheme.
+        BadManifest: unusable root, CSV, dataset columns or splits.
+        BadLabel: unknown scheme. BadConfig: a malformed ``hf_split``.
     """
-    scan = scan_corpus(corpus, root)
+    hf = HFOptions(label=hf_label, speaker=hf_speaker, splits=parse_split_map(hf_split))
+    scan = scan_corpus(corpus, root, audio_dir=Path(out) / "audio", hf=hf, progress=progress)
     chosen = get_scheme(scheme) if scheme else (get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS else None)
     problems = list(scan.problems)
     df = pd.DataFrame(scan.rows, columns=["path", "speaker", "sentence", "emotion", "intensity", "label", "split"])
@@ -97,7 +116,7 @@ def _label_problems(df: pd.DataFrame, scheme: LabelScheme) -> dict[int, str]:
 def _splits(df: pd.DataFrame, *, fractions, seed, test_speakers) -> tuple[pd.Series, str]:
     given = df["split"].astype(str)
     if (given != "").all():
-        return given, ""
+        return _complete(df, given, seed=seed)
     if (given != "").any():
         n = int((given == "").sum())
         raise InvalidCorpus([("split column", f"{n} row(s) have no split while others do; fill them all or none")])
@@ -106,6 +125,35 @@ def _splits(df: pd.DataFrame, *, fractions, seed, test_speakers) -> tuple[pd.Ser
                 "results will be optimistic; add a `speaker` column for honest, speaker-independent splits")
         return random_holdout(df, fractions=fractions, seed=seed), note
     return speaker_holdout(df, fractions=fractions, seed=seed, test_speakers=test_speakers), ""
+
+
+def _complete(df: pd.DataFrame, given: pd.Series, *, seed: int) -> tuple[pd.Series, str]:
+    """Given splits, with validation and/or test carved out of train's speakers when the corpus
+    gives train but not them (many published datasets have train and test only)."""
+    present = set(given)
+    missing = [s for s in ("validation", "test") if s not in present]
+    if "train" not in present or not missing:
+        return given, ""
+    train = df[given == "train"]
+    fr = tuple(f if name == "train" or name in missing else 0.0
+               for name, f in zip(("train", "validation", "test"), DEFAULT_FRACTIONS))
+    if (train["speaker"].astype(str) == "").any():
+        how = "random rows (no speaker ids)"
+        if len(missing) == 2:
+            carved = random_holdout(train, fractions=fr, seed=seed)
+        else:
+            from sklearn.model_selection import train_test_split
+
+            share = DEFAULT_FRACTIONS[("validation", "test").index(missing[0]) + 1]
+            _, held = train_test_split(np.arange(len(train)), test_size=share / (share + DEFAULT_FRACTIONS[0]),
+                                       random_state=seed)
+            carved = pd.Series("train", index=train.index)
+            carved.iloc[held] = missing[0]
+    else:
+        carved, how = speaker_holdout(train, fractions=fr, seed=seed), "train's speakers, speaker-disjoint"
+    out = given.copy()
+    out[train.index] = carved.to_numpy()
+    return out, f"the corpus gives no {' or '.join(missing)} split: carved out of {how}"
 
 
 def _write_invalid(problems: list[tuple[str, str]], out: Path) -> None:

@@ -13,10 +13,11 @@ from ...errors import BadManifest
 from .crema_d import prepare_crema_d
 from .csv_table import prepare_csv
 from .folders import prepare_folders
+from .hf import HFOptions, parse_split_map, prepare_hf
 from .ravdess import prepare_ravdess
 from .scan import Scan, audio_files, row
 
-__all__ = ["CORPORA", "Scan", "audio_files", "row", "scan_corpus"]
+__all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "parse_split_map", "row", "scan_corpus"]
 
 
 def _adapters() -> dict[str, Callable[[Path], Scan]]:
@@ -24,19 +25,26 @@ def _adapters() -> dict[str, Callable[[Path], Scan]]:
             "folders": prepare_folders}
 
 
-CORPORA = ("crema-d", "ravdess", "csv", "folders")
+CORPORA = ("crema-d", "ravdess", "csv", "folders", "hf")
 
 
-def scan_corpus(corpus: str, root: str | Path) -> Scan:
-    """Run the adapter for ``corpus`` on ``root``.
+def scan_corpus(corpus: str, root: str | Path, *, audio_dir: str | Path | None = None,
+                hf: HFOptions | None = None, progress: bool = False) -> Scan:
+    """Run the adapter for ``corpus`` on ``root``. ``hf`` (columns and splits) and ``audio_dir``
+    (where its clips are written as FLAC) are for ``corpus="hf"``.
 
     Raises:
-        BadManifest: unknown corpus name or unusable root.
+        BadManifest: unknown corpus name, unusable root, or ``hf`` options with another corpus.
     """
-    adapters = _adapters()
-    if corpus not in adapters:
+    if corpus not in CORPORA:
         raise BadManifest(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
     root = Path(root)
     if not root.exists():
         raise BadManifest(f"{root}: corpus root not found")
-    return adapters[corpus](root)
+    if corpus == "hf":
+        if audio_dir is None:
+            raise BadManifest("--corpus hf needs an output folder for its audio")
+        return prepare_hf(root, audio_dir=Path(audio_dir), options=hf or HFOptions(), progress=progress)
+    if hf is not None and hf.given():
+        raise BadManifest(f"--hf-label, --hf-speaker and --hf-split apply to --corpus hf, not {corpus}")
+    return _adapters()[corpus](root)
