@@ -297,6 +297,20 @@ def baseline(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+@app.command()
+def push(
+    run: Path = typer.Argument(..., help="Run dir to upload (its checkpoints stay behind)."),
+    repo_id: str = typer.Option(..., help="Hub model repo, owner/name (created when missing)."),
+    private: bool = typer.Option(False, help="Create the repo as private."),
+    token: Optional[str] = typer.Option(None, help="Hub token (default: HF_TOKEN or the stored login)."),
+    dataset: Optional[List[str]] = typer.Option(None, help="Hub dataset id the run was trained on (repeatable)."),
+) -> None:
+    """Upload a run dir and its model card to the Hugging Face Hub (needs a reachable hub)."""
+    from .hub import push as run_push
+
+    typer.echo(f"pushed: {run_push(run=run, repo_id=repo_id, private=private, token=token, datasets=dataset or ())}")
+
+
 class _NoteHandler(logging.Handler):
     """Library notes (``logging.getLogger("emovox")``, e.g. defaults assumed for a plain model)
     as one ``note:`` line each on stderr."""

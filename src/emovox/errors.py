@@ -54,3 +54,9 @@ class InvalidCorpus(BadManifest):
         super().__init__(
             f"{len(problems)} invalid file(s); fix them or rerun with --drop-invalid to keep the good ones"
         )
+
+
+class HubError(EmovoxError):
+    """The model hub refused a request or cannot be reached (offline, no token, no permission)."""
+
+    kind = "hub"

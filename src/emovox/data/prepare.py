@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .corpora import HFOptions, parse_split_map, scan_corpus
+from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
 from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, save_manifest
@@ -92,7 +92,8 @@ def prepare(
     manifest = save_manifest(df[list(COLUMNS)], out / MANIFEST_NAME)
     from .report import write_data_report
 
-    report = write_data_report(df, out, notes=notes, title=f"Data report: {corpus} corpus at {root}")
+    source = {"corpus": corpus, "root": str(Path(root).resolve()), "hub_ids": hub_ids_of(Path(root)) if corpus == "hf" else []}
+    report = write_data_report(df, out, notes=notes, title=f"Data report: {corpus} corpus at {root}", source=source)
     return PrepareResult(manifest, report, len(df), chosen, problems, notes)
 
 

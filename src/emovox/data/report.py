@@ -92,8 +92,9 @@ def _where(df: pd.DataFrame, factor: str, conf: str, limit: int = 4) -> str:
 
 
 def write_data_report(df: pd.DataFrame, out_dir: str | Path, *, notes: list[str] = (),
-                      title: str = "Data report") -> Path:
-    """Write ``data_report.md``, ``data_report.json`` and ``class_balance.png`` (+ CSV) into ``out_dir``."""
+                      title: str = "Data report", source: dict | None = None) -> Path:
+    """Write ``data_report.md``, ``data_report.json`` and ``class_balance.png`` (+ CSV) into ``out_dir``.
+    ``source`` (corpus, root, hub dataset ids) is kept in the JSON for the model card."""
 
     out_dir = Path(out_dir)
     d = describe(df)
@@ -102,7 +103,7 @@ def write_data_report(df: pd.DataFrame, out_dir: str | Path, *, notes: list[str]
         warns.insert(0, f"speakers in more than one split: {d['leaked_speakers']}; results will be optimistic")
     counts = pd.DataFrame(d["counts"]).T.reindex(columns=list(d["splits"]))
     plot_class_balance(counts, out_dir / "class_balance.png")
-    (out_dir / "data_report.json").write_text(json.dumps({**d, "warnings": warns}, indent=2))
+    (out_dir / "data_report.json").write_text(json.dumps({**d, "warnings": warns, "source": source or {}}, indent=2))
     path = out_dir / "data_report.md"
     path.write_text(render_markdown(d, counts, warns, title))
     return path

@@ -12,6 +12,7 @@ import pandas as pd
 from ..data.manifest import load_manifest, manifest_fingerprint
 from ..errors import BadManifest
 from ..inference.predict import Predictor
+from ..modelcard import record_evaluation
 from ..models.source import ModelSource
 from .metrics import classification_metrics, compare_table, confusion, reliability_bins
 
@@ -27,6 +28,11 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     with ``compare`` the runs are scored separately and shown side by side (e.g. flat vs multi-task),
     the top-level metrics being the first run's.
     Files that cannot be decoded are listed in ``errors.csv`` and left out of the metrics.
+    A single emovox run dir keeps the split's headline metrics in ``emovox.json`` and its model card
+    (``README.md``, ``model-index``) is rewritten with them.
+
+    Returns:
+        The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, ...).
 
     Raises:
         BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
@@ -58,6 +64,8 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_tables(out, df, y, P, scheme, metrics)
     _write_report(out, runs, manifest, split, metrics, members, compare, predictor.sources[0])
+    if len(runs) == 1 and backend == "torch":  # one emovox run dir: its model card gets the results
+        record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
 
 

@@ -18,6 +18,7 @@ from ..evaluation.plots import plot_curves
 from ..models.backbones import backbone_for
 from ..labels import LabelScheme, get_scheme, infer_scheme
 from ..models.loading import save_trained
+from ..modelcard import data_summary, write_model_card
 from ..rundir import RunDir, environment, write_meta
 
 SCALAR_METRICS = ("accuracy", "uar", "macro_f1", "majority_accuracy", "emotion_accuracy", "emotion_uar",
@@ -96,7 +97,7 @@ def fold_temperature(model, temperature: float) -> bool:
 def save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, manifest, out: Path,
               metrics: dict, seconds: float) -> None:
     """Write the run dir: model (temperature folded in where the head allows), feature extractor,
-    resolved config, metrics, curves and ``emovox.json``. ``trainer`` needs only ``.model`` and
+    resolved config, metrics, curves, ``emovox.json`` and the model card (``README.md``). ``trainer`` needs only ``.model`` and
     ``.state`` (a Trainer, or the frozen-feature path's stand-in)."""
 
     run = RunDir(out)
@@ -123,4 +124,6 @@ def save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, ma
         "best_metric": trainer.state.best_metric,
         "train_seconds": round(seconds, 1),
         "environment": environment(),
+        "data": data_summary(df, manifest=manifest),
     })
+    write_model_card(out)

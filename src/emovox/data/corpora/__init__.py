@@ -13,11 +13,11 @@ from ...errors import BadManifest
 from .crema_d import prepare_crema_d
 from .csv_table import prepare_csv
 from .folders import prepare_folders
-from .hf import HFOptions, parse_split_map, prepare_hf
+from .hf import HFOptions, hub_ids_of, parse_split_map, prepare_hf
 from .ravdess import prepare_ravdess
 from .scan import Scan, audio_files, row
 
-__all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "parse_split_map", "row", "scan_corpus"]
+__all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "hub_ids_of", "parse_split_map", "row", "scan_corpus"]
 
 
 def _adapters() -> dict[str, Callable[[Path], Scan]]:

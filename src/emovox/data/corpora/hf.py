@@ -80,6 +80,14 @@ def prepare_hf(root: Path, *, audio_dir: Path, options: HFOptions = HFOptions(),
     return scan
 
 
+def hub_ids_of(root: Path) -> list[str]:
+    """The hub dataset id of a folder inside the Hugging Face cache (``datasets--OWNER--NAME``)."""
+    for part in Path(root).resolve().parts:
+        if part.startswith("datasets--") and part.count("--") >= 2:
+            return ["/".join(part.split("--")[1:3])]
+    return []
+
+
 def load_splits(root: Path, *, cache_dir: str) -> dict[str, Any]:
     """The dataset's splits by name (one unnamed split, ``""``, for a plain ``Dataset``).
 
