@@ -271,8 +271,17 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
             progress: bool = False) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
+    Args:
+        runs: Models (run dirs, ``save_pretrained`` folders, hub ids; ONNX exports for ``onnx``);
+            several are an ensemble.
+        inputs: Audio files, folders (searched recursively) and manifests.
+
+    Returns:
+        A lazy iterator of rows in input order: ``{"path", "label", "score", "top_k"}``, or
+        ``{"path", "error"}`` for a file that cannot be scored (the others are still scored).
+
     Raises:
-        BadRunDir: a run dir cannot be loaded.
+        BadRunDir: a run dir cannot be loaded. BadAudio: the inputs hold no audio file.
     """
     predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds)
     files = expand_inputs(inputs)

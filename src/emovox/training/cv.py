@@ -69,7 +69,7 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
     return evaluate(runs=[run], manifest=manifest_path, out=fold_dir / "eval", split="test")
 
 
-def cross_validate(*, config: str | Path | None, manifest: str | Path, folds: int, out: str | Path,
+def cross_validate(*, config: str | Path | None = None, manifest: str | Path, folds: int, out: str | Path,
                    model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
                    progress: bool = True) -> CVResult:
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.

@@ -202,7 +202,7 @@ def _check_space(config, overrides: Sequence[str], space: Mapping[str, Param], b
     load_config(config, [*overrides, *params_to_overrides(probe, base)])
 
 
-def search(*, config: str | Path | None, manifest: str | Path, trials: int, out: str | Path,
+def search(*, config: str | Path | None = None, manifest: str | Path, trials: int, out: str | Path,
            model: str | None = None, overrides: Sequence[str] = (), space: Mapping[str, Param] | None = None,
            seed: int = 0, timeout: float | None = None, pruner=None, progress: bool = True) -> SearchResult:
     """Tune the training recipe on the manifest's validation split.

@@ -132,6 +132,10 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
 
     ``callbacks`` are extra ``TrainerCallback`` objects (e.g. Optuna pruning in ``search``).
 
+    Returns:
+        A :class:`TrainResult`: the run dir (model, feature extractor, ``emovox.json``, model
+        card), the final validation metrics (``eval_uar``, ...), steps and the best checkpoint.
+
     Raises:
         BadConfig: bad settings or model; BadManifest: missing splits or labels outside the scheme;
         BadRunDir: ``out`` holds checkpoints and ``resume`` is off.
