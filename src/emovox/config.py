@@ -21,7 +21,7 @@ DROPOUT_KEYS = (
     "hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout",
     "final_dropout", "layerdrop", "mask_time_prob",
 )
-POOLINGS = ("mean", "attentive")
+POOLINGS = ("mean", "attentive", "stats")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -37,7 +37,9 @@ class ModelConfig:
         freeze_backbone: Linear probe: only the head trains.
         cache_features: With ``freeze_backbone``, encode each clip once, cache per-layer utterance
             means on disk and train the head on them (``emovox.features``); mean pooling only.
-        pooling: "mean" (the stock Transformers head) or "attentive" (attentive statistics pooling).
+        pooling: "mean" (the stock Transformers head), "attentive" (attentive statistics pooling)
+            or "stats" (mean and standard deviation over real frames of every layer, concatenated,
+            under a linear classifier: a probe over all layers; cached features work with it).
         layer_weighting: Learned softmax-weighted sum of all hidden layers before pooling.
         multitask: Emotion + intensity-specified + intensity-level heads (composite schemes);
             the model still outputs ordinary logits over the scheme's labels.
@@ -82,6 +84,11 @@ class ModelConfig:
         """True when the stock Transformers head cannot express these settings."""
         return self.pooling != "mean" or bool(self.multitask)
 
+    @property
+    def cacheable(self) -> bool:
+        """True when a head on cached utterance statistics computes what the full model does."""
+        return self.pooling in ("mean", "stats")
+
 
 @dataclass
 class DataConfig:
@@ -107,6 +114,9 @@ class AugmentConfig:
     stretch_p: float = 0.5
     stretch_min_rate: float = 0.8
     stretch_max_rate: float = 1.25
+    # cached-feature path: augmented copies of each clip the head fits on, encoded and cached
+    # beside the clean one (copy k seeded by (seed, k, clip)); 0 fits on the clean clips only
+    feature_copies: int = 0
 
 
 EXTRA_TRAINING_KEYS = {
@@ -115,6 +125,11 @@ EXTRA_TRAINING_KEYS = {
     "class_weighted_loss": False,
     "balanced_sampling": False,  # draw clips so every class is equally likely
     "head_learning_rate": None,  # the head's own learning rate (None: learning_rate for all)
+    # cached-feature path only (training.features):
+    "head_solver": "adamw",  # or "lbfgs": full-batch L-BFGS to convergence (a regularised probe)
+    "head_l2": 0.0,  # lbfgs: L2 penalty (l2 / 2) * |W|^2 on the head's weights, beside the mean loss
+    "head_max_iter": 300,  # lbfgs: iterations
+    "head_refit": False,  # refit the head on train + validation after validating (final model)
 }
 
 # TrainingArguments names that transformers 5 dropped, still valid in emovox configs and

@@ -1,5 +1,6 @@
 """The cached-feature head trains on standardised features; folding the standardisation into the
-layer mix and projector gives a model whose logits on raw features equal the trained ones."""
+head (layer mix and projector, or a stats head's classifier) gives a model whose logits on raw
+features equal the trained ones."""
 import pytest
 import torch
 
@@ -7,32 +8,39 @@ from emovox.config import ModelConfig
 from emovox.labels import get_scheme
 from emovox.models.heads import pooled_logits
 from emovox.models.loading import load_model
-from emovox.training.features import FeatureScaler
+from emovox.training.feature_scaling import FeatureScaler, StatsScaler, scaler_for
 
 S6, S21 = get_scheme("crema-d-6"), get_scheme("crema-d-21")
 
 
 def _features(n=12, layers=4, hidden=32, seed=0):
+    """Cached-feature layout [n, 2, layers, hidden]: means (with outlier dimensions), then stds."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, layers, hidden, generator=g)
     scale = torch.logspace(-1, 2.5, hidden)[torch.randperm(hidden, generator=g)]  # outlier dimensions
-    return x * scale + 50 * torch.randn(layers, hidden, generator=g)
+    means = torch.randn(n, layers, hidden, generator=g) * scale + 50 * torch.randn(layers, hidden, generator=g)
+    stds = torch.rand(n, layers, hidden, generator=g) * scale + 0.1
+    return torch.stack([means, stds], dim=1)
 
 
-@pytest.mark.parametrize("scheme,cfg", [
-    (S6, ModelConfig(freeze_backbone=True, layer_weighting=True)),
-    (S6, ModelConfig(freeze_backbone=True)),
-    (S21, ModelConfig(freeze_backbone=True, layer_weighting=True, multitask=True)),
-    (S6, ModelConfig(freeze_backbone=True, multitask=False, layer_weighting=False, pooling="mean")),
+@pytest.mark.parametrize("scheme,cfg,kind", [
+    (S6, ModelConfig(freeze_backbone=True, layer_weighting=True), FeatureScaler),
+    (S6, ModelConfig(freeze_backbone=True), FeatureScaler),
+    (S21, ModelConfig(freeze_backbone=True, layer_weighting=True, multitask=True), FeatureScaler),
+    (S6, ModelConfig(freeze_backbone=True, multitask=False, layer_weighting=False, pooling="mean"), FeatureScaler),
+    (S6, ModelConfig(freeze_backbone=True, pooling="stats"), StatsScaler),
+    (S21, ModelConfig(freeze_backbone=True, pooling="stats", multitask=True), StatsScaler),
 ])
-def test_folded_scaling_gives_the_trained_logits_on_raw_features(scheme, cfg):
+def test_folded_scaling_gives_the_trained_logits_on_raw_features(scheme, cfg, kind):
     model, _ = load_model("tiny", scheme, cfg)
     model.eval()
     x = _features()
-    assert FeatureScaler.applies(model)
-    scaler = FeatureScaler(x)
+    scaler = scaler_for(model, x)
+    assert isinstance(scaler, kind)
     z = scaler(x)
-    assert z[:, :-1].mean(dim=0).abs().max() < 1e-4 and z[:, -1].std(dim=0).sub(1).abs().max() < 1e-4
+    if kind is FeatureScaler:
+        assert z[:, 0, :-1].mean(dim=0).abs().max() < 1e-4 and z[:, 0, -1].std(dim=0).sub(1).abs().max() < 1e-4
+    else:
+        assert z.flatten(1).mean(dim=0).abs().max() < 1e-4 and z.flatten(1).std(dim=0).sub(1).abs().max() < 1e-4
     with torch.no_grad():  # a "trained" head: random layer mix and weights
         for p in model.parameters():
             if p.requires_grad:

@@ -50,7 +50,7 @@ def test_cached_features_equal_fresh_ones_and_are_reused(tiny_manifest, monkeypa
     ds = _dataset(tiny_manifest, fe)
     calls = _counting(monkeypatch)
     first = features.cached_features(model, fe, ds)
-    assert sum(calls) == len(ds) and first.shape == (len(ds), 4, 32)  # 2 layers + embeddings, then the output
+    assert sum(calls) == len(ds) and first.shape == (len(ds), 2, 4, 32)  # means, stds of 2 layers + embeddings, then the output
     assert len(list(cache_dir.rglob("*.npy"))) == len(ds)
     second = features.cached_features(model, fe, ds)
     assert sum(calls) == len(ds), "the second call encoded again"
@@ -71,8 +71,9 @@ def test_cache_key_follows_the_file(tmp_path):
     assert features.clip_key(path, 1.0) != key
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(layer_weighting=True), dict(multitask=True, layer_weighting=True)])
-def test_head_on_layer_means_equals_the_full_model(kw):
+@pytest.mark.parametrize("kw", [dict(), dict(layer_weighting=True), dict(multitask=True, layer_weighting=True),
+                                dict(pooling="stats"), dict(pooling="stats", multitask=True)])
+def test_head_on_layer_statistics_equals_the_full_model(kw):
     model, _ = load_model("tiny", S21, ModelConfig(**kw), seed=4)
     model.eval()
     with torch.no_grad():
@@ -124,3 +125,63 @@ def test_train_on_cached_features_writes_a_run_dir_that_predicts(tiny_manifest, 
     calls = _counting(monkeypatch)  # a rerun (same seed) reads the cache and trains the same head
     again = train(manifest=tiny_manifest, out=tmp_path / "b", model="tiny", progress=False, overrides=overrides)
     assert calls == [] and again.metrics["eval_loss"] == pytest.approx(result.metrics["eval_loss"], abs=1e-6)
+
+
+def test_stats_probe_with_lbfgs_refit_and_augmented_copies(tiny_manifest, tmp_path, monkeypatch, cache_dir):
+    """A stats head fitted by L-BFGS on clean + augmented copies, then refitted on train +
+    validation: every copy is encoded once and cached, the fit is deterministic, the refit changes
+    the head, and the saved run dir scores raw audio exactly as the head scores cached features."""
+    from emovox.inference.predict import Predictor
+    from emovox.models.loading import feature_extractor_for, load_trained
+    from emovox.rundir import RunDir
+    from emovox.training.train import train
+
+    from conftest import TINY_TRAIN
+
+    df = load_manifest(tiny_manifest)
+    n_train, n_val = (df["split"] == "train").sum(), (df["split"] == "validation").sum()
+    base = [*TINY_TRAIN, "model.freeze_backbone=true", "model.pooling=stats", "training.head_solver=lbfgs",
+            "training.head_l2=0.1", "augment.enabled=true", "augment.feature_copies=1"]
+    calls = _counting(monkeypatch)
+    plain = train(manifest=tiny_manifest, out=tmp_path / "plain", model="tiny", progress=False, overrides=base)
+    assert sum(calls) == 2 * n_train + n_val  # clean + one copy of each training clip, clean validation
+    refit = train(manifest=tiny_manifest, out=tmp_path / "refit", model="tiny", progress=False,
+                  overrides=[*base, "training.head_refit=true"])
+    assert sum(calls) == 2 * n_train + 2 * n_val  # only the validation copies were new
+    assert refit.metrics["refit_on_validation"] is True
+    assert refit.metrics["eval_loss"] == pytest.approx(plain.metrics["eval_loss"], abs=1e-6)  # same first fit
+    a, b = load_trained(tmp_path / "plain"), load_trained(tmp_path / "refit")
+    assert not torch.allclose(a.classifier.linear.weight, b.classifier.linear.weight)
+    logs = [json.loads(line) for line in RunDir(tmp_path / "refit").log.read_text().splitlines()]
+    assert [r["n_train"] for r in logs if "n_train" in r] == [2 * n_train, 2 * (n_train + n_val)]
+    clean = [str(p) for p in df[df["split"] == "test"]["path"]]
+    model, fe = b, feature_extractor_for(tmp_path / "refit", b.config)
+    ds = AudioDataset(df[df["split"] == "test"], S6, lambda w: Wav2Vec2Family().featurize(fe, w), max_seconds=1.0)
+    with torch.no_grad():
+        t = refit.metrics["temperature"]  # predict applies the calibrated temperature
+        expect = torch.softmax(pooled_logits(model, features.cached_features(model, fe, ds)).logits / t, -1)
+    rows = list(Predictor.from_run_dir(tmp_path / "refit").predict_files(clean, top_k=len(S6)))
+    got = torch.tensor([[dict((t["label"], t["score"]) for t in r["top_k"])[lab] for lab in S6.labels] for r in rows])
+    assert torch.allclose(got, expect, atol=1e-4)
+    with pytest.raises(BadConfig, match="head_refit"):
+        train(manifest=tiny_manifest, out=tmp_path / "x", model="tiny", progress=False,
+              overrides=[*TINY_TRAIN, "model.freeze_backbone=true", "training.head_refit=true"])
+
+
+def test_path_seeded_augmentation_follows_the_clip_not_its_position(tiny_manifest):
+    """Cached augmented copies are keyed by clip, so a clip must get the same augmentation in
+    every dataset (fold) that holds it, wherever it sits."""
+    from emovox.config import AugmentConfig
+    from emovox.data.augment import build_augment
+
+    df = load_manifest(tiny_manifest).head(5)
+    aug = build_augment(AugmentConfig(noise_p=1.0, pitch_p=0.0, stretch_p=0.0))
+    fwd = AudioDataset(df, S6, max_seconds=1.0, augment=aug, seed_by_path=True)
+    rev = AudioDataset(df.iloc[::-1], S6, max_seconds=1.0, augment=aug, seed_by_path=True)
+    by_index = AudioDataset(df.iloc[::-1], S6, max_seconds=1.0, augment=aug)
+    for ds in (fwd, rev, by_index):
+        ds.set_epoch(1)
+    assert np.array_equal(fwd[0]["input_values"], rev[4]["input_values"])
+    assert not np.array_equal(fwd[0]["input_values"], by_index[4]["input_values"])
+    rev.set_epoch(2)
+    assert not np.array_equal(fwd[0]["input_values"], rev[4]["input_values"])

@@ -2,6 +2,9 @@
 length-grouped sampler."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
@@ -36,13 +39,17 @@ class AudioDataset(Dataset):
         augment: Training-only wave -> wave transform, seeded per (seed, epoch, index).
         cache: Decode every clip up front and keep it in memory.
         seed: Augmentation seed.
+        seed_by_path: Seed augmentation per (seed, epoch, resolved path) instead of (seed, epoch,
+            index), so a clip gets the same augmentation in every dataset that holds it (cached
+            augmented features depend on that).
     """
 
     def __init__(self, df: pd.DataFrame, scheme: LabelScheme,
                  featurize: Callable[[np.ndarray], np.ndarray] | None = None, *, max_seconds: float,
                  augment: Callable[[np.ndarray], np.ndarray] | None = None, cache: bool = False, seed: int = 0,
-                 input_name: str = "input_values"):
+                 input_name: str = "input_values", seed_by_path: bool = False):
         self.paths = list(df["path"])
+        self.clip_seeds = [_path_seed(p) for p in self.paths] if seed_by_path else None
         # a composite label (ANG_HI) trains an emotion-only scheme (crema-d-6) as its emotion (ANG)
         self.labels = [scheme.id(scheme.coerce(lab)) for lab in df["label"]]
         durations = pd.to_numeric(df["duration"], errors="coerce").fillna(max_seconds).to_numpy()
@@ -69,11 +76,16 @@ class AudioDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         wave = self.wave(i)
         if self.augment is not None:
-            with seeded(self.seed, self.epoch, i):
+            with seeded(self.seed, self.epoch, i if self.clip_seeds is None else self.clip_seeds[i]):
                 wave = self.augment(wave)
             wave = wave[: int(self.max_seconds * SAMPLE_RATE)]
         values = self.featurize(wave) if self.featurize is not None else wave
         return {self.input_name: np.asarray(values, dtype=np.float32), "labels": self.labels[i]}
+
+
+def _path_seed(path: str) -> int:
+    """A stable 32-bit number for a clip's resolved path."""
+    return int(hashlib.blake2b(str(Path(path).resolve()).encode(), digest_size=4).hexdigest(), 16)
 
 
 def pad_batch(items: Sequence[np.ndarray], multiple: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,8 @@ class HeadConfig:
     """What the head needs besides the backbone; saved as ``emovox_head.json``.
 
     Attributes:
-        pooling: "mean" or "attentive" (attention-weighted mean and standard deviation).
+        pooling: "mean", "attentive" (attention-weighted mean and standard deviation), or "stats"
+            (mean and standard deviation of every layer over real frames, concatenated; no projector).
         layer_weighting: Softmax-weighted sum of all hidden layers before pooling (SUPERB style).
         multitask: Emotion, intensity-specified and intensity-level heads (composite schemes).
         intensity_loss_weight: Weight of both intensity losses against the emotion loss.
@@ -102,6 +103,24 @@ class AttentiveStatsPooling(nn.Module):
         mean = (alpha * h).sum(dim=1)
         var = (alpha * h * h).sum(dim=1) - mean * mean
         return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+class LayerStatsPooling(nn.Module):
+    """Mean and standard deviation over each clip's real frames of every layer: [B, L, T, H] ->
+    [B, 2, L, H] (means, then standard deviations; the cached-feature layout)."""
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return layer_stats(h, mask)
+
+
+def layer_stats(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Means and (population) standard deviations of ``h`` [B, L, T, H] over the frames where
+    ``mask`` [B, T] is true: [B, 2, L, H]."""
+    m = mask[:, None, :, None].to(h.dtype)
+    n = m.sum(dim=2).clamp(min=1.0)
+    mean = (h * m).sum(dim=2) / n
+    var = (((h - mean[:, :, None]) * m) ** 2).sum(dim=2) / n
+    return torch.stack([mean, var.clamp(min=0.0).sqrt()], dim=1)
 
 
 class FactorTables(nn.Module):
@@ -201,10 +220,19 @@ class EmovoxForAudioClassification(nn.Module):
         self.head_config = head
         scheme = LabelScheme.from_dict(head.scheme)
         cfg, std = backbone.config, float(getattr(backbone.config, "initializer_range", 0.02))
-        self.layer_weights = LayerWeighting(self.family.n_layers(cfg) + 1) if head.layer_weighting else None
-        self.projector = _init_linear(nn.Linear(self.family.hidden_size(cfg), head.proj_size), std)
-        self.pool = AttentiveStatsPooling(head.proj_size, std=std) if head.pooling == "attentive" else MeanPooling()
-        dim = head.proj_size * self.pool.out_factor
+        hidden, n_layers = self.family.hidden_size(cfg), self.family.n_layers(cfg)
+        self.stats = head.pooling == "stats"
+        if self.stats and head.layer_weighting:
+            raise BadConfig("model.pooling=stats already uses every layer (their statistics, concatenated); "
+                            "set model.layer_weighting=false")
+        self.layer_weights = LayerWeighting(n_layers + 1) if head.layer_weighting else None
+        if self.stats:  # a probe: the classifier reads every layer's statistics directly
+            self.projector, self.pool = None, LayerStatsPooling()
+            dim = 2 * (n_layers + 2) * hidden
+        else:
+            self.projector = _init_linear(nn.Linear(hidden, head.proj_size), std)
+            self.pool = AttentiveStatsPooling(head.proj_size, std=std) if head.pooling == "attentive" else MeanPooling()
+            dim = head.proj_size * self.pool.out_factor
         self.classifier = (MultitaskHead(dim, scheme, loss_weight=head.intensity_loss_weight, std=std)
                            if head.multitask else FlatHead(dim, len(scheme), std=std))
 
@@ -226,26 +254,34 @@ class EmovoxForAudioClassification(nn.Module):
 
         inputs = input_values if input_values is not None else input_features
         last, layers, mask = self.family.encode(self.backbone, inputs, attention_mask,
-                                                all_layers=self.layer_weights is not None)
-        h = self.layer_weights(layers) if self.layer_weights is not None else last
-        pooled = self.pool(self.projector(h), mask)
+                                                all_layers=self.layer_weights is not None or self.stats)
+        if self.stats:
+            pooled = self.pool(torch.cat([layers, last[:, None]], dim=1), mask).flatten(1)
+        else:
+            h = self.layer_weights(layers) if self.layer_weights is not None else last
+            pooled = self.pool(self.projector(h), mask)
         logits, loss = self.classifier(pooled, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def forward_pooled(self, layer_means: torch.Tensor, labels: torch.Tensor | None = None):
-        """The same logits from frame means [B, L+2, H]: the L+1 hidden states, then the encoder
-        output (``training.feature_cache``) (mean pooling only: the projector
-        and the layer mix are affine, so they commute with the mean). Used on cached features.
+    def forward_pooled(self, stats: torch.Tensor, labels: torch.Tensor | None = None):
+        """The same logits from utterance statistics [B, 2, L+2, H] (frame means, then standard
+        deviations, of the L+1 hidden states and the encoder output: ``training.feature_cache``).
+        Exact for mean pooling (the projector and the layer mix are affine, so they commute with
+        the mean) and for stats pooling (the statistics are the pooled vector). Used on cached features.
 
         Raises:
             BadConfig: attentive pooling, which needs the frames themselves.
         """
         from transformers.modeling_outputs import SequenceClassifierOutput
 
+        if self.stats:
+            logits, loss = self.classifier(stats.flatten(1), labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
         if self.head_config.pooling != "mean":
             raise BadConfig(f"model.pooling={self.head_config.pooling!r} needs every frame, so it cannot train on "
-                            "cached utterance features; use model.pooling=mean or model.cache_features=false")
-        h = self.layer_weights(layer_means[:, :-1]) if self.layer_weights is not None else layer_means[:, -1]
+                            "cached utterance features; use model.pooling=mean or stats, or model.cache_features=false")
+        means = stats[:, 0]
+        h = self.layer_weights(means[:, :-1]) if self.layer_weights is not None else means[:, -1]
         logits, loss = self.classifier(self.projector(h), labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -293,12 +329,14 @@ class EmovoxForAudioClassification(nn.Module):
         return model.eval()
 
 
-def pooled_logits(model: nn.Module, layer_means: torch.Tensor, labels: torch.Tensor | None = None):
-    """Logits from frame means [B, L+2, H] (hidden states, then the encoder output) for a stock classifier or an
-    :class:`EmovoxForAudioClassification` with mean pooling: exactly what ``model(input_values)``
-    gives, because the layer mix, projector and mean pooling are all affine."""
+def pooled_logits(model: nn.Module, stats: torch.Tensor, labels: torch.Tensor | None = None):
+    """Logits from utterance statistics [B, 2, L+2, H] (frame means then standard deviations of the
+    hidden states and the encoder output) for a stock classifier or an
+    :class:`EmovoxForAudioClassification` with mean or stats pooling: exactly what
+    ``model(input_values)`` gives (the layer mix, projector and mean pooling are all affine)."""
     if isinstance(model, EmovoxForAudioClassification):
-        return model.forward_pooled(layer_means, labels)
+        return model.forward_pooled(stats, labels)
+    layer_means = stats[:, 0]
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     if getattr(model.config, "use_weighted_layer_sum", False):

@@ -1,11 +1,14 @@
 """The frozen-encoder feature cache: each clip is encoded once by a frozen backbone into
-utterance means [layers + 2, hidden] (every hidden state, then the encoder output, which
-transformers 5 no longer repeats as the last hidden state) and kept on disk, so a head (or a search, or a
-cross-validation) trains on vectors instead of audio.
+utterance statistics [2, layers + 2, hidden] (the means over its real frames, then the standard
+deviations, of every hidden state and of the encoder output, which transformers 5 no longer
+repeats as the last hidden state) and kept on disk, so a head (or a search, or a cross-validation)
+trains on vectors instead of audio. Augmented copies of a clip (``augment.feature_copies``) are
+cached under their own keys.
 
 Cache: ``$EMOVOX_CACHE/features`` (default ``~/.cache/emovox/features``), one folder per model
 (a hash of the backbone's weights, config and feature-extractor settings) holding one ``.npy`` per
-clip (a hash of the resolved path, file size, modification time and ``max_seconds``).
+clip (a hash of the resolved path, file size, modification time, ``max_seconds`` and, for an
+augmented copy, the augmentation settings, seed and copy number).
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ from ..config import DROPOUT_KEYS
 from ..data.audio import SAMPLE_RATE
 from ..data.dataset import AudioDataset
 from ..models.backbones import backbone_for
+from ..models.heads import layer_stats
 from ..models.tuning import backbone_of
 
-FEATURE_VERSION = 2  # 2: the encoder output appended after the hidden states
+FEATURE_VERSION = 3  # 2: the encoder output appended after the hidden states; 3: standard deviations
 # Config entries that do not change what a frozen encoder computes in eval mode.
 _NOT_IN_KEY = {"id2label", "label2id", "num_labels", "architectures", "_name_or_path", "transformers_version",
                "use_weighted_layer_sum", "classifier_proj_size", *DROPOUT_KEYS}
@@ -48,16 +52,18 @@ def model_key(model: torch.nn.Module, feature_extractor: Any) -> str:
     return h.hexdigest()
 
 
-def clip_key(path: str | Path, max_seconds: float) -> str:
-    """A hash of the clip's resolved path, size, modification time and the length it is cut to."""
+def clip_key(path: str | Path, max_seconds: float, variant: str = "") -> str:
+    """A hash of the clip's resolved path, size, modification time, the length it is cut to and
+    ``variant`` (what was done to the wave before encoding; "" for the clean clip)."""
     p = Path(path).resolve()
     st = p.stat()
-    text = f"{p}|{st.st_size}|{st.st_mtime_ns}|{float(max_seconds):.6f}"
+    text = f"{p}|{st.st_size}|{st.st_mtime_ns}|{float(max_seconds):.6f}" + (f"|{variant}" if variant else "")
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 def encode_batch(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mask: bool) -> np.ndarray:
-    """Means over each clip's real frames: float32 [B, layers + 2, hidden] (hidden states, then output).
+    """Means and standard deviations over each clip's real frames: float32 [B, 2, layers + 2, hidden]
+    (hidden states, then the output).
 
     Without a mask (group-norm models such as wav2vec2-base) pass one clip at a time: padding
     would change their feature encoder's normalisation.
@@ -67,10 +73,8 @@ def encode_batch(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mas
     mask_t = torch.from_numpy(mask) if use_mask else None
     with torch.inference_mode():
         last, layers, frames = family.encode(base, torch.from_numpy(x), mask_t, all_layers=True)
-        hidden = torch.cat([layers, last[:, None]], dim=1)  # [B, L+2, T, H]
-        m = frames[:, None, :, None].to(hidden.dtype)
-        means = (hidden * m).sum(dim=2) / m.sum(dim=2).clamp(min=1.0)
-    return means.float().numpy()
+        stats = layer_stats(torch.cat([layers, last[:, None]], dim=1), frames)  # [B, 2, L+2, H]
+    return stats.float().numpy()
 
 
 def _batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_samples: int) -> list[list[int]]:
@@ -87,9 +91,12 @@ def _batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_sa
 
 
 def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: AudioDataset, *,
-                    use_cache: bool = True, progress: bool = False, batch_seconds: float = 32.0) -> torch.Tensor:
-    """Features [N, layers + 2, hidden] of every clip of ``dataset``, from the cache where present.
+                    use_cache: bool = True, progress: bool = False, batch_seconds: float = 32.0,
+                    variant: str = "") -> torch.Tensor:
+    """Features [N, 2, layers + 2, hidden] of every clip of ``dataset``, from the cache where present.
 
+    ``variant`` names what the dataset does to each wave (its augmentation, seed and epoch) so
+    that augmented copies get their own cache keys; "" for clean clips (no augmentation).
     Newly encoded clips are written to the cache atomically (other processes may share it).
     """
     from tqdm import tqdm
@@ -97,10 +104,10 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
     base = backbone_of(model).eval()
     use_mask = backbone_for(base).uses_attention_mask(feature_extractor)
     folder = cache_root() / model_key(model, feature_extractor)
-    keys = [clip_key(p, dataset.max_seconds) for p in dataset.paths]
+    keys = [clip_key(p, dataset.max_seconds, variant) for p in dataset.paths]
     feats: list[np.ndarray | None] = [_read(folder / f"{k}.npy") if use_cache else None for k in keys]
     todo = [i for i, f in enumerate(feats) if f is None]
-    bar = tqdm(total=len(todo), desc="encoding", unit="clip", disable=not progress or not todo, mininterval=0.5)
+    bar = tqdm(total=len(todo), desc="encoding" + (f" ({variant.split('|')[-1]})" if variant else ""), unit="clip", disable=not progress or not todo, mininterval=0.5)
     for batch in _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE)):
         encoded = encode_batch(base, [dataset[i][dataset.input_name] for i in batch], use_mask=use_mask)
         for i, f in zip(batch, encoded):

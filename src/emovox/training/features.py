@@ -1,24 +1,25 @@
 """The frozen-feature fast path: with ``model.freeze_backbone`` (and ``model.cache_features``, on by
-default), each clip is encoded once by the frozen backbone into per-layer utterance means
-[layers + 2, hidden], cached on disk, and only the head trains on those vectors — minutes instead of
+default), each clip is encoded once by the frozen backbone into per-layer utterance statistics
+[2, layers + 2, hidden] (frame means and standard deviations), cached on disk, and only the head trains on those vectors — minutes instead of
 hours on a CPU.
 
 Because the layer mix, the projector and mean pooling are affine, a head trained on per-layer means
-computes exactly what the full model computes on the clip (``models.heads.pooled_logits``), so the result
+(or, with stats pooling, on the statistics themselves) computes exactly what the full model computes on the clip (``models.heads.pooled_logits``), so the result
 is saved as an ordinary run dir: backbone + trained head, loaded by ``models.loading.load_trained``.
-The head trains on standardised features (``FeatureScaler``: each layer centred per dimension and
-scaled by one number per layer, then every dimension scaled to unit variance, from the training
-clips): Whisper's hidden states have a few dimensions hundreds of times larger than the rest, on
-which a raw-feature head trains badly. The standardisation is affine in a form the layer mix and the
-projector can absorb, so after training it is folded into their weights and the saved model runs
-on raw features (and raw audio) exactly as trained.
-Augmentation does not apply on this path (the features are of the clean clips), and there are no
-checkpoints to resume from: a rerun reads the cache and retrains the head.
+The head trains on standardised features (``training.feature_scaling``), folded into its weights
+afterwards, so the saved model runs on raw features (and raw audio) exactly as trained. A
+stats-pooling head (``model.pooling=stats``: every layer's frame means and standard deviations)
+is exact on this path too. Two solvers: AdamW with early stopping on validation (the Trainer's
+rules), or full-batch L-BFGS to convergence with an L2 penalty (``training.head_solver=lbfgs``,
+``training.head_l2``), optionally refitted on train + validation (``training.head_refit``).
+Augmentation applies as augmented copies (``augment.feature_copies``), each encoded once and
+cached; there are no checkpoints to resume from: a rerun reads the cache and refits the head.
 
 The cache itself is ``training.feature_cache``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -29,6 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import Config
+from ..data.augment import build_augment
 from ..data.dataset import AudioDataset
 from ..errors import BadConfig
 from ..evaluation.metrics import fit_temperature
@@ -40,6 +42,7 @@ from ..models.tuning import backbone_of, param_groups
 from ..rundir import RunDir
 from .common import TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .feature_cache import cached_features
+from .feature_scaling import scaler_for
 
 
 def _loss_fn(model: torch.nn.Module, cfg: Config, labels: torch.Tensor, n_classes: int):
@@ -189,65 +192,57 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     return state
 
 
-def _layer_logits(model: torch.nn.Module) -> torch.Tensor | None:
-    """The layer-mix logits (a softmax over them weights the hidden states), if the head has them."""
-    if isinstance(model, EmovoxForAudioClassification):
-        return None if model.layer_weights is None else model.layer_weights.weights
-    if getattr(model.config, "use_weighted_layer_sum", False):
-        return model.layer_weights
-    return None
+class HeadRun:
+    """What ``common.save_run`` reads from a Trainer: the model and its ``TrainerState``."""
+
+    def __init__(self, model: torch.nn.Module, state: Any):
+        self.model = model
+        self.state = state
 
 
-class FeatureScaler:
-    """Standardisation of cached features [N, L+2, H] that the head can absorb after training.
+def fit_head_lbfgs(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                   val: tuple[torch.Tensor, torch.Tensor] | None, *, cfg: Config, scheme: LabelScheme,
+                   log_path: Path):
+    """Fit the head to convergence with full-batch L-BFGS on the mean training loss plus
+    ``training.head_l2 / 2`` times the squared norm of its weight matrices (biases and layer-mix
+    logits are not penalised): a regularised probe, as ``sklearn``'s logistic regression fits one,
+    but on emovox's own head and loss (class weights, label smoothing, multi-task). Deterministic.
 
-    Hidden state l (of L+1) becomes (x_l - mu_l) / (s_l * sd): mu_l per layer and dimension, s_l one
-    number per layer (its RMS after centring), sd per dimension, shared by the layers. A softmax layer
-    mix w of those is (Z / sd) * mix_v(x) - c / sd with v_l = (w_l / s_l) / Z, Z = sum_l w_l / s_l,
-    c = sum_l w_l mu_l / s_l: again a softmax mix of the raw states, scaled per dimension and shifted,
-    which the projector absorbs. The encoder output (used without a layer mix) is standardised per
-    dimension, which the projector absorbs as well.
+    Returns:
+        A ``transformers.TrainerState`` (one training-loss row and, with ``val``, one evaluation).
     """
+    from transformers import TrainerState
 
-    def __init__(self, x: torch.Tensor):
-        x = x.double()
-        states = x[:, :-1]
-        self.mu = states.mean(dim=0)  # [L+1, H]
-        self.s = (states - self.mu).pow(2).mean(dim=(0, 2)).sqrt().clamp(min=1e-8)  # [L+1]
-        self.sd = ((states - self.mu) / self.s[:, None]).std(dim=(0, 1)).clamp(min=1e-6)  # [H]
-        self.mu_out = x[:, -1].mean(dim=0)
-        self.sd_out = x[:, -1].std(dim=0).clamp(min=1e-6)
+    t = cfg.training
+    l2, iters = float(t.get("head_l2") or 0.0), int(t.get("head_max_iter") or 300)
+    loss_fn = _loss_fn(model, cfg, train[1], len(scheme))
+    params = [p for p in model.parameters() if p.requires_grad]
+    matrices = [p for p in params if p.dim() > 1]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-7, tolerance_change=1e-10)
+    model.eval()  # no dropout in a head on features; eval mode keeps the fit deterministic
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        states = (x[:, :-1] - self.mu) / (self.s[:, None] * self.sd)
-        out = (x[:, -1:] - self.mu_out) / self.sd_out
-        return torch.cat([states, out], dim=1).float()
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(*train)[0] + 0.5 * l2 * sum(w.pow(2).sum() for w in matrices)
+        loss.backward()
+        return loss
 
-    @staticmethod
-    def applies(model: torch.nn.Module) -> bool:
-        """Whether the head is a (layer mix, then) linear projector that the scaling can fold into."""
-        projector = getattr(model, "projector", None)
-        return isinstance(projector, torch.nn.Linear) and (
-            isinstance(model, EmovoxForAudioClassification) or hasattr(model, "classifier"))
-
-    def fold_into(self, model: torch.nn.Module) -> None:
-        """Rewrite the layer mix and the projector so that raw features give the scaled ones' logits."""
-        logits = _layer_logits(model)
-        proj = model.projector
-        with torch.no_grad():
-            w_proj, b_proj = proj.weight.double(), proj.bias.double()
-            if logits is not None:
-                w = torch.softmax(logits.double(), dim=0)
-                ratio = w / self.s
-                z = ratio.sum()
-                c = (ratio[:, None] * self.mu).sum(dim=0)
-                logits.copy_(torch.log(ratio / z).to(logits.dtype))
-                scale, shift = z / self.sd, c / self.sd
-            else:
-                scale, shift = 1.0 / self.sd_out, self.mu_out / self.sd_out
-            proj.bias.copy_((b_proj - w_proj @ shift).to(proj.bias.dtype))
-            proj.weight.copy_((w_proj * scale[None, :]).to(proj.weight.dtype))
+    final = float(opt.step(closure).detach())
+    done = int(opt.state[params[0]].get("n_iter", iters)) if params else 0
+    state = TrainerState(max_steps=iters)
+    rows = [{"step": done, "epoch": 1.0, "loss": final, "l2": l2, "n_train": int(len(train[1]))}]
+    if val is not None:
+        rows.append({"step": done, "epoch": 1.0, **_evaluate(loss_fn, *val, make_compute_metrics(scheme))})
+    with log_path.open("a") as f:
+        for row in rows:
+            state.log_history.append(row)
+            f.write(json.dumps(row) + "\n")
+    metric = str(t.get("metric_for_best_model") or "eval_loss")
+    metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+    state.global_step, state.epoch = done, 1.0
+    state.best_metric = rows[-1].get(metric) if val is not None else None
+    return state
 
 
 class HeadRun:
@@ -258,51 +253,106 @@ class HeadRun:
         self.state = state
 
 
+def _solver(cfg: Config):
+    """``fit_head`` (AdamW, early stopping) or ``fit_head_lbfgs``, from ``training.head_solver``.
+
+    Raises:
+        BadConfig: an unknown solver, or ``head_refit`` without L-BFGS (AdamW's early stopping
+            needs the validation split that a refit trains on).
+    """
+    name = str(cfg.training.get("head_solver") or "adamw")
+    if name not in ("adamw", "lbfgs"):
+        raise BadConfig(f"unknown training.head_solver {name!r}; valid: adamw, lbfgs")
+    if cfg.training.get("head_refit") and name != "lbfgs":
+        raise BadConfig("training.head_refit=true needs training.head_solver=lbfgs (AdamW stops early on the "
+                        "validation split, which a refit trains on)")
+    return fit_head_lbfgs if name == "lbfgs" else fit_head
+
+
+def _encode(model, fe, part, scheme, cfg: Config, *, copies: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached features and labels of ``part``: the clean clips, then ``copies`` augmented copies."""
+    family = backbone_for(backbone_of(model))
+    featurize = lambda w: family.featurize(fe, w)  # noqa: E731
+    kw = dict(max_seconds=cfg.data.max_seconds, input_name=family.input_name, seed=cfg.seed)
+    ds = AudioDataset(part, scheme, featurize, **kw)
+    xs, ys = [cached_features(model, fe, ds, progress=progress)], [torch.tensor(ds.labels)]
+    augment = build_augment(cfg.augment) if copies else None
+    recipe = json.dumps(dataclasses.asdict(cfg.augment), sort_keys=True)
+    for k in range(1, copies + 1):
+        aug = AudioDataset(part, scheme, featurize, augment=augment, seed_by_path=True, **kw)
+        aug.set_epoch(k)
+        xs.append(cached_features(model, fe, aug, progress=progress, variant=f"{recipe}|seed={cfg.seed}|copy {k}"))
+        ys.append(torch.tensor(aug.labels))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path, progress: bool = True):
     """Train only the head on cached frozen-backbone features and save a normal run dir.
 
     Writes the same files as the Trainer path (model, feature extractor, emovox.json, config.yaml,
     train_log.jsonl, train_metrics.json, curves.png) except checkpoints and tensorboard logs.
+    With ``augment.feature_copies`` K, the head also fits on K augmented copies of each training
+    clip (encoded once each and cached). With ``training.head_refit`` (L-BFGS), the head is fitted
+    on train, validated (the reported validation metrics and the temperature come from that fit),
+    then fitted again with the same settings on train + validation: the saved head has seen the
+    validation speakers, so only the test split measures it.
 
     Returns:
         ``train.TrainResult``.
 
     Raises:
-        BadConfig: attentive pooling (needs frames) or a backbone that is not frozen;
+        BadConfig: attentive pooling (needs frames), a backbone that is not frozen, augmented
+            copies with augmentation off, or an unknown solver;
         BadManifest: missing splits or labels outside the scheme.
     """
-    if cfg.model.pooling != "mean" or not cfg.model.freeze_backbone:
-        raise BadConfig(f"cached features need model.freeze_backbone=true and model.pooling=mean (got "
+    if not cfg.model.cacheable or not cfg.model.freeze_backbone:
+        raise BadConfig(f"cached features need model.freeze_backbone=true and model.pooling=mean or stats (got "
                         f"freeze_backbone={cfg.model.freeze_backbone}, pooling={cfg.model.pooling!r}); "
                         "set model.cache_features=false to train through the full model")
+    copies = int(cfg.augment.feature_copies or 0)
+    if copies and not cfg.augment.enabled:
+        raise BadConfig(f"augment.feature_copies={copies} needs augment.enabled=true")
+    solver, refit = _solver(cfg), bool(cfg.training.get("head_refit"))
     started, out = time.time(), Path(out)
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
-    family = backbone_for(backbone_of(model))
-    parts = []
-    for part in (train_df, val_df):
-        ds = AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
-                          input_name=family.input_name, seed=cfg.seed)
-        parts.append((cached_features(model, fe, ds, progress=progress), torch.tensor(ds.labels)))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    train = _encode(model, fe, train_df, scheme, cfg, copies=copies, progress=progress)
+    val = _encode(model, fe, val_df, scheme, cfg, copies=0, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
-    scaler = FeatureScaler(parts[0][0]) if FeatureScaler.applies(model) else None
-    scaled = parts if scaler is None else [(scaler(x), y) for x, y in parts]
     try:
-        state = fit_head(model, scaled[0], scaled[1], cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+        state = _fit_scaled(model, solver, train, val, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+        loss_fn = _loss_fn(model, cfg, train[1], len(scheme))
+        metrics = {**_evaluate(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch}
+        with torch.no_grad():
+            logits = loss_fn(*val)[1].numpy()
+        if refit:
+            val_copies = _encode(model, fe, val_df, scheme, cfg, copies=copies, progress=progress) if copies else val
+            model.load_state_dict(initial)
+            both = (torch.cat([train[0], val_copies[0]]), torch.cat([train[1], val_copies[1]]))
+            refit_state = _fit_scaled(model, solver, both, None, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+            state.log_history += refit_state.log_history
+            metrics["refit_on_validation"] = True
     finally:
         torch.set_num_threads(threads)
-    if scaler is not None:
-        scaler.fold_into(model)  # from here on the head runs on raw features
     model.eval()
-    loss_fn = _loss_fn(model, cfg, parts[0][1], len(scheme))
-    metrics = {**_evaluate(loss_fn, *parts[1], make_compute_metrics(scheme)), "epoch": state.epoch}
-    with torch.no_grad():
-        logits = loss_fn(*parts[1])[1].numpy()
-    metrics["temperature"] = round(float(fit_temperature(logits, parts[1][1].numpy())), 4)
+    metrics["temperature"] = round(float(fit_temperature(logits, val[1].numpy())), 4)
     save_run(HeadRun(model, state), fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, state.global_step, None)
+
+
+def _fit_scaled(model, solver, train, val, **kw):
+    """Fit the head with ``solver`` on standardised features (``feature_scaling``), then fold the
+    standardisation into the head so that it runs on raw features."""
+    scaler = scaler_for(model, train[0])
+    scale = (lambda part: part) if scaler is None else (lambda part: (scaler(part[0]), part[1]))
+    state = solver(model, scale(train), None if val is None else scale(val), **kw)
+    if scaler is not None:
+        scaler.fold_into(model)
+    model.eval()
+    return state

@@ -1,0 +1,112 @@
+"""Standardisation of cached features that a head absorbs after training.
+
+Whisper's hidden states have a few dimensions hundreds of times larger than the rest, on which a
+head trains badly; the head therefore trains on standardised features, and the standardisation
+(affine) is folded into its first affine layer afterwards, so the saved model runs on raw features
+(and raw audio) exactly as trained. ``scaler_for`` picks the form the head can absorb.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..models.heads import EmovoxForAudioClassification
+
+
+def _layer_logits(model: torch.nn.Module) -> torch.Tensor | None:
+    """The layer-mix logits (a softmax over them weights the hidden states), if the head has them."""
+    if isinstance(model, EmovoxForAudioClassification):
+        return None if model.layer_weights is None else model.layer_weights.weights
+    if getattr(model.config, "use_weighted_layer_sum", False):
+        return model.layer_weights
+    return None
+
+
+class FeatureScaler:
+    """Standardisation of the frame means of cached features [N, 2, L+2, H] (``x[:, 0]``; the
+    standard deviations pass through: a mean-pooling head does not read them).
+
+    Hidden state l (of L+1) becomes (x_l - mu_l) / (s_l * sd): mu_l per layer and dimension, s_l one
+    number per layer (its RMS after centring), sd per dimension, shared by the layers. A softmax layer
+    mix w of those is (Z / sd) * mix_v(x) - c / sd with v_l = (w_l / s_l) / Z, Z = sum_l w_l / s_l,
+    c = sum_l w_l mu_l / s_l: again a softmax mix of the raw states, scaled per dimension and shifted,
+    which the projector absorbs. The encoder output (used without a layer mix) is standardised per
+    dimension, which the projector absorbs as well.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        x = x[:, 0].double()
+        states = x[:, :-1]
+        self.mu = states.mean(dim=0)  # [L+1, H]
+        self.s = (states - self.mu).pow(2).mean(dim=(0, 2)).sqrt().clamp(min=1e-8)  # [L+1]
+        self.sd = ((states - self.mu) / self.s[:, None]).std(dim=(0, 1)).clamp(min=1e-6)  # [H]
+        self.mu_out = x[:, -1].mean(dim=0)
+        self.sd_out = x[:, -1].std(dim=0).clamp(min=1e-6)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        means = x[:, 0].double()
+        states = (means[:, :-1] - self.mu) / (self.s[:, None] * self.sd)
+        out = (means[:, -1:] - self.mu_out) / self.sd_out
+        return torch.stack([torch.cat([states, out], dim=1).float(), x[:, 1]], dim=1)
+
+    @staticmethod
+    def applies(model: torch.nn.Module) -> bool:
+        """Whether the head is a (layer mix, then) linear projector that the scaling can fold into."""
+        projector = getattr(model, "projector", None)  # None for a stats head
+        return isinstance(projector, torch.nn.Linear) and (
+            isinstance(model, EmovoxForAudioClassification) or hasattr(model, "classifier"))
+
+    def fold_into(self, model: torch.nn.Module) -> None:
+        """Rewrite the layer mix and the projector so that raw features give the scaled ones' logits."""
+        logits = _layer_logits(model)
+        proj = model.projector
+        with torch.no_grad():
+            w_proj, b_proj = proj.weight.double(), proj.bias.double()
+            if logits is not None:
+                w = torch.softmax(logits.double(), dim=0)
+                ratio = w / self.s
+                z = ratio.sum()
+                c = (ratio[:, None] * self.mu).sum(dim=0)
+                logits.copy_(torch.log(ratio / z).to(logits.dtype))
+                scale, shift = z / self.sd, c / self.sd
+            else:
+                scale, shift = 1.0 / self.sd_out, self.mu_out / self.sd_out
+            proj.bias.copy_((b_proj - w_proj @ shift).to(proj.bias.dtype))
+            proj.weight.copy_((w_proj * scale[None, :]).to(proj.weight.dtype))
+
+
+
+
+class StatsScaler:
+    """Per-dimension standardisation of the whole statistics vector (a stats-pooling head reads
+    every layer's means and standard deviations, flattened), folded into every linear layer of
+    the classifier that reads that vector."""
+
+    def __init__(self, x: torch.Tensor):
+        flat = x.flatten(1).double()
+        self.mu = flat.mean(dim=0)
+        self.sd = flat.std(dim=0).clamp(min=1e-6)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.flatten(1).double() - self.mu) / self.sd).float().view_as(x)
+
+    @staticmethod
+    def applies(model: torch.nn.Module) -> bool:
+        """Whether the head reads the flattened statistics directly (stats pooling)."""
+        return isinstance(model, EmovoxForAudioClassification) and model.stats
+
+    def fold_into(self, model: torch.nn.Module) -> None:
+        """Rewrite the classifier's input layers so that raw statistics give the scaled ones' logits."""
+        with torch.no_grad():
+            for layer in model.classifier.modules():
+                if isinstance(layer, torch.nn.Linear) and layer.in_features == self.mu.numel():
+                    w = layer.weight.double() / self.sd[None, :]
+                    layer.bias.copy_((layer.bias.double() - w @ self.mu).to(layer.bias.dtype))
+                    layer.weight.copy_(w.to(layer.weight.dtype))
+
+
+def scaler_for(model: torch.nn.Module, x: torch.Tensor) -> "FeatureScaler | StatsScaler | None":
+    """The standardisation ``model``'s head can absorb, fitted on features ``x``; None if none."""
+    for kind in (StatsScaler, FeatureScaler):
+        if kind.applies(model):
+            return kind(x)
+    return None
