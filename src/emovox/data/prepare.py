@@ -10,7 +10,7 @@ import pandas as pd
 from .corpora import scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
-from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, save_manifest
+from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
 
 
@@ -111,6 +111,7 @@ def _splits(df: pd.DataFrame, *, fractions, seed, test_speakers) -> tuple[pd.Ser
 def _write_invalid(problems: list[tuple[str, str]], out: Path) -> None:
     path = out / "invalid.csv"
     if problems:
-        pd.DataFrame(problems, columns=["path", "reason"]).to_csv(path, index=False)
+        with replacing(path) as tmp:
+            pd.DataFrame(problems, columns=["path", "reason"]).to_csv(tmp, index=False)
     elif path.exists():
         path.unlink()
