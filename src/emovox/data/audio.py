@@ -28,7 +28,8 @@ MAX_SAMPLE_RATE = 384_000  # the highest rate studio converters use
 MAX_CHANNELS = 32
 MAX_SAMPLES = 2 * 3600 * 48_000 * 2  # frames x channels a header may claim (2 h of 48 kHz stereo)
 FILE_TIME_LIMIT = 120.0  # seconds one file may take to decode before it is named as too slow
-BLOCK_FRAMES = 1 << 18  # frames decoded at a time: memory stays bounded whatever the file says
+BLOCK_FRAMES = 1 << 18
+UNKNOWN_FRAMES = 1 << 62  # what libsndfile reports for a stream of unknown length  # frames decoded at a time: memory stays bounded whatever the file says
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ def read_info(path: str | Path) -> AudioInfo:
     except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError/TypeError
         raise BadAudio(f"{path}: not readable as audio ({_short(exc)})") from None
     found = AudioInfo(frames=max(0, int(info.frames)), sample_rate=int(info.samplerate), channels=int(info.channels))
+    if found.frames >= UNKNOWN_FRAMES:  # libsndfile cannot read such streams to their end reliably
+        raise BadAudio(f"{path}: the header does not give the length (a streamed file, e.g. FLAC total samples "
+                       "0); re-encode it")
     check_header(found, path)
     return found
 
