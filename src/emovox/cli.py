@@ -203,13 +203,14 @@ def serve_cmd(
                                               "send (Authorization: Bearer KEY or X-API-Key)."),
     top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    body_timeout: float = typer.Option(15.0, help="Seconds an upload may stall before it is cut off (408)."),
 ) -> None:
     """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
     from .inference.serve import serve as run
 
     run(models=models, host=host, port=port, backend=backend, workers=workers, threads=threads,
         max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k,
-        allow_pickle=allow_pickle)
+        allow_pickle=allow_pickle, body_timeout=body_timeout)
 
 
 @app.command("pseudo-label")
