@@ -163,9 +163,9 @@ def load_torch_classifier(source: str | Path, *, allow_pickle: bool = False) -> 
     from ..models.source import check_ref, read_config_dict
 
     check_ref(source)
-    read_config_dict(str(source))  # malformed, or custom code (auto_map): one line
     if Path(source).exists():
         _require_files(Path(source), (CONFIG_FILE,), RUN_DIR_HINT)
+    read_config_dict(str(source))  # malformed, or custom code (auto_map): one line
     model = load_trained(source, allow_pickle=allow_pickle)
     try:
         fe = feature_extractor_for(source, model.config)
