@@ -135,12 +135,13 @@ def evaluate(
     split: str = typer.Option("test", help="train, validation or test."),
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
     from .evaluation.evaluate import evaluate as run
 
     m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-            progress=sys.stderr.isatty())
+            progress=sys.stderr.isatty(), allow_pickle=allow_pickle)
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
                f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
     if m["n_errors"]:
@@ -160,6 +161,7 @@ def predict(
     window_seconds: Optional[float] = typer.Option(None, help="Longer files are scored in windows of this length "
                                                    "(default: the larger of 10 s and the training length)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
@@ -167,7 +169,7 @@ def predict(
 
     runs, inputs = _split_models(items, "the files or folders to score")
     rows = run(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
-               window_seconds=window_seconds,
+               window_seconds=window_seconds, allow_pickle=allow_pickle,
                progress=sys.stderr.isatty())
     failed = write_rows(rows, out=out, fmt=format)
     for path, error in failed:
@@ -183,11 +185,12 @@ def export(
     int8: bool = typer.Option(False, help="Dynamic int8 quantization."),
     int8_encoder: bool = typer.Option(False, help="With --int8, also quantise the convolutional feature encoder "
                                                   "(exported as MatMuls): ~1.3x faster, more top-1 flips on near-ties."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
     from .inference.export import export_onnx
 
-    r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder)
+    r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder, allow_pickle=allow_pickle)
     typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
                f"top-1 agreement {r.top1_agreement:.1%}")
 
@@ -206,12 +209,15 @@ def serve_cmd(
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key clients must "
                                               "send (Authorization: Bearer KEY or X-API-Key)."),
     top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    body_timeout: float = typer.Option(15.0, help="Seconds an upload may stall before it is cut off (408)."),
 ) -> None:
     """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
     from .inference.serve import serve as run
 
     run(models=models, host=host, port=port, backend=backend, workers=workers, threads=threads,
-        max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k)
+        max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k,
+        allow_pickle=allow_pickle, body_timeout=body_timeout)
 
 
 @app.command("pseudo-label")

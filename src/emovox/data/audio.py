@@ -1,8 +1,10 @@
 """Audio I/O: the one place that knows the sample rate and how files become float32 mono arrays."""
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +19,18 @@ SAMPLE_RATE = 16_000
 DEFAULT_MAX_SECONDS = 5.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENCE_PEAK = 1e-5  # below this absolute peak a clip is digital silence
+# Limits on what any command accepts (README, "Audio limits"). A header is checked against them
+# before a sample is decoded, so a lying header (10^9 frames, 1 MHz, 64 channels) allocates nothing.
+MIN_SECONDS = 0.1  # wav2vec2's receptive field is 25 ms (400 samples) and Whisper needs 2 frames; 0.1 s
+#                    gives every encoder >= 4 output frames, and nothing shorter is an utterance
+MAX_SECONDS = 4 * 3600.0  # longest file: 4 h (predict streams it in windows; prepare decodes in blocks)
+MIN_SAMPLE_RATE = 4_000  # below this there is no speech band left to hear
+MAX_SAMPLE_RATE = 384_000  # the highest rate studio converters use
+MAX_CHANNELS = 32
+MAX_SAMPLES = 2 * 3600 * 48_000 * 2  # frames x channels a header may claim (2 h of 48 kHz stereo)
+FILE_TIME_LIMIT = 120.0  # seconds one file may take to decode before it is named as too slow
+BLOCK_FRAMES = 1 << 18
+UNKNOWN_FRAMES = 1 << 62  # what libsndfile reports for a stream of unknown length  # frames decoded at a time: memory stays bounded whatever the file says
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,115 @@ def read_info(path: str | Path) -> AudioInfo:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError/TypeError
         raise BadAudio(f"{path}: not readable as audio ({_short(exc)})") from None
-    return AudioInfo(frames=int(info.frames), sample_rate=int(info.samplerate), channels=int(info.channels))
+    found = AudioInfo(frames=max(0, int(info.frames)), sample_rate=int(info.samplerate), channels=int(info.channels))
+    if found.frames >= UNKNOWN_FRAMES:  # libsndfile cannot read such streams to their end reliably
+        raise BadAudio(f"{path}: the header does not give the length (a streamed file, e.g. FLAC total samples "
+                       "0); re-encode it")
+    check_header(found, path)
+    return found
+
+
+def check_header(info: AudioInfo, path: str | Path) -> None:
+    """Refuse a header outside the limits before anything is decoded or allocated.
+
+    Raises:
+        BadAudio: naming the value the header claims and the limit.
+    """
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise BadAudio(f"{path}: {info.channels} channels; 1 to {MAX_CHANNELS} are accepted")
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise BadAudio(f"{path}: sample rate {info.sample_rate} Hz; {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
+                       "are accepted")
+    if info.duration > MAX_SECONDS:
+        raise BadAudio(f"{path}: the header claims {info.duration / 3600:.3g} h; the longest file accepted is "
+                       f"{MAX_SECONDS / 3600:g} h")
+    if info.frames * info.channels > MAX_SAMPLES:
+        raise BadAudio(f"{path}: the header claims {info.frames} frames x {info.channels} channels; at most "
+                       f"{MAX_SAMPLES:.3g} samples are accepted")
+
+
+def too_short(frames: int, sample_rate: int) -> bool:
+    return frames < MIN_SECONDS * sample_rate - 1e-6
+
+
+def short_reason(path: str | Path, frames: int, sample_rate: int) -> str:
+    return (f"{path}: too short: {frames / sample_rate:.4f} s ({frames} samples at {sample_rate} Hz); the shortest "
+            f"clip accepted is {MIN_SECONDS:g} s")
+
+
+def read_blocks(path: str | Path, info: AudioInfo, *, frames: int = -1, start: int = 0) -> Iterator[np.ndarray]:
+    """Decode ``frames`` frames (all when -1) from ``start`` as float32 [n, channels] blocks.
+
+    Never more than :data:`BLOCK_FRAMES` frames are allocated at once, never more frames than the
+    header claims are read, and a file that takes longer than :data:`FILE_TIME_LIMIT` is refused.
+
+    Raises:
+        BadAudio: decoding fails part-way (a truncated or corrupt body) or takes too long.
+    """
+    started = time.monotonic()
+    left = info.frames - start if frames < 0 else min(frames, info.frames - start)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if start:
+                f.seek(start)
+            while left > 0:
+                data = f.read(min(BLOCK_FRAMES, left), dtype="float32", always_2d=True)
+                if not len(data):
+                    return
+                left -= len(data)
+                yield data
+                if time.monotonic() - started > FILE_TIME_LIMIT:
+                    raise BadAudio(f"{path}: decoding took over {FILE_TIME_LIMIT:g} s (the per-file limit)")
+    except BadAudio:
+        raise
+    except Exception as exc:
+        raise BadAudio(f"{path}: decoding failed ({_short(exc)})") from None
+
+
+@dataclass(frozen=True)
+class AudioScan:
+    """What one pass over a whole file found (``prepare`` keeps duration and digest)."""
+
+    frames: int
+    sample_rate: int
+    finite: bool
+    peak: float
+    digest: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def scan_audio(path: str | Path) -> AudioScan:
+    """Decode a whole file block by block and check it, in bounded memory.
+
+    The digest hashes the decoded samples, so the same audio under another name or container
+    has the same digest.
+
+    Raises:
+        BadAudio: unreadable, outside the limits, too short, NaN/inf samples or digital silence.
+    """
+    info = read_info(path)
+    h = hashlib.blake2b(digest_size=16)
+    frames, peak, finite = 0, 0.0, True
+    for block in read_blocks(path, info):
+        frames += len(block)
+        h.update(np.ascontiguousarray(block).tobytes())
+        ok = np.isfinite(block)
+        finite = finite and bool(ok.all())
+        if ok.any():
+            peak = max(peak, float(np.abs(block[ok]).max()))
+    scan = AudioScan(frames, info.sample_rate, finite, peak, h.hexdigest())
+    if frames == 0:
+        raise BadAudio(f"{path}: zero samples")
+    if too_short(frames, info.sample_rate):
+        raise BadAudio(short_reason(path, frames, info.sample_rate))
+    if not finite:
+        raise BadAudio(f"{path}: contains NaN or infinite samples")
+    if peak < SILENCE_PEAK:
+        raise BadAudio(f"{path}: digital silence (peak below {SILENCE_PEAK:g})")
+    return scan
 
 
 def load_audio(
@@ -70,14 +192,14 @@ def load_audio(
         BadAudio: unreadable, zero samples, NaN/inf samples or digital silence (with ``check``).
     """
     info = read_info(path)
-    frames = -1
-    if max_seconds is not None and info.sample_rate:
-        frames = int(np.ceil(max_seconds * info.sample_rate))
-    try:
-        data, sr = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise BadAudio(f"{path}: decoding failed ({_short(exc)})") from None
-    wave = _mono_at(data, sr, sample_rate)
+    sr = info.sample_rate
+    frames = -1 if max_seconds is None else int(np.ceil(max_seconds * sr))
+    parts = [_mono(b) for b in read_blocks(path, info, frames=frames)]
+    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if check and wave.size and too_short(wave.size, sr):
+        raise BadAudio(short_reason(path, wave.size, sr))
+    if sr != sample_rate and wave.size:
+        wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
     if max_seconds is not None:
         wave = wave[: int(round(max_seconds * sample_rate))]
     if check:
@@ -99,27 +221,35 @@ def decode_bytes(data: bytes, *, where: str, sample_rate: int = SAMPLE_RATE) -> 
         frames, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:
         raise BadAudio(f"{where}: not readable as audio ({_short(exc)})") from None
+    if too_short(len(frames), sr):
+        raise BadAudio(short_reason(where, len(frames), sr))
     wave = _mono_at(frames, sr, sample_rate)
-    check_wave(wave, where)
+    check_wave(wave, where, sample_rate=sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def _mono_at(data: np.ndarray, sr: int, sample_rate: int) -> np.ndarray:
     """(frames, channels) at ``sr`` -> mono at ``sample_rate`` (channels averaged, soxr HQ)."""
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = _mono(data)
     if sr != sample_rate and wave.size:
         wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return wave
 
 
-def check_wave(wave: np.ndarray, path: str | Path) -> None:
+def _mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+
+
+def check_wave(wave: np.ndarray, path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> None:
     """Reject waves no model should see.
 
     Raises:
-        BadAudio: zero samples, NaN/inf values, or digital silence.
+        BadAudio: zero samples, shorter than :data:`MIN_SECONDS`, NaN/inf values, or digital silence.
     """
     if wave.size == 0:
         raise BadAudio(f"{path}: zero samples")
+    if too_short(wave.size, sample_rate):
+        raise BadAudio(short_reason(path, wave.size, sample_rate))
     if not np.isfinite(wave).all():
         raise BadAudio(f"{path}: contains NaN or infinite samples")
     if float(np.abs(wave).max()) < SILENCE_PEAK:
@@ -160,19 +290,16 @@ def stream_windows(
     info = read_info(path)
     sr = info.sample_rate
     win, hop = int(window_seconds * sr), int(hop_seconds * sr)
-    try:
-        with sf.SoundFile(str(path)) as f:
-            for start, end in window_bounds(info.frames, win, hop):
-                f.seek(start)
-                data = f.read(end - start, dtype="float32", always_2d=True)
-                wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-                if sr != sample_rate:
-                    wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32)
-                yield start / sr, wave
-    except BadAudio:
-        raise
-    except Exception as exc:
-        raise BadAudio(f"{path}: decoding failed ({_short(exc)})") from None
+    for start, end in window_bounds(info.frames, win, hop):
+        parts = [_mono(b) for b in read_blocks(path, info, frames=end - start, start=start)]
+        if not parts:
+            return  # the header claimed more frames than the file holds
+        wave = np.concatenate(parts)
+        if not np.isfinite(wave).all():
+            raise BadAudio(f"{path}: contains NaN or infinite samples (at {start / sr:.1f} s)")
+        if sr != sample_rate:
+            wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32)
+        yield start / sr, wave
 
 
 def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
-import numpy as np
 import pandas as pd
-import soundfile as sf
 
-from .audio import check_wave, read_info
+from .audio import scan_audio
 from ..errors import BadAudio, BadManifest
 
 COLUMNS = ("path", "speaker", "sentence", "emotion", "intensity", "label", "duration", "split", "corpus")
@@ -23,11 +23,27 @@ SPLITS = ("train", "validation", "test")
 MANIFEST_NAME = "manifest.csv"
 
 
-def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write the manifest CSV with the fixed column order."""
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; it replaces ``path`` (``os.replace``, atomic on one
+    file system) only when the block finishes, so a reader or a crash never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.loc[:, list(COLUMNS)].to_csv(path, index=False, float_format="%.4f")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write the manifest CSV with the fixed column order, atomically (see :func:`replacing`)."""
+    path = Path(path)
+    with replacing(path) as tmp:
+        df.loc[:, list(COLUMNS)].to_csv(tmp, index=False, float_format="%.4f")
     return path
 
 
@@ -71,21 +87,14 @@ def manifest_fingerprint(df: pd.DataFrame) -> str:
 
 
 def inspect_file(path: str) -> tuple[float, str]:
-    """Open and check one file; return (duration in seconds, content digest).
+    """Open and check one file in bounded memory; return (duration in seconds, content digest).
 
     Raises:
-        BadAudio: missing, empty, unreadable, zero samples, NaN/inf, digital silence.
+        BadAudio: missing, empty, unreadable, outside the audio limits, too short, NaN/inf,
+            digital silence.
     """
-    info = read_info(path)
-    if info.frames == 0:
-        raise BadAudio(f"{path}: zero samples")
-    try:
-        data, _ = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise BadAudio(f"{path}: decoding failed ({str(exc).splitlines()[0][:120]})") from None
-    check_wave(data.reshape(-1), path)
-    digest = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).hexdigest()
-    return data.shape[0] / info.sample_rate, digest
+    scan = scan_audio(path)
+    return scan.duration, scan.digest
 
 
 def _inspect_safe(path: str) -> tuple[float, str, str]:
@@ -94,6 +103,8 @@ def _inspect_safe(path: str) -> tuple[float, str, str]:
         return duration, digest, ""
     except BadAudio as exc:
         return 0.0, "", _reason(str(exc), path)
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one hostile file must not stop the batch
+        return 0.0, "", f"decoding failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
 
 
 def _reason(message: str, path: str) -> str:

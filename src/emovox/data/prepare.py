@@ -11,7 +11,7 @@ import pandas as pd
 from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
-from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, save_manifest
+from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
 
 
@@ -160,6 +160,7 @@ def _complete(df: pd.DataFrame, given: pd.Series, *, seed: int) -> tuple[pd.Seri
 def _write_invalid(problems: list[tuple[str, str]], out: Path) -> None:
     path = out / "invalid.csv"
     if problems:
-        pd.DataFrame(problems, columns=["path", "reason"]).to_csv(path, index=False)
+        with replacing(path) as tmp:
+            pd.DataFrame(problems, columns=["path", "reason"]).to_csv(tmp, index=False)
     elif path.exists():
         path.unlink()

@@ -20,7 +20,8 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
-             backend: str = "torch", compare: bool = False, progress: bool = False) -> dict:
+             backend: str = "torch", compare: bool = False, progress: bool = False,
+             allow_pickle: bool = False) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
 
@@ -37,7 +38,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     Raises:
         BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
     """
-    predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend)
+    predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
     df = load_manifest(manifest, split=split)
     df["label"] = [scheme.coerce(lab) for lab in df["label"]]
@@ -58,7 +59,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     y = np.array([scheme.id(lab) for lab in df["label"]])
     metrics = classification_metrics(y, P, scheme)
     metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
-    members = _member_metrics(runs, df, y, scheme, backend, progress) if len(runs) > 1 else {}
+    members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle) if len(runs) > 1 else {}
     if members:
         metrics["runs" if compare else "members"] = members
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -78,10 +79,10 @@ def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list
     return probs, errors
 
 
-def _member_metrics(runs, df, y, scheme, backend: str, progress: bool) -> dict[str, dict]:
+def _member_metrics(runs, df, y, scheme, backend: str, progress: bool, allow_pickle: bool = False) -> dict[str, dict]:
     out = {}
     for run in runs:
-        p, _ = _score(Predictor.from_run_dir(run, backend=backend), list(df["path"]), progress)
+        p, _ = _score(Predictor.from_run_dir(run, backend=backend, allow_pickle=allow_pickle), list(df["path"]), progress)
         m = classification_metrics(y, np.stack(p), scheme)
         out[str(run)] = {k: v for k, v in m.items() if k in KEYS or k.startswith(("emotion_", "intensity_"))}
     return out

@@ -92,6 +92,7 @@ def export_onnx(
     check_inputs: list[np.ndarray] | None = None,
     dynamo: bool = False,
     int8_encoder: bool = False,
+    allow_pickle: bool = False,
 ) -> ExportResult:
     """Export a run dir's classifier to ONNX (optionally int8) and check it against torch.
 
@@ -121,7 +122,7 @@ def export_onnx(
     out = Path(out)
     weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
     ops = _check_quantize_args(quantize_ops, weight_type) if int8 else ()
-    model, fe = load_torch_classifier(run_dir)
+    model, fe = load_torch_classifier(run_dir, allow_pickle=allow_pickle)
     family = backbone_for(model, strict=False)
     with_mask = family.uses_attention_mask(fe)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,19 +153,20 @@ def export_onnx(
     return ExportResult(model_path, int8, prob_diff, top1, len(waves), tuple(ops), logit_diff, matmul_encoder)
 
 
-def load_torch_classifier(source: str | Path) -> tuple[Any, Any]:
+def load_torch_classifier(source: str | Path, *, allow_pickle: bool = False) -> tuple[Any, Any]:
     """Load a model source's classifier (eval mode) and feature extractor.
 
     Raises:
         BadRunDir: a local folder without config.json, or loading fails.
     """
     from ..models.loading import feature_extractor_for, load_trained
-    from ..models.source import check_ref
+    from ..models.source import check_ref, read_config_dict
 
     check_ref(source)
     if Path(source).exists():
         _require_files(Path(source), (CONFIG_FILE,), RUN_DIR_HINT)
-    model = load_trained(source)
+    read_config_dict(str(source))  # malformed, or custom code (auto_map): one line
+    model = load_trained(source, allow_pickle=allow_pickle)
     try:
         fe = feature_extractor_for(source, model.config)
     except (OSError, ValueError) as exc:

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..data.audio import SAMPLE_RATE, is_audio_file, load_audio, read_info, stream_windows
+from ..data.audio import SAMPLE_RATE, is_audio_file, load_audio, read_info, scan_audio, stream_windows
 from ..errors import BadAudio, BadRunDir, EmovoxError
 from ..labels import LabelScheme
 from ..models.backbones import Backbone, backbone_for
@@ -44,7 +44,7 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
 
     if threads:
         torch.set_num_threads(threads)
-    model = load_trained(source.ref)
+    model = load_trained(source.ref, allow_pickle=source.allow_pickle)
     family = backbone_for(model, strict=False)
     fe = feature_extractor_for(source.ref, model.config)
 
@@ -87,7 +87,7 @@ class Predictor:
 
     @classmethod
     def from_run_dir(cls, run_dirs: str | Path | Sequence[str | Path], *, backend: str = "torch",
-                     threads: int | None = None, **kwargs) -> "Predictor":
+                     threads: int | None = None, allow_pickle: bool = False, **kwargs) -> "Predictor":
         """Load one model (or several, as an ensemble) for ``backend`` torch or onnx: emovox run
         dirs, ``save_pretrained`` folders or hub ids (ONNX exports for ``onnx``).
 
@@ -97,7 +97,7 @@ class Predictor:
         if backend not in BACKENDS:
             raise BadRunDir(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         refs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-        sources = [open_source(r) for r in refs]
+        sources = [open_source(r, allow_pickle=allow_pickle) for r in refs]
         members = [(_torch_member if backend == "torch" else _onnx_member)(s, threads) for s in sources]
         if any(s.scheme.labels != sources[0].scheme.labels for s in sources):
             raise BadRunDir(f"models {', '.join(map(str, refs))} use different label schemes; an ensemble needs one")
@@ -199,6 +199,7 @@ class Predictor:
         bounded by one batch whatever the file's length."""
         batch = max(1, int(self.batch_samples // (self.window_seconds * SAMPLE_RATE)))
         try:
+            scan_audio(path)  # prepare's checks (NaN, silence, limits) in one cheap pass before the model
             rows, acc, n = [], None, 0
             it = stream_windows(path, window_seconds=self.window_seconds, hop_seconds=self.window_seconds / 2)
             while True:
@@ -210,6 +211,8 @@ class Predictor:
                 n += len(part)
                 if windows:
                     rows += [{"probs": pk, "start": s, "end": s + len(w) / SAMPLE_RATE} for (s, w), pk in zip(part, p)]
+            if acc is None:
+                return path, None, "zero samples", []
             return path, acc / n, "", rows
         except BadAudio as exc:
             return path, None, _reason(exc, path), []
@@ -268,7 +271,7 @@ def _bar(total: int, enabled: bool):
 
 def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
-            progress: bool = False) -> Iterator[dict]:
+            progress: bool = False, allow_pickle: bool = False) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Args:
@@ -283,7 +286,8 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
     Raises:
         BadRunDir: a run dir cannot be loaded. BadAudio: the inputs hold no audio file.
     """
-    predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds)
+    predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds,
+                                       allow_pickle=allow_pickle)
     files = expand_inputs(inputs)
     if not files:
         raise BadAudio(f"no audio files found in {', '.join(map(str, inputs))}")

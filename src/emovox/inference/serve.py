@@ -19,7 +19,8 @@ LOG_NAME = "emovox.serve"
 
 def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
           workers: int = 2, threads: int | None = None, max_upload_mb: float = 25.0, max_seconds: float = 600.0,
-          api_key_env: str | None = None, top_k: int = 3) -> None:
+          api_key_env: str | None = None, top_k: int = 3, allow_pickle: bool = False,
+          body_timeout: float = 15.0) -> None:
     """Load ``models`` (several = an ensemble, as in predict) and serve them until interrupted.
 
     The socket is bound and the model references checked before anything starts, so a busy port
@@ -36,10 +37,11 @@ def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, b
     from .serve_io import ServeSettings
 
     settings = ServeSettings(max_upload_bytes=int(max_upload_mb * 2**20), max_seconds=max_seconds, workers=workers,
-                             api_key=_api_key(api_key_env), top_k=top_k).check()
-    _check_models(models, backend)
+                             api_key=_api_key(api_key_env), top_k=top_k, body_timeout=body_timeout).check()
+    _check_models(models, backend, allow_pickle)
     threads = threads or max(1, _cores() // workers)
-    app = create_app(lambda: Predictor.from_run_dir(list(models), backend=backend, threads=threads), settings,
+    app = create_app(lambda: Predictor.from_run_dir(list(models), backend=backend, threads=threads,
+                                                    allow_pickle=allow_pickle), settings,
                      backend=backend)
     sock = _bind(host, port)
     _limit_malloc_arenas()
@@ -73,7 +75,8 @@ def _api_key(env: str | None) -> str | None:
     return key
 
 
-def _check_models(models: Sequence[str], backend: str) -> None:
+def _check_models(models: Sequence[str], backend: str, allow_pickle: bool = False) -> None:
+    from ..models.loading import check_weights
     from ..models.source import open_source
 
     if not models:
@@ -82,6 +85,8 @@ def _check_models(models: Sequence[str], backend: str) -> None:
         raise BadRunDir(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     for ref in models:
         open_source(ref)  # configs only: a wrong path fails here, before the server starts
+        if backend == "torch":
+            check_weights(ref, allow_pickle=allow_pickle)  # pickled weights too, before the socket opens
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -92,6 +92,10 @@ class ServeState:
         return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
 
 
+class BodyTimeout(Exception):
+    """Raised from ``receive`` when the client stops sending its body; :class:`Guard` answers 408."""
+
+
 class BodyTooLarge(Exception):
     """Raised from ``receive`` once a body passes the limit; :class:`Guard` answers 413."""
 
@@ -148,11 +152,20 @@ class Guard:
         return None
 
     async def guarded(self, scope: dict, receive: Callable, send: Callable, seen: dict) -> None:
-        limit, state = self.state.settings.max_upload_bytes, {"bytes": 0, "over": False}
+        limit, state = self.state.settings.max_upload_bytes, {"bytes": 0, "over": False, "late": False, "done": False}
+        idle = self.state.settings.body_timeout
+        deadline = time.monotonic() + 10 * idle
 
         async def counted() -> dict:
-            msg = await receive()
+            if state["done"]:  # the body is in: waiting for a disconnect is not slow sending
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), timeout=max(0.01, min(idle, deadline - time.monotonic())))
+            except asyncio.TimeoutError:
+                state["over"] = state["late"] = True
+                raise BodyTimeout() from None
             if msg["type"] == "http.request":
+                state["done"] = not msg.get("more_body", False)
                 state["bytes"] += len(msg.get("body", b""))
                 if state["bytes"] > limit:
                     state["over"] = True
@@ -171,7 +184,11 @@ class Guard:
                 if not seen["started"]:
                     await send_json(send, 500, {"error": "internal server error (logged on the server)"})
                 return
-        if state["over"] and not seen["started"]:
+        if state["late"] and not seen["started"]:
+            await send_json(send, 408, {"error": f"request body too slow: {state['bytes']} bytes, then nothing for "
+                                                 f"{idle:g} s (or over {10 * idle:g} s in all); send it at once"},
+                            {"Connection": "close"})
+        elif state["over"] and not seen["started"]:
             await send_json(send, 413, {"error": _too_large(limit, "the body passed it while streaming")})
 
 

@@ -40,6 +40,8 @@ class ServeSettings:
         api_key: When set, every ``/v1`` call but health and ready must carry it.
         top_k: Labels listed per file unless the request says otherwise.
         tmp_dir: Where uploads are written (the system temp dir when None).
+        body_timeout: Seconds a request body may pause between chunks before it is cut off (408);
+            the whole body gets ten times that: slow-loris uploads cannot hold a connection.
     """
 
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -48,6 +50,7 @@ class ServeSettings:
     api_key: str | None = None
     top_k: int = 3
     tmp_dir: str | None = None
+    body_timeout: float = 15.0
 
     def check(self) -> "ServeSettings":
         """Refuse settings no server can run with.
@@ -61,6 +64,8 @@ class ServeSettings:
             raise BadConfig(f"--max-seconds must be positive (got {self.max_seconds:g})")
         if self.workers < 1:
             raise BadConfig(f"--workers must be at least 1 (got {self.workers})")
+        if not self.body_timeout > 0:
+            raise BadConfig(f"--body-timeout must be positive (got {self.body_timeout:g})")
         if self.top_k < 1:
             raise BadConfig(f"--top-k must be at least 1 (got {self.top_k})")
         if self.api_key is not None and not self.api_key.strip():

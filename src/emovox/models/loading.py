@@ -178,23 +178,82 @@ def save_trained(model, out: str | Path) -> Path:
     return out
 
 
-def load_trained(source: str | Path):
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", WEIGHTS_FILE)
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_weights(source: str | Path, *, allow_pickle: bool = False) -> None:
+    """Refuse a local model folder whose weights are pickled only: unpickling runs code.
+
+    Raises:
+        BadRunDir: no safetensors weights but (without ``allow_pickle``) pickled ones.
+    """
+    path = Path(source)
+    if not path.is_dir():
+        return  # a hub id: from_pretrained is told to take safetensors only
+    if any((path / n).is_file() for n in SAFE_WEIGHTS):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICKLED_SUFFIXES)
+    if pickled and not allow_pickle:
+        raise BadRunDir(f"{path}: weights only as pickle ({', '.join(pickled[:3])}), which can run code when "
+                        "loaded; emovox loads safetensors only (convert the folder, or pass --allow-pickle if "
+                        "you trust it)")
+
+
+def load_trained(source: str | Path, *, allow_pickle: bool = False):
     """The one loader of a classifier for inference (eval mode): an emovox run dir (stock or
     emovox head), any ``save_pretrained`` audio-classification directory, or a hub id.
 
+    Weights come from safetensors only unless ``allow_pickle``; no code from the model folder
+    ever runs (``trust_remote_code`` is off); weights that do not fit the config (another label
+    count, missing layers) are refused rather than filled with random values.
+
     Raises:
-        BadRunDir: nothing loadable there.
+        BadRunDir: nothing loadable there, pickled weights, or weights that disagree with the config.
     """
     if Path(source).is_dir() and (Path(source) / HEAD_FILE).is_file():
+        check_weights(source, allow_pickle=allow_pickle)
         return EmovoxForAudioClassification.from_pretrained(source)
     from transformers import AutoConfig, AutoModelForAudioClassification
 
     try:
-        config = AutoConfig.from_pretrained(str(source))
+        config = AutoConfig.from_pretrained(str(source), trust_remote_code=False)
         cls = backbone_for(config, strict=False).classifier_class(AutoModelForAudioClassification)
+        check_weights(source, allow_pickle=allow_pickle)
         with quiet_transformers():
-            return cls.from_pretrained(str(source), config=config).eval()
+            model, info = cls.from_pretrained(str(source), config=config, trust_remote_code=False,
+                                              use_safetensors=None if allow_pickle else True,
+                                              output_loading_info=True)
+    except BadRunDir:
+        raise
     except (OSError, ValueError) as exc:
         raise BadRunDir(f"cannot load a model from {source}: {str(exc).splitlines()[0]} "
                         "(expected an emovox run dir, a save_pretrained audio-classification folder "
                         "or a reachable hub id)") from None
+    except RuntimeError as exc:  # size mismatches: the weights are of another shape than config.json says
+        if "mismatch" not in str(exc).lower():
+            raise BadRunDir(f"{source}: cannot load the weights: {str(exc).splitlines()[0][:200]}") from None
+        raise BadRunDir(f"{source}: weights do not fit config.json: {_mismatch(source, config)}") from None
+    except Exception as exc:  # noqa: BLE001 - a refused pickle (weights_only), a corrupt file, ...
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise BadRunDir(f"{source}: cannot load the weights ({type(exc).__name__}: {first})") from None
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise BadRunDir(f"{source}: weights lack {len(missing)} tensor(s) the config needs (e.g. {missing[0]}); "
+                        "they would be random")
+    return model.eval()
+
+
+def _mismatch(source: str | Path, config: Any) -> str:
+    """Say which shape disagrees: the classifier's label count when it is that."""
+    path = Path(source) / "model.safetensors"
+    if path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            for key in f.keys():
+                if key.endswith("classifier.weight"):
+                    n = f.get_slice(key).get_shape()[0]
+                    if n != config.num_labels:
+                        return f"id2label has {config.num_labels} labels, the classifier in the weights {n}"
+    return "a tensor's shape differs from what config.json describes"

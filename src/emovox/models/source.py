@@ -45,6 +45,7 @@ class ModelSource:
     temperature: float = 1.0
     max_seconds: float = DEFAULT_MAX_SECONDS
     defaults: list[str] = field(default_factory=list)
+    allow_pickle: bool = False  # load pickled .bin/.pt weights (they can run code); safetensors only when off
 
     @property
     def is_run_dir(self) -> bool:
@@ -72,38 +73,88 @@ def check_ref(ref: str | Path) -> None:
                         "a save_pretrained folder with config.json, or a hub id")
 
 
-def open_source(ref: str | Path) -> ModelSource:
+def open_source(ref: str | Path, *, allow_pickle: bool = False) -> ModelSource:
     """Resolve a model reference, reading only configs (no weights).
 
     Raises:
-        BadRunDir: no such folder and no loadable hub id, a malformed ``emovox.json``, or a
-            config without labels.
+        BadRunDir: no such folder and no loadable hub id, a malformed ``config.json`` or
+            ``emovox.json``, a config that asks for custom code (``auto_map``), labels that
+            disagree between the two, or a config without labels.
     """
     ref = str(ref)
     path = Path(ref)
     check_ref(ref)
     config = _config(ref)
+    labels = _config_labels(ref, config)
     meta = _meta(path) if path.is_dir() else {}
     if meta:
-        return ModelSource(ref, meta, config, LabelScheme.from_dict(meta["scheme"]),
-                           1.0 if meta.get("temperature_in_weights") else float(meta.get("temperature") or 1.0),
-                           float(meta.get("max_seconds") or DEFAULT_MAX_SECONDS))
-    id2label = getattr(config, "id2label", None) or {}
-    labels = [id2label[i] for i in sorted(int(k) for k in id2label)] if id2label else []
+        scheme, temperature, max_seconds = _meta_values(path / META, meta)
+        if labels and len(labels) != len(scheme):
+            raise BadRunDir(f"{path / META}: its scheme has {len(scheme)} labels but config.json has {len(labels)} "
+                            "(id2label); the two files come from different models")
+        return ModelSource(ref, meta, config, scheme, temperature, max_seconds, allow_pickle=allow_pickle)
     if not labels:
         raise BadRunDir(f"{ref}: its config.json has no id2label; an audio-classification model needs its labels")
     return ModelSource(ref, {}, config, scheme_from_labels(labels),
                        defaults=[f"labels from config.json ({len(labels)})", "temperature 1.0 (none fitted)",
-                                 f"training length {DEFAULT_MAX_SECONDS:g} s"])
+                                 f"training length {DEFAULT_MAX_SECONDS:g} s"], allow_pickle=allow_pickle)
+
+
+def read_config_dict(ref: str) -> dict[str, Any]:
+    """``config.json`` as a dict, refused when malformed or when it asks for code from the folder.
+
+    ``auto_map`` names Python files shipped with the model that ``trust_remote_code`` would
+    import; emovox never does, and says so rather than loading a built-in class in their place.
+
+    Raises:
+        BadRunDir: unreadable, not a JSON object, or declaring ``auto_map``.
+    """
+    from transformers import PretrainedConfig
+
+    where = str(Path(ref) / CONFIG_FILE) if Path(ref).is_dir() else f"{ref} config.json"
+    try:
+        if Path(ref).is_dir():
+            d = json.loads((Path(ref) / CONFIG_FILE).read_text())
+        else:
+            d, _ = PretrainedConfig.get_config_dict(ref)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise BadRunDir(f"{where}: cannot read the model config: {str(exc).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise BadRunDir(f"{where}: not a JSON object ({type(d).__name__}); expected a transformers config")
+    id2label = d.get("id2label")
+    if id2label is not None and (not isinstance(id2label, dict)
+                                 or not all(str(k).lstrip("-").isdigit() for k in id2label)):
+        raise BadRunDir(f"{where}: id2label must map integer ids to names; it has non-integer ids "
+                        f"({list(id2label)[:5] if isinstance(id2label, dict) else type(id2label).__name__})")
+    if "auto_map" in d:
+        names = ", ".join(f"{k}={v}" for k, v in d["auto_map"].items()) if isinstance(d["auto_map"], dict) else ""
+        raise BadRunDir(f"{where}: declares custom code (auto_map: {names or d['auto_map']}); emovox never runs "
+                        "code shipped with a model (trust_remote_code stays off); use a model of a built-in "
+                        "transformers type")
+    return d
 
 
 def _config(ref: str) -> Any:
     from transformers import AutoConfig
 
+    read_config_dict(ref)
     try:
-        return AutoConfig.from_pretrained(ref)
-    except (OSError, ValueError) as exc:
-        raise BadRunDir(f"{ref}: cannot read the model config: {str(exc).splitlines()[0]}") from None
+        return AutoConfig.from_pretrained(ref, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - a hostile config raises KeyError/TypeError/... from deep inside
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadRunDir(f"{ref}: cannot read the model config: {first}") from None
+
+
+def _config_labels(ref: str, config: Any) -> list[str]:
+    """Labels in id order from ``id2label``; ids must be 0..N-1."""
+    id2label = getattr(config, "id2label", None) or {}
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except (TypeError, ValueError):
+        raise BadRunDir(f"{ref}: config.json id2label has non-integer ids ({list(id2label)[:5]})") from None
+    if ids != list(range(len(ids))):
+        raise BadRunDir(f"{ref}: config.json id2label ids must be 0..{len(ids) - 1}; found {ids[:10]}")
+    return [str(id2label[i]) for i in ids]
 
 
 def _meta(path: Path) -> dict[str, Any]:
@@ -111,8 +162,33 @@ def _meta(path: Path) -> dict[str, Any]:
         return {}
     try:
         meta = json.loads((path / META).read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRunDir(f"{path / META}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or "scheme" not in meta:
         raise BadRunDir(f"{path / META}: has no label scheme; re-run `emovox train` or remove the file")
     return meta
+
+
+def _meta_values(where: Path, meta: dict[str, Any]) -> tuple[LabelScheme, float, float]:
+    """Scheme, temperature and training length from ``emovox.json``, each checked.
+
+    Raises:
+        BadRunDir: a malformed scheme or a non-positive / non-numeric temperature or length.
+    """
+    d = meta["scheme"]
+    labels = d.get("labels") if isinstance(d, dict) else None
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(labels, list) or not labels \
+            or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise BadRunDir(f"{where}: malformed scheme (expected {{\"name\": str, \"labels\": [distinct strings]}})")
+    values = []
+    for key, default in (("temperature", 1.0), ("max_seconds", DEFAULT_MAX_SECONDS)):
+        raw = meta.get(key) or default
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise BadRunDir(f"{where}: {key}={raw!r} must be a positive number")
+        values.append(value)
+    temperature = 1.0 if meta.get("temperature_in_weights") else values[0]
+    return LabelScheme.from_dict(d), temperature, values[1]

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from .runlock import holds_run_lock
 from ..config import Config, load_config
 from ..data.manifest import load_manifest, save_manifest
 from ..data.splits import fold_manifests
@@ -69,6 +70,7 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
     return evaluate(runs=[run], manifest=manifest_path, out=fold_dir / "eval", split="test")
 
 
+@holds_run_lock("cv")
 def cross_validate(*, config: str | Path | None = None, manifest: str | Path, folds: int, out: str | Path,
                    model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
                    progress: bool = True) -> CVResult:

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from .runlock import holds_run_lock
 from ..config import Config, load_config, read_yaml_mapping
 from ..errors import BadConfig, EmovoxError
 
@@ -202,6 +203,7 @@ def _check_space(config, overrides: Sequence[str], space: Mapping[str, Param], b
     load_config(config, [*overrides, *params_to_overrides(probe, base)])
 
 
+@holds_run_lock("search")
 def search(*, config: str | Path | None = None, manifest: str | Path, trials: int, out: str | Path,
            model: str | None = None, overrides: Sequence[str] = (), space: Mapping[str, Param] | None = None,
            seed: int = 0, timeout: float | None = None, pruner=None, progress: bool = True) -> SearchResult:

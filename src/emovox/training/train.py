@@ -21,6 +21,7 @@ from ..rundir import RunDir
 from .common import (TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames,
                      with_extra_train)
 from .features import train_head_on_features
+from .runlock import holds_run_lock, resumable_checkpoints
 
 
 def trainer_class():
@@ -125,6 +126,7 @@ def tensorboard_callback(folder: Path):
     return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder)))
 
 
+@holds_run_lock("train")
 def train(*, config: Config | str | Path | None = None, manifest: str | Path, out: str | Path,
           model: str | None = None, resume: bool = False, overrides: Sequence[str] = (),
           progress: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
@@ -200,11 +202,18 @@ def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
 
 
 def _resume_point(out: Path, resume: bool) -> str | None:
-    """The last complete checkpoint to resume from, or None for a fresh run."""
-    done = RunDir(out).checkpoints() if out.exists() else []
+    """The last complete checkpoint to resume from, or None for a fresh run. Checkpoints cut short
+    (a kill or a full disk mid-save) are skipped with a warning; when every one is, a resumed
+    run starts over (seeded, so it ends where an uninterrupted run ends)."""
+    done = resumable_checkpoints(out) if out.exists() else []
+    if resume and not done and any(out.glob("checkpoint-*")):
+        import logging
+
+        logging.getLogger("emovox").warning("%s: no complete checkpoint to resume from; starting over", out)
+        return None
     if resume and not done:
         raise BadRunDir(f"{out}: --resume needs a complete checkpoint-N folder there; none found")
-    if done and not resume:
+    if not resume and any(out.glob("checkpoint-*")):
         raise BadRunDir(f"{out}: holds checkpoints of an earlier run; pass --resume to continue it or choose a new --out")
     return str(done[-1]) if resume else None
 
