@@ -113,6 +113,8 @@ def train(
 
     res = run(config=config, manifest=manifest, out=out, model=model, resume=resume, overrides=list(ctx.args),
               progress=True)
+    if not res.primary:  # another rank of a data-parallel launch: rank 0 reports
+        return
     shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in res.metrics.items()
                       if k in ("eval_loss", "eval_accuracy", "eval_uar", "eval_macro_f1"))
     typer.echo(f"trained {res.steps} steps; validation: {shown}")
