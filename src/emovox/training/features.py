@@ -20,6 +20,7 @@ The cache itself is ``training.feature_cache``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ from ..models.loading import load_model
 from ..models.tuning import backbone_of, param_groups
 from ..rundir import RunDir
 from .common import TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
-from .feature_cache import cached_features
+from .distributed import barrier, start_group
+from .feature_cache import cache_root, cached_features
 
 
 def _loss_fn(model: torch.nn.Module, cfg: Config, labels: torch.Tensor, n_classes: int):
@@ -258,6 +260,24 @@ class HeadRun:
         self.state = state
 
 
+def _encode_shared(model: torch.nn.Module, fe: Any, sets: list[AudioDataset], *, progress: bool) -> bool:
+    """In a data-parallel launch, every process encodes its share of the uncached clips into the
+    feature cache, then only rank 0 goes on (the head is small: it trains in one process). True
+    for the process that trains (always, when run plainly)."""
+    here = start_group()
+    if here.world == 1:
+        return True
+    if here.main:
+        logging.getLogger("emovox").info(
+            "frozen-feature path on %d processes: each encodes its share of the clips into the feature cache "
+            "(%s); the head then trains on rank 0 alone", here.world, cache_root())
+    for ds in sets:
+        ds.trace_loads(here.rank)  # what each process encodes, when $EMOVOX_TRACE_CLIPS asks
+        cached_features(model, fe, ds, progress=progress and here.main, share=(here.rank, here.world))
+    barrier()
+    return here.main
+
+
 def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path, progress: bool = True):
     """Train only the head on cached frozen-backbone features and save a normal run dir.
 
@@ -281,11 +301,11 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     scheme = scheme_for(cfg, df)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(backbone_of(model))
-    parts = []
-    for part in (train_df, val_df):
-        ds = AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
-                          input_name=family.input_name, seed=cfg.seed)
-        parts.append((cached_features(model, fe, ds, progress=progress), torch.tensor(ds.labels)))
+    sets = [AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
+                         input_name=family.input_name, seed=cfg.seed) for part in (train_df, val_df)]
+    if not _encode_shared(model, fe, sets, progress=progress):
+        return TrainResult(out, {}, 0, None, primary=False)
+    parts = [(cached_features(model, fe, ds, progress=progress), torch.tensor(ds.labels)) for ds in sets]
     out.mkdir(parents=True, exist_ok=True)
     RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
@@ -300,7 +320,8 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
         scaler.fold_into(model)  # from here on the head runs on raw features
     model.eval()
     loss_fn = _loss_fn(model, cfg, parts[0][1], len(scheme))
-    metrics = {**_evaluate(loss_fn, *parts[1], make_compute_metrics(scheme)), "epoch": state.epoch}
+    metrics = {**_evaluate(loss_fn, *parts[1], make_compute_metrics(scheme)), "epoch": state.epoch,
+               "eval_n": len(parts[1][1])}
     with torch.no_grad():
         logits = loss_fn(*parts[1])[1].numpy()
     metrics["temperature"] = round(float(fit_temperature(logits, parts[1][1].numpy())), 4)
