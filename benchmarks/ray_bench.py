@@ -98,7 +98,7 @@ def render(res: dict) -> str:
                "wall s per run"], rows), "",
         "Start-up: imports and the model load (local), imports and `ray.init` (Ray); after it, Ray still starts "
         "its actor processes and loads the model once in each, so its rate after start-up includes that.", "",
-        "When other jobs keep the cores busy (see this section's load line above), torch with 2 threads waits "
+        "When other jobs keep the cores busy (see the load during this section), torch with 2 threads waits "
         "on a preempted thread at every operation and can run several times slower than with 1, so the fair "
         "comparison is 1 thread per process (ratios are to local predict on 1 thread).", "",
         "What 2 cores can show: that the Ray path gives the same rows (tested), what it costs to start (cluster, "
