@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import flops, inference, long_audio, prepare_bench, training
+from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training
 from benchmarks.common import ROOT, fmt, load_result, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
-SECTIONS = ("training", "compile", "inference", "long", "flops", "prepare")
+SECTIONS = ("training", "compile", "inference", "long", "flops", "prepare", "ray")
 
 
 def _load(name: str) -> dict | None:
@@ -110,7 +110,7 @@ HOW_TO_RUN = """## How to run
 
 ```bash
 make bench                                        # everything (~15-20 min on 2 cores), rewrites this file
-.venv/bin/python -m benchmarks.run --only inference          # one section (training, inference, long, flops, prepare)
+.venv/bin/python -m benchmarks.run --only inference          # one section (training, inference, long, flops, prepare, ray)
 .venv/bin/python -m benchmarks.run --only training,prepare --repeats 5   # more rounds per comparison
 .venv/bin/python -m benchmarks.run --quick                   # smoke run: small models, few files/steps (numbers not comparable)
 ```
@@ -140,6 +140,8 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", flops.render(stored["flops"]["result"], machine, inf)]
     if "prepare" in stored:
         parts += ["", prepare_bench.render(stored["prepare"]["result"])]
+    if "ray" in stored:
+        parts += ["", ray_bench.render(stored["ray"]["result"])]
     notes_path = ROOT / "NOTES.md"
     if notes_path.exists():
         parts += ["", notes_path.read_text().strip()]

@@ -1,6 +1,6 @@
 """``python -m benchmarks.run``: run the comparisons and rewrite ``benchmarks/RESULTS.md``.
 
-Sections (``--only a,b``): training, inference, long, flops, prepare. Each section's result is
+Sections (``--only a,b``): training, inference, long, flops, prepare, ray. Each section's result is
 stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
 is rebuilt from all stored sections.
 """
@@ -15,15 +15,15 @@ import traceback
 from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, versions
 from benchmarks.loadmon import LoadMonitor
 
-ORDER = ("flops", "inference", "training", "long", "prepare")
+ORDER = ("flops", "inference", "training", "long", "prepare", "ray")
 OPTIONAL = ("compile",)  # run only when named in --only
 
 
 def _module(name: str):
-    from benchmarks import flops, inference, long_audio, prepare_bench, training
+    from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training
 
     return {"flops": flops, "inference": inference, "training": training, "long": long_audio,
-            "prepare": prepare_bench, "compile": _Compile}[name]
+            "prepare": prepare_bench, "ray": ray_bench, "compile": _Compile}[name]
 
 
 class _Compile:

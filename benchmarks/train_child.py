@@ -154,7 +154,7 @@ def recipe_trainer_class(group: bool, seed: int):
 
             ds = self.train_dataset
             sampler = LengthGroupedSampler(ds.lengths, self._train_batch_size, seed=seed)
-            loader = DataLoader(ds, batch_size=self._train_batch_size, sampler=sampler, collate_fn=self.data_collator,
+            loader = DataLoader(ds, batch_sampler=sampler, collate_fn=self.data_collator,
                                 num_workers=self.args.dataloader_num_workers)
             return self.accelerator.prepare(loader)
 

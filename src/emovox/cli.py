@@ -120,6 +120,8 @@ def train(
 
     res = run(config=config, manifest=manifest, out=out, model=model, resume=resume, overrides=list(ctx.args),
               progress=True)
+    if not res.primary:  # another rank of a data-parallel launch: rank 0 reports
+        return
     shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in res.metrics.items()
                       if k in ("eval_loss", "eval_accuracy", "eval_uar", "eval_macro_f1"))
     typer.echo(f"trained {res.steps} steps; validation: {shown}")
@@ -153,24 +155,37 @@ def evaluate(
 def predict(
     items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models first (run dirs, "
                                       "save_pretrained folders, hub ids), then files/folders/manifests."),
-    format: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
+    format: str = typer.Option("jsonl", "--format", help="jsonl, csv or parquet (parquet needs --out)."),
     out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     top_k: int = typer.Option(3, help="How many labels to list per file."),
     windows: bool = typer.Option(False, help="Also one row per window for long files."),
     window_seconds: Optional[float] = typer.Option(None, help="Longer files are scored in windows of this length "
                                                    "(default: the larger of 10 s and the training length)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores; with --ray: per actor)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    ray: bool = typer.Option(False, "--ray", help="Score on a Ray cluster: --ray-address, else $RAY_ADDRESS, "
+                             "else a local one started for this run."),
+    ray_address: Optional[str] = typer.Option(None, help="With --ray: the cluster to join (auto, HOST:PORT, ray://...)."),
+    num_actors: int = typer.Option(1, help="With --ray: actors in the pool (one model load each)."),
+    cpus_per_actor: float = typer.Option(1.0, help="With --ray: CPUs reserved per actor."),
+    gpus_per_actor: float = typer.Option(0.0, help="With --ray: GPUs reserved per actor."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
-    from .inference.predict import predict as run
 
     runs, inputs = _split_models(items, "the files or folders to score")
-    rows = run(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
-               window_seconds=window_seconds, allow_pickle=allow_pickle,
-               progress=sys.stderr.isatty())
+    common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
+                  window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty())
+    if ray:
+        from .inference.ray_predict import predict_ray
+
+        rows = predict_ray(**common, address=ray_address, num_actors=num_actors, cpus_per_actor=cpus_per_actor,
+                           gpus_per_actor=gpus_per_actor)
+    else:
+        from .inference.predict import predict as run
+
+        rows = run(**common)
     failed = write_rows(rows, out=out, fmt=format)
     for path, error in failed:
         _say(f"failed: {path}: {error}")

@@ -3,10 +3,10 @@ length-grouped sampler."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -16,7 +16,12 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE, load_audio
 from .augment import seeded
+from ..errors import BadConfig
 from ..labels import LabelScheme
+
+# Debugging and tests: a folder where each training process appends the clips it loads
+# (rank, epoch, index, path), one JSON line each, to rank-R.jsonl.
+TRACE_ENV = "EMOVOX_TRACE_CLIPS"
 
 
 def decode_all(paths: Sequence[str], *, max_seconds: float, workers: int | None = None) -> list[np.ndarray]:
@@ -60,6 +65,7 @@ class AudioDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.trace: tuple[str, int] | None = None  # (folder, rank) while TRACE_ENV asks for it
         self.waves = decode_all(self.paths, max_seconds=max_seconds) if cache else None
 
     def __len__(self) -> int:
@@ -73,7 +79,17 @@ class AudioDataset(Dataset):
             return self.waves[i]
         return load_audio(self.paths[i], max_seconds=self.max_seconds, check=False)
 
+    def trace_loads(self, rank: int) -> None:
+        """List every clip this process loads in ``$EMOVOX_TRACE_CLIPS/rank-R.jsonl`` when that is set."""
+        folder = os.environ.get(TRACE_ENV)
+        self.trace = (folder, int(rank)) if folder else None
+
     def __getitem__(self, i: int) -> dict:
+        if self.trace is not None:
+            folder, rank = self.trace
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"rank-{rank}.jsonl"), "a") as f:
+                f.write(json.dumps({"rank": rank, "epoch": self.epoch, "index": int(i), "path": self.paths[i]}) + "\n")
         wave = self.wave(i)
         if self.augment is not None:
             with seeded(self.seed, self.epoch, i if self.clip_seeds is None else self.clip_seeds[i]):
@@ -121,17 +137,34 @@ class PadCollator:
         return batch
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Shuffles clips into batches of similar length using lengths from the manifest (no decoding).
+class LengthGroupedSampler(Sampler[list[int]]):
+    """Batches of clips of similar length, from lengths in the manifest (no decoding), and one
+    process's share of them when training data-parallel.
 
+    A batch sampler (``DataLoader(batch_sampler=...)``). Each epoch, every rank builds the same
+    *global* batches of ``batch_size * num_replicas`` clips from a permutation seeded by (seed,
+    epoch): mega-batches of ``mega`` global batches are sorted by length and cut, and the global
+    batches shuffled. Rank r takes items r, r + num_replicas, ... of each (lengths stay alike
+    across ranks), so the ranks' shares are disjoint, cover the epoch exactly once, and every rank
+    has the same number of steps; one process with ``batch_size * N`` sees the same global batches
+    as N processes with ``batch_size``. A last global batch with fewer clips than ranks joins the
+    one before it (a rank's batch is then one clip larger); ``drop_last`` drops it instead.
     With ``weights`` clips are drawn with replacement in proportion to them (balanced sampling).
-    Mega-batches of ``mega * batch_size`` random clips are sorted by length, cut into batches, and
-    the batches shuffled; the order depends only on (seed, epoch), so a resumed run sees the same
-    batches. ``set_epoch`` also tells the dataset the epoch for its augmentation seed.
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    ``set_epoch`` also tells the dataset the epoch for its augmentation seed.
+
+    Raises:
+        BadConfig: fewer clips than processes, or a rank outside ``num_replicas``.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, mega: int = 50,
-                 group: bool = True, dataset: AudioDataset | None = None, weights: Sequence[float] | None = None):
+                 group: bool = True, dataset: AudioDataset | None = None, weights: Sequence[float] | None = None,
+                 num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
+        if not 0 <= rank < num_replicas:
+            raise BadConfig(f"rank {rank} is outside 0..{num_replicas - 1}")
+        if len(lengths) < num_replicas:
+            raise BadConfig(f"{len(lengths)} training clip(s) cannot feed {num_replicas} processes; "
+                            "use fewer processes or more data")
         self.lengths = np.asarray(lengths)
         self.weights = None if weights is None else np.asarray(weights, float) / np.sum(weights)
         self.batch_size = batch_size
@@ -139,6 +172,9 @@ class LengthGroupedSampler(Sampler[int]):
         self.mega = mega
         self.group = group
         self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -147,21 +183,33 @@ class LengthGroupedSampler(Sampler[int]):
             self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        full, rest = divmod(len(self.lengths), self.batch_size * self.num_replicas)
+        return full + (1 if rest >= self.num_replicas and not self.drop_last else 0) or 1
 
-    def __iter__(self) -> Iterator[int]:
+    def global_batches(self) -> list[np.ndarray]:
+        """This epoch's global batches (all ranks' clips of each step), in step order."""
         rng = np.random.default_rng([self.seed, self.epoch])
         if self.weights is None:
             perm = rng.permutation(len(self.lengths))
         else:  # balanced sampling: an epoch's worth of clips drawn with class-balancing weights
             perm = rng.choice(len(self.lengths), size=len(self.lengths), replace=True, p=self.weights)
-        if not self.group:
-            return iter(perm.tolist())
-        size = self.mega * self.batch_size
+        size = self.batch_size * self.num_replicas
         batches = []
-        for start in range(0, len(perm), size):
-            chunk = perm[start:start + size]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        order = rng.permutation(len(batches))
-        return iter(np.concatenate([batches[i] for i in order]).tolist() if batches else [])
+        for start in range(0, len(perm), self.mega * size):
+            chunk = perm[start:start + self.mega * size]
+            if self.group:
+                chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+        if self.group:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        short = [k for k, b in enumerate(batches) if len(b) < size]
+        if short and (self.drop_last or len(batches[short[0]]) < self.num_replicas) and len(batches) > 1:
+            k = short[0]
+            tail = batches.pop(k)
+            if not self.drop_last:  # too few clips to give every rank one: join the neighbouring batch
+                batches[k - 1] = np.concatenate([batches[k - 1], tail])
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches():
+            yield batch[self.rank::self.num_replicas].tolist()

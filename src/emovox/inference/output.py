@@ -1,4 +1,4 @@
-"""Writing prediction rows as JSONL or CSV."""
+"""Writing prediction rows as JSONL, CSV or Parquet, streamed as they come."""
 from __future__ import annotations
 
 import csv
@@ -9,26 +9,32 @@ from typing import IO, Iterable
 
 from ..errors import BadConfig
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")
+COLUMNS = ["path", "label", "score", "top_k", "start", "end", "error"]
 
 
 def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "jsonl") -> list[tuple[str, str]]:
-    """Stream rows to ``out`` (stdout when None); return (path, error) for rows that failed.
+    """Stream rows to ``out`` (stdout when None; Parquet needs a file); return (path, error) for
+    rows that failed.
 
-    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error.
+    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error. Parquet
+    has the same columns with ``top_k`` a list of {label, score}, written in row groups as rows arrive.
 
     Raises:
-        BadConfig: unknown format.
+        BadConfig: unknown format, or Parquet without ``out``.
     """
     if fmt not in FORMATS:
         raise BadConfig(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if not out:
+            raise BadConfig("--format parquet needs --out FILE (Parquet cannot stream to standard output)")
+        return _write_parquet(rows, Path(out))
     failed = []
     handle: IO = open(out, "w", newline="") if out else sys.stdout
     try:
         writer = None
         if fmt == "csv":
-            writer = csv.DictWriter(handle, fieldnames=["path", "label", "score", "top_k", "start", "end", "error"],
-                                    extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
         for row in rows:
             if "error" in row:
@@ -44,4 +50,25 @@ def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "json
     finally:
         if out:
             handle.close()
+    return failed
+
+
+def _write_parquet(rows: Iterable[dict], out: Path, group: int = 1024) -> list[tuple[str, str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    top = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+    schema = pa.schema([("path", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("top_k", top),
+                        ("start", pa.float64()), ("end", pa.float64()), ("error", pa.string())])
+    failed, pending = [], []
+    with pq.ParquetWriter(str(out), schema) as writer:
+        for row in rows:
+            if "error" in row:
+                failed.append((row["path"], row["error"]))
+            pending.append({c: row.get(c) for c in COLUMNS})
+            if len(pending) >= group:
+                writer.write_table(pa.Table.from_pylist(pending, schema=schema))
+                pending = []
+        if pending:
+            writer.write_table(pa.Table.from_pylist(pending, schema=schema))
     return failed

@@ -246,20 +246,24 @@ def _reason(exc: EmovoxError, path: str) -> str:
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[str]:
-    """Files as given, folders as their audio files (sorted, recursive), manifests as their paths.
+    """Files as given, folders as their audio files (sorted, recursive), manifests and other
+    CSV/Parquet lists with a ``path`` column (local, or a URI pyarrow opens) as their paths.
 
     A missing path stays in the list so it gets an error row rather than vanishing.
-    """
-    out: list[str] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            out += [str(p) for p in sorted(item.rglob("*")) if p.is_file() and is_audio_file(p)]
-        elif item.suffix.lower() == ".csv" and item.exists():
-            from ..data.manifest import load_manifest
 
-            out += list(load_manifest(item)["path"])
+    Raises:
+        BadManifest: a list that cannot be read or has no ``path`` column.
+    """
+    from .path_list import is_path_list, read_path_list
+
+    out: list[str] = []
+    for item in map(str, items):
+        if is_path_list(item):
+            out += read_path_list(item)
+        elif Path(item).is_dir():
+            out += [str(p) for p in sorted(Path(item).rglob("*")) if p.is_file() and is_audio_file(p)]
         else:
-            out.append(str(item))
+            out.append(item)
     return out
 
 

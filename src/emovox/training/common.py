@@ -33,6 +33,7 @@ class TrainResult:
     metrics: dict[str, float]
     steps: int
     best_checkpoint: str | None
+    primary: bool = True  # False on the other ranks of a data-parallel launch (rank 0 wrote the run)
 
 
 def scheme_for(cfg: Config, df: pd.DataFrame) -> LabelScheme:

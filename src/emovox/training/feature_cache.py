@@ -92,12 +92,15 @@ def _batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_sa
 
 def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: AudioDataset, *,
                     use_cache: bool = True, progress: bool = False, batch_seconds: float = 32.0,
-                    variant: str = "") -> torch.Tensor:
+                    variant: str = "", share: tuple[int, int] | None = None) -> torch.Tensor | None:
     """Features [N, 2, layers + 2, hidden] of every clip of ``dataset``, from the cache where present.
 
     ``variant`` names what the dataset does to each wave (its augmentation, seed and epoch) so
     that augmented copies get their own cache keys; "" for clean clips (no augmentation).
     Newly encoded clips are written to the cache atomically (other processes may share it).
+    ``share=(rank, world)`` (a data-parallel launch) encodes only every world-th missing clip from
+    the rank-th into the cache and returns None; a later plain call reads them all (and encodes
+    what another process could not leave there, e.g. on a node without the shared cache).
     """
     from tqdm import tqdm
 
@@ -107,7 +110,12 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
     keys = [clip_key(p, dataset.max_seconds, variant) for p in dataset.paths]
     feats: list[np.ndarray | None] = [_read(folder / f"{k}.npy") if use_cache else None for k in keys]
     todo = [i for i, f in enumerate(feats) if f is None]
-    bar = tqdm(total=len(todo), desc="encoding" + (f" ({variant.split('|')[-1]})" if variant else ""), unit="clip", disable=not progress or not todo, mininterval=0.5)
+    if share is not None:  # one process of several: its share of the missing clips, into the cache only
+        # shares are taken over all clips, not the missing ones: another process may already have
+        # written some of its own when this one looks, and the shares must not shift with that
+        todo = [i for i in range(share[0], len(feats), share[1]) if feats[i] is None]
+    desc = "encoding" + (f" ({variant.split('|')[-1]})" if variant else "")
+    bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo, mininterval=0.5)
     for batch in _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE)):
         encoded = encode_batch(base, [dataset[i][dataset.input_name] for i in batch], use_mask=use_mask)
         for i, f in zip(batch, encoded):
@@ -116,7 +124,7 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
                 _write(folder / f"{keys[i]}.npy", f)
         bar.update(len(batch))
     bar.close()
-    return torch.from_numpy(np.stack(feats))
+    return None if share is not None else torch.from_numpy(np.stack(feats))
 
 
 def _read(path: Path) -> np.ndarray | None:

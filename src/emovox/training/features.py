@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -41,7 +42,8 @@ from ..models.loading import load_model
 from ..models.tuning import backbone_of, param_groups
 from ..rundir import RunDir
 from .common import TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
-from .feature_cache import cached_features
+from .distributed import barrier, start_group
+from .feature_cache import cache_root, cached_features
 from .feature_scaling import scaler_for
 
 
@@ -269,21 +271,44 @@ def _solver(cfg: Config):
     return fit_head_lbfgs if name == "lbfgs" else fit_head
 
 
-def _encode(model, fe, part, scheme, cfg: Config, *, copies: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached features and labels of ``part``: the clean clips, then ``copies`` augmented copies."""
+def _datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tuple[AudioDataset, str]]:
+    """``part``'s clean clips, then ``copies`` augmented copies, with each one's cache variant."""
     family = backbone_for(backbone_of(model))
     featurize = lambda w: family.featurize(fe, w)  # noqa: E731
     kw = dict(max_seconds=cfg.data.max_seconds, input_name=family.input_name, seed=cfg.seed)
-    ds = AudioDataset(part, scheme, featurize, **kw)
-    xs, ys = [cached_features(model, fe, ds, progress=progress)], [torch.tensor(ds.labels)]
+    sets = [(AudioDataset(part, scheme, featurize, **kw), "")]
     augment = build_augment(cfg.augment) if copies else None
     recipe = json.dumps(dataclasses.asdict(cfg.augment), sort_keys=True)
     for k in range(1, copies + 1):
         aug = AudioDataset(part, scheme, featurize, augment=augment, seed_by_path=True, **kw)
         aug.set_epoch(k)
-        xs.append(cached_features(model, fe, aug, progress=progress, variant=f"{recipe}|seed={cfg.seed}|copy {k}"))
-        ys.append(torch.tensor(aug.labels))
-    return torch.cat(xs), torch.cat(ys)
+        sets.append((aug, f"{recipe}|seed={cfg.seed}|copy {k}"))
+    return sets
+
+
+def _encode(model, fe, sets: list[tuple[AudioDataset, str]], *, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached features and labels of every dataset in ``sets``, concatenated."""
+    xs = [cached_features(model, fe, ds, progress=progress, variant=v) for ds, v in sets]
+    return torch.cat(xs), torch.cat([torch.tensor(ds.labels) for ds, _ in sets])
+
+
+def _encode_shared(model: torch.nn.Module, fe: Any, sets: list[tuple[AudioDataset, str]], *, progress: bool) -> bool:
+    """In a data-parallel launch, every process encodes its share of the uncached clips into the
+    feature cache, then only rank 0 goes on (the head is small: it trains in one process). True
+    for the process that trains (always, when run plainly)."""
+    here = start_group()
+    if here.world == 1:
+        return True
+    if here.main:
+        logging.getLogger("emovox").info(
+            "frozen-feature path on %d processes: each encodes its share of the clips into the feature cache "
+            "(%s); the head then trains on rank 0 alone", here.world, cache_root())
+    for ds, variant in sets:
+        ds.trace_loads(here.rank)  # what each process encodes, when $EMOVOX_TRACE_CLIPS asks
+        cached_features(model, fe, ds, progress=progress and here.main, variant=variant,
+                        share=(here.rank, here.world))
+    barrier()
+    return here.main
 
 
 def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path, progress: bool = True):
@@ -319,8 +344,12 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     scheme = scheme_for(cfg, df)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    train = _encode(model, fe, train_df, scheme, cfg, copies=copies, progress=progress)
-    val = _encode(model, fe, val_df, scheme, cfg, copies=0, progress=progress)
+    train_sets = _datasets(model, fe, train_df, scheme, cfg, copies=copies)
+    val_sets = _datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
+    if not _encode_shared(model, fe, train_sets + val_sets, progress=progress):
+        return TrainResult(out, {}, 0, None, primary=False)
+    train = _encode(model, fe, train_sets, progress=progress)
+    val = _encode(model, fe, val_sets[:1], progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
@@ -328,11 +357,12 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     try:
         state = _fit_scaled(model, solver, train, val, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
         loss_fn = _loss_fn(model, cfg, train[1], len(scheme))
-        metrics = {**_evaluate(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch}
+        metrics = {**_evaluate(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch,
+                   "eval_n": len(val[1])}
         with torch.no_grad():
             logits = loss_fn(*val)[1].numpy()
         if refit:
-            val_copies = _encode(model, fe, val_df, scheme, cfg, copies=copies, progress=progress) if copies else val
+            val_copies = _encode(model, fe, val_sets, progress=progress) if copies else val
             model.load_state_dict(initial)
             both = (torch.cat([train[0], val_copies[0]]), torch.cat([train[1], val_copies[1]]))
             refit_state = _fit_scaled(model, solver, both, None, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)

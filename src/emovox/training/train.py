@@ -36,6 +36,13 @@ def trainer_class():
         balanced_sampling: bool = False
         head_learning_rate: float | None = None
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # The loss is a mean over the batch, whatever the forward's **kwargs suggest: transformers'
+            # token-count normalisation (loss x world size, no division by accumulation steps) is for
+            # language models, and would double the loss and gradients of a 2-process run.
+            self.model_accepts_loss_kwargs = False
+
         def create_optimizer(self):
             if self.optimizer is None and self.head_learning_rate is not None:  # two learning rates
                 cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
@@ -47,14 +54,17 @@ def trainer_class():
             from torch.utils.data import DataLoader
 
             ds = self.train_dataset
+            ds.trace_loads(self.args.process_index)
             weights = balanced_weights(ds.labels) if self.balanced_sampling else None
+            # each rank takes its share of the same global batches (see LengthGroupedSampler)
             sampler = LengthGroupedSampler(ds.lengths, self._train_batch_size, seed=self.args.seed,
-                                           group=self.group_by_length_ours, dataset=ds, weights=weights)
-            loader = DataLoader(ds, batch_size=self._train_batch_size, sampler=sampler,
-                                collate_fn=self.data_collator, num_workers=self.args.dataloader_num_workers,
-                                generator=torch.Generator().manual_seed(self.args.seed),
-                                persistent_workers=False, drop_last=self.args.dataloader_drop_last)
-            return self.accelerator.prepare(loader)
+                                           group=self.group_by_length_ours, dataset=ds, weights=weights,
+                                           num_replicas=self.args.world_size, rank=self.args.process_index,
+                                           drop_last=self.args.dataloader_drop_last)
+            loader = DataLoader(ds, batch_sampler=sampler, collate_fn=self.data_collator,
+                                num_workers=self.args.dataloader_num_workers,
+                                generator=torch.Generator().manual_seed(self.args.seed), persistent_workers=False)
+            return unsharded(self.accelerator, loader)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.class_weights is None:
@@ -67,6 +77,19 @@ def trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return EmovoxTrainer
+
+
+def unsharded(accelerator, loader):
+    """The loader prepared by accelerate (device placement, epoch forwarding, batch skipping on
+    resume) without accelerate's own sharding: in a multi-process launch ``accelerator.prepare``
+    would deal the (already per-rank) batches out again, round-robin, and pad the last round with
+    repeated clips."""
+    if accelerator.num_processes == 1:
+        return accelerator.prepare(loader)
+    from accelerate.data_loader import prepare_data_loader
+
+    return prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0,
+                               put_on_device=True, dispatch_batches=False)
 
 
 def balanced_weights(labels: Sequence[int]) -> np.ndarray:
@@ -117,13 +140,14 @@ def training_arguments(cfg: Config, out: Path, *, progress: bool):
         raise BadConfig(f"training.* settings rejected by transformers: {str(exc).splitlines()[0]}") from None
 
 
-def tensorboard_callback(folder: Path):
+def tensorboard_callback(folder: Path, *, main: bool = True):
     """Transformers' TensorBoard callback writing to the run dir's ``tensorboard/`` (transformers 5
-    dropped ``logging_dir``; a writer given to the callback works on every release)."""
+    dropped ``logging_dir``; a writer given to the callback works on every release). Only the
+    main process of a data-parallel launch opens a writer (the callback skips the others)."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder)))
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder)) if main else None)
 
 
 @holds_run_lock("train")
@@ -164,7 +188,8 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
                              augment=build_augment(cfg.augment) if part is train_df else None)
                 for part in (train_df, val_df)]
     args = training_arguments(cfg, out, progress=progress)
-    callbacks = [JsonlLogCallback(RunDir(out).log), tensorboard_callback(RunDir(out).tensorboard), *callbacks]
+    callbacks = [JsonlLogCallback(RunDir(out).log), tensorboard_callback(RunDir(out).tensorboard,
+                                                                        main=args.process_index == 0), *callbacks]
     patience = int(cfg.training.get("early_stopping_patience") or 0)
     if patience > 0:
         callbacks.append(EarlyStoppingCallback(patience, float(cfg.training.get("early_stopping_threshold", 0.0))))
@@ -180,10 +205,13 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
     trainer.train(resume_from_checkpoint=checkpoint)
-    metrics, temperature = final_validation(trainer, datasets[1])
+    metrics, temperature = final_validation(trainer, datasets[1])  # every rank: the Trainer gathers
     metrics["temperature"] = temperature
-    save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
-    return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint)
+    main = trainer.is_world_process_zero()
+    if main:  # data-parallel: rank 0 alone writes the run dir; the others wait for it
+        save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint, primary=main)
 
 
 def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
@@ -197,7 +225,7 @@ def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
 
     out = trainer.predict(dataset, metric_key_prefix="eval")
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    metrics = {**out.metrics, "epoch": trainer.state.epoch}
+    metrics = {**out.metrics, "epoch": trainer.state.epoch, "eval_n": int(len(out.label_ids))}
     return metrics, round(float(fit_temperature(np.asarray(logits), np.asarray(out.label_ids))), 4)
 
 
