@@ -3,7 +3,9 @@ length-grouped sampler."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -36,12 +38,16 @@ class AudioDataset(Dataset):
         augment: Training-only wave -> wave transform, seeded per (seed, epoch, index).
         cache: Decode every clip up front and keep it in memory.
         seed: Augmentation seed.
+        prefetch: Items prepared ahead (decoded, augmented, featurized) in one background thread
+            while the model computes, in the order ``plan`` announces (the length-grouped sampler
+            does); 0 prepares each item when asked. Items are the same either way: one thread
+            prepares all of them, and augmentation is seeded per (seed, epoch, index).
     """
 
     def __init__(self, df: pd.DataFrame, scheme: LabelScheme,
                  featurize: Callable[[np.ndarray], np.ndarray] | None = None, *, max_seconds: float,
                  augment: Callable[[np.ndarray], np.ndarray] | None = None, cache: bool = False, seed: int = 0,
-                 input_name: str = "input_values"):
+                 input_name: str = "input_values", prefetch: int = 0):
         self.paths = list(df["path"])
         # a composite label (ANG_HI) trains an emotion-only scheme (crema-d-6) as its emotion (ANG)
         self.labels = [scheme.id(scheme.coerce(lab)) for lab in df["label"]]
@@ -54,9 +60,49 @@ class AudioDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.waves = decode_all(self.paths, max_seconds=max_seconds) if cache else None
+        self.prefetch = max(0, int(prefetch))
+        self._order: list[int] = []  # the announced order, its positions, the next position to queue
+        self._where: dict[int, int] = {}
+        self._next = 0
+        self._ahead: deque[tuple[int, Future]] = deque()  # (position, future), oldest first
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def __getstate__(self) -> dict:  # a loader worker gets no thread pool (workers prefetch themselves)
+        state = dict(self.__dict__)
+        state.update(_order=[], _where={}, _next=0, _ahead=deque(), _pool=None, _lock=None, prefetch=0)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def plan(self, order: Sequence[int]) -> None:
+        """Announce the order items will be asked for, so ``prefetch`` of them are prepared ahead
+        (with the epoch set now, as the sampler sets it before announcing)."""
+        if not self.prefetch:
+            return
+        with self._lock:
+            self._drop(len(self._order) + 1)
+            self._order = [int(i) for i in order]
+            self._where = {i: k for k, i in enumerate(self._order)}
+            self._next = 0
+            self._fill()
+
+    def _drop(self, before: int) -> None:
+        while self._ahead and self._ahead[0][0] < before:
+            self._ahead.popleft()[1].cancel()
+
+    def _fill(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emovox-prefetch")
+        while len(self._ahead) < self.prefetch and self._next < len(self._order):
+            k = self._next
+            self._ahead.append((k, self._pool.submit(self.item, self._order[k], self.epoch)))
+            self._next += 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -67,9 +113,29 @@ class AudioDataset(Dataset):
         return load_audio(self.paths[i], max_seconds=self.max_seconds, check=False)
 
     def __getitem__(self, i: int) -> dict:
+        if not self.prefetch or self._pool is None:
+            return self.item(i)
+        with self._lock:
+            k = self._where.get(int(i))
+            if k is not None and k >= (self._ahead[0][0] if self._ahead else self._next):
+                self._drop(k)  # positions before k were skipped (a resumed run skips its done batches)
+                if self._ahead and self._ahead[0][0] == k:
+                    fut = self._ahead.popleft()[1]
+                else:  # beyond what is queued: prepare it, then queue from the item after it
+                    self._drop(len(self._order) + 1)
+                    self._next = k + 1
+                    fut = self._pool.submit(self.item, i, self.epoch)
+            else:  # not in the announced order: prepared now, still in the one background thread
+                fut = self._pool.submit(self.item, i, self.epoch)
+            self._fill()
+        return fut.result()
+
+    def item(self, i: int, epoch: int | None = None) -> dict:
+        """Item ``i`` prepared now, in the calling thread: the wave, augmented (seeded by
+        (seed, epoch, i); the current epoch unless given), as model input."""
         wave = self.wave(i)
         if self.augment is not None:
-            with seeded(self.seed, self.epoch, i):
+            with seeded(self.seed, self.epoch if epoch is None else epoch, i):
                 wave = self.augment(wave)
             wave = wave[: int(self.max_seconds * SAMPLE_RATE)]
         values = self.featurize(wave) if self.featurize is not None else wave
@@ -144,7 +210,7 @@ class LengthGroupedSampler(Sampler[int]):
         else:  # balanced sampling: an epoch's worth of clips drawn with class-balancing weights
             perm = rng.choice(len(self.lengths), size=len(self.lengths), replace=True, p=self.weights)
         if not self.group:
-            return iter(perm.tolist())
+            return self._planned(perm.tolist())
         size = self.mega * self.batch_size
         batches = []
         for start in range(0, len(perm), size):
@@ -152,4 +218,9 @@ class LengthGroupedSampler(Sampler[int]):
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         order = rng.permutation(len(batches))
-        return iter(np.concatenate([batches[i] for i in order]).tolist() if batches else [])
+        return self._planned(np.concatenate([batches[i] for i in order]).tolist() if batches else [])
+
+    def _planned(self, order: list[int]) -> Iterator[int]:
+        if self.dataset is not None:
+            self.dataset.plan(order)  # the dataset prepares the next items while the model computes
+        return iter(order)

@@ -153,9 +153,11 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     scheme = scheme_for(cfg, df)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(net)
+    augment = build_augment(cfg.augment)
     datasets = [AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
                              cache=cfg.data.cache_audio, input_name=family.input_name, seed=cfg.seed,
-                             augment=build_augment(cfg.augment) if part is train_df else None)
+                             augment=augment if part is train_df else None,
+                             prefetch=prefetch_depth(cfg, augment) if part is train_df else 0)
                 for part in (train_df, val_df)]
     args = training_arguments(cfg, out, progress=progress)
     callbacks = [JsonlLogCallback(RunDir(out).log), tensorboard_callback(RunDir(out).tensorboard), *callbacks]
@@ -178,6 +180,16 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     metrics["temperature"] = temperature
     save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint)
+
+
+def prefetch_depth(cfg: Config, augment: Any) -> int:
+    """Training clips to prepare ahead in a background thread: ``data.prefetch``, except with loader
+    workers (they prefetch themselves) or augmentation. audiomentations draws from NumPy's global
+    RNG, reseeded per clip; so do SpecAugment masks in the model's forward pass, and the two
+    threads would then draw from each other's state (non-reproducible runs)."""
+    if int(cfg.training.get("dataloader_num_workers") or 0) or augment is not None:
+        return 0
+    return int(cfg.data.prefetch)
 
 
 def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
