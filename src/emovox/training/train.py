@@ -18,8 +18,8 @@ from ..models.backbones import backbone_for
 from ..models.loading import load_model
 from ..models.tuning import param_groups
 from ..rundir import RunDir
-from .common import (TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames,
-                     with_extra_train)
+from .common import (KeptEvaluations, TrainResult, class_weights, make_compute_metrics, save_run, scheme_for,
+                     split_frames, with_extra_train)
 from .features import train_head_on_features
 
 
@@ -167,7 +167,9 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     trainer = trainer_class()(model=net, args=args, train_dataset=datasets[0], eval_dataset=datasets[1],
                                data_collator=PadCollator(attention_mask=family.uses_attention_mask(fe),
                                                          input_name=family.input_name),
-                               compute_metrics=make_compute_metrics(scheme), callbacks=callbacks)
+                               compute_metrics=(kept := KeptEvaluations(make_compute_metrics(scheme))),
+                               callbacks=callbacks)
+    kept.step = lambda: trainer.state.global_step
     trainer.group_by_length_ours = cfg.data.group_by_length
     trainer.balanced_sampling = bool(cfg.training.get("balanced_sampling"))
     head_lr = cfg.training.get("head_learning_rate")
@@ -176,7 +178,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
     trainer.train(resume_from_checkpoint=checkpoint)
-    metrics, temperature = final_validation(trainer, datasets[1])
+    metrics, temperature = final_validation(trainer, datasets[1], kept)
     metrics["temperature"] = temperature
     save_run(trainer, fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint)
@@ -192,19 +194,28 @@ def prefetch_depth(cfg: Config, augment: Any) -> int:
     return int(cfg.data.prefetch)
 
 
-def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
-    """The best model's validation metrics and the temperature fitted on the same logits: one
-    pass over the split serves both.
+def final_validation(trainer, dataset, kept: KeptEvaluations | None = None) -> tuple[dict[str, float], float]:
+    """The best model's validation metrics and the temperature fitted on the same logits: the
+    evaluation the Trainer already ran on that model (``kept``) when there is one, else one pass.
 
     The temperature is stored in emovox.json and applied by predict and evaluate (or folded into
     the classifier): top-1 never changes, the scores become calibrated probabilities.
     """
     from ..evaluation.metrics import fit_temperature
 
-    out = trainer.predict(dataset, metric_key_prefix="eval")
-    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    metrics = {**out.metrics, "epoch": trainer.state.epoch}
-    return metrics, round(float(fit_temperature(np.asarray(logits), np.asarray(out.label_ids))), 4)
+    state = trainer.state
+    best = state.best_model_checkpoint
+    step = int(str(best).rsplit("-", 1)[-1]) if best else state.global_step
+    logged = [e for e in state.log_history if e.get("step") == step and "eval_loss" in e]
+    if kept is not None and step in kept.kept and logged:
+        logits, labels = kept.kept[step]
+        metrics = {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
+    else:
+        out = trainer.predict(dataset, metric_key_prefix="eval")
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        labels, metrics = out.label_ids, dict(out.metrics)
+    metrics["epoch"] = state.epoch
+    return metrics, round(float(fit_temperature(np.asarray(logits), np.asarray(labels))), 4)
 
 
 def _resume_point(out: Path, resume: bool) -> str | None:
