@@ -30,7 +30,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
+bench: install whisper-base
 	$(PY) -m benchmarks.run
 
 # Whisper base for the real-speech recipes (~150 MB download, ~300 MB converted)

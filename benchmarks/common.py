@@ -40,6 +40,7 @@ class Context:
     repeats: int = 3
     threads: int = 2
     seed: int = 0
+    extra: bool = False  # also the wav2vec2 side studies (levers, variants, threads, batching, int8 choices)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
     def reps(self, full: int, quick: int = 1) -> int:

@@ -15,7 +15,7 @@ from benchmarks.common import ROOT, WORK
 SRC = ROOT.parent / "src" / "emovox"
 
 
-def _code_key(*modules: str) -> str:
+def code_key(*modules: str) -> str:
     h = hashlib.sha1()
     for name in modules:
         h.update((SRC / name).read_bytes())
@@ -27,12 +27,12 @@ def _code_key(*modules: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _fresh(path: Path, key: str) -> bool:
+def is_fresh(path: Path, key: str) -> bool:
     stamp = path / ".bench_key"
     return stamp.exists() and stamp.read_text().strip() == key
 
 
-def _stamp(path: Path, key: str, info: dict | None = None) -> None:
+def stamp(path: Path, key: str, info: dict | None = None) -> None:
     (path / ".bench_key").write_text(key + "\n")
     if info is not None:
         (path / ".bench_info.json").write_text(json.dumps(info, indent=1))
@@ -51,14 +51,14 @@ def random_run(size: str, scheme: str = "crema-d-21", *, seed: int = 0) -> Path:
     from emovox.rundir import RunDir, write_meta
 
     out = WORK / f"run_random_{size}_{scheme}"
-    key = _code_key("models/presets.py", "models/loading.py", "rundir.py")
-    if not _fresh(out, key):
+    key = code_key("models/presets.py", "models/loading.py", "rundir.py")
+    if not is_fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         sch = get_scheme(scheme)
         init_model(size=size, scheme=sch, out=out, seed=seed)
         write_meta(RunDir(out), {"scheme": sch.to_dict(), "max_seconds": 5.0, "temperature": 1.0,
                                  "model_source": size, "seed": seed})
-        _stamp(out, key)
+        stamp(out, key)
     return out
 
 
@@ -67,14 +67,14 @@ def exported(run_dir: Path, *, int8: bool, encoder: bool = False, log: Callable[
     from emovox.inference.export import export_onnx
 
     out = run_dir.with_name(run_dir.name + ("_onnx_int8" + ("_encoder" if encoder else "") if int8 else "_onnx_fp32"))
-    key = _code_key("inference/export.py", "models/matmul_encoder.py", "models/loading.py") + _stamp_of(run_dir)
-    if not _fresh(out, key):
+    key = code_key("inference/export.py", "models/matmul_encoder.py", "models/loading.py") + _stamp_of(run_dir)
+    if not is_fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:
             log(f"  exporting {run_dir.name} to ONNX ({'int8' if int8 else 'fp32'}) ...")
         t = time.perf_counter()
         res = export_onnx(run_dir=run_dir, out=out, int8=int8, int8_encoder=encoder)
-        _stamp(out, key, {"export_s": round(time.perf_counter() - t, 1), "max_prob_diff": res.max_prob_diff,
+        stamp(out, key, {"export_s": round(time.perf_counter() - t, 1), "max_prob_diff": res.max_prob_diff,
                           "quantized_ops": list(res.quantized_ops), "top1_agreement": res.top1_agreement})
     return out
 
@@ -92,7 +92,7 @@ def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...]
 
     out = WORK / f"run_trained_{size}_{steps}steps"
     key = f"{manifest}-{size}-{steps}-{extra}"  # a fixture: later changes to train.py need not retrain it
-    if not _fresh(out, key):
+    if not is_fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:
             log(f"  training a {size} model for {steps} steps (int8 agreement needs a trained model) ...")
@@ -103,6 +103,6 @@ def trained_run(manifest: Path, *, size: str, steps: int, extra: tuple[str, ...]
                     progress=False)
         for ckpt in out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
-        _stamp(out, key, {"train_s": round(time.perf_counter() - t, 1), "steps": res.steps,
+        stamp(out, key, {"train_s": round(time.perf_counter() - t, 1), "steps": res.steps,
                           "val_uar": res.metrics.get("eval_uar"), "val_accuracy": res.metrics.get("eval_accuracy")})
     return out

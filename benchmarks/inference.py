@@ -231,10 +231,13 @@ def int8_variants(ctx: Context) -> dict:
 def run(ctx: Context) -> dict:
     sizes = ("small",) if ctx.quick else ("base", "small")
     res = {"throughput": throughput(ctx, sizes)}
-    res["threads"] = thread_settings(ctx)
-    res["batching"] = batching(ctx)
-    res["int8_variants"] = int8_variants(ctx)
-    res["agreement"] = res["int8_variants"]["agreement"]
+    if ctx.extra:
+        res["threads"] = thread_settings(ctx)
+        res["batching"] = batching(ctx)
+        res["int8_variants"] = int8_variants(ctx)
+        res["agreement"] = res["int8_variants"]["agreement"]
+    else:
+        res["agreement"] = agreement(ctx)
     res["flop_model"] = flop_model("base").to_dict()
     return res
 
@@ -271,11 +274,15 @@ def render(res: dict, machine: dict) -> str:
                     f"{fmt(r.get('gflop_per_audio_s'))} GFLOP per audio second)", "",
                 table(["path", "files/s", "audio-s/s", "RTF", "vs pipeline", "GFLOP/s", "% fp32 peak", "runs (audio-s/s)"],
                       rows)]
-    th = res["threads"]
-    rows = [[v, fmt(m["audio_per_s"]), fmt(m["rtf"], 3), " / ".join(fmt(x) for x in m["runs"])]
-            for v, m in th["variants"].items()]
-    out += ["", f"### Thread settings (base, {th['set']}, {th['files']} files)", "",
-            table(["emovox path", "audio-s/s", "RTF", "runs"], rows)]
+    th = res.get("threads")
+    if th:
+        rows = [[v, fmt(m["audio_per_s"]), fmt(m["rtf"], 3), " / ".join(fmt(x) for x in m["runs"])]
+                for v, m in th["variants"].items()]
+        out += ["", f"### Thread settings (base, {th['set']}, {th['files']} files)", "",
+                table(["emovox path", "audio-s/s", "RTF", "runs"], rows)]
+    else:
+        out += ["", "(Thread settings, padded batches and the int8 choices: `python -m benchmarks.run --only inference "
+                "--extra`; not in the default run.)"]
     for name, r in res.get("batching", {}).items():
         pipe = r["variants"]["pipeline"]["audio_per_s"]
         rows = [[v, fmt(m["audio_per_s"]), f"{fmt(m['audio_per_s'] / pipe)}×", " / ".join(fmt(x) for x in m["runs"])]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training
+from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training, whisper_infer, whisper_train
 from benchmarks.common import ROOT, fmt, load_result, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
-SECTIONS = ("training", "compile", "inference", "long", "flops", "prepare", "ray")
+SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray")
 
 
 def _load(name: str) -> dict | None:
@@ -52,6 +52,10 @@ def header(machine: dict, stored: dict[str, dict]) -> str:
 
 def targets(stored: dict[str, dict], machine: dict) -> str:
     rows = []
+    if stored.get("whisper-training"):
+        rows += whisper_train.targets(stored["whisper-training"]["result"])
+    if stored.get("whisper"):
+        rows += whisper_infer.targets(stored["whisper"]["result"])
     tr = (stored.get("training") or {}).get("result")
     if tr and "base|CREMA-D-like" in tr["compare"]:
         c = tr["compare"]["base|CREMA-D-like"]
@@ -109,16 +113,18 @@ def _ok(flag: bool) -> str:
 HOW_TO_RUN = """## How to run
 
 ```bash
-make bench                                        # everything (~15-20 min on 2 cores), rewrites this file
-.venv/bin/python -m benchmarks.run --only inference          # one section (training, inference, long, flops, prepare, ray)
-.venv/bin/python -m benchmarks.run --only training,prepare --repeats 5   # more rounds per comparison
-.venv/bin/python -m benchmarks.run --quick                   # smoke run: small models, few files/steps (numbers not comparable)
+make bench                                        # everything in the default run, rewrites this file (needs models/whisper-base: make whisper-base)
+.venv/bin/python -m benchmarks.run --only whisper-training,whisper   # the real-Whisper sections alone
+.venv/bin/python -m benchmarks.run --only inference          # one section (whisper-training, whisper, training, inference, long, flops, prepare, ray)
+.venv/bin/python -m benchmarks.run --only training,inference --extra   # + the wav2vec2 side studies (levers, variants, threads, batching, int8 choices)
+.venv/bin/python -m benchmarks.run --quick                   # smoke run: Whisper tiny.en, small models, few files/steps (numbers not comparable)
 ```
-Real speech comes from `EMOVOX_TEST_DATA` (default `../shared/data`; RAVDESS rows are skipped without it). Generated
-corpora, manifests, models and exports are cached in `benchmarks/_work/` (git-ignored; rebuilt when emovox's code
-they depend on changes); long recordings go to a temp dir. Runs are seeded; check `uptime` first — on a busy machine
-the medians move, the ratios much less. Each section keeps its last result in `benchmarks/_work/results/*.json`;
-this file is rebuilt from those, so running one section keeps the others' numbers (and their load line above)."""
+Real speech comes from `EMOVOX_TEST_DATA` (default `../shared/data`; the Whisper sections need RAVDESS). Generated
+corpora, manifests, models, probes and exports are cached in `benchmarks/_work/` (git-ignored; rebuilt when emovox's
+code they depend on changes); long recordings go to a temp dir. Runs are seeded; check `uptime` first — on a busy
+machine the medians move, the ratios much less (every comparison is interleaved within its section). Each section keeps
+its last result in `benchmarks/_work/results/*.json`; this file is rebuilt from those, so running one section keeps the
+others' numbers (and their load line above)."""
 
 
 def build(machine: dict, notes: str = "") -> str:
@@ -127,6 +133,10 @@ def build(machine: dict, notes: str = "") -> str:
     parts = [header(machine, stored), "", targets(stored, machine)]
     if notes:
         parts += ["", notes]
+    if "whisper-training" in stored:
+        parts += ["", whisper_train.render(stored["whisper-training"]["result"])]
+    if "whisper" in stored:
+        parts += ["", whisper_infer.render(stored["whisper"]["result"], machine)]
     if "training" in stored:
         parts += ["", training.render(stored["training"]["result"])]
     if "compile" in stored:

@@ -1,6 +1,7 @@
 """``python -m benchmarks.run``: run the comparisons and rewrite ``benchmarks/RESULTS.md``.
 
-Sections (``--only a,b``): training, inference, long, flops, prepare, ray. Each section's result is
+Sections (``--only a,b``): whisper-training, whisper (inference, long audio, FLOPs on a real
+Whisper model trained on RAVDESS), training, inference, long, flops, prepare, ray. Each section's result is
 stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
 is rebuilt from all stored sections.
 """
@@ -15,14 +16,15 @@ import traceback
 from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, versions
 from benchmarks.loadmon import LoadMonitor
 
-ORDER = ("flops", "inference", "training", "long", "prepare", "ray")
+ORDER = ("whisper-training", "whisper", "flops", "inference", "training", "long", "prepare", "ray")
 OPTIONAL = ("compile",)  # run only when named in --only
 
 
 def _module(name: str):
-    from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training
+    from benchmarks import (flops, inference, long_audio, prepare_bench, ray_bench, training, whisper_infer,
+                            whisper_train)
 
-    return {"flops": flops, "inference": inference, "training": training, "long": long_audio,
+    return {"whisper-training": whisper_train, "whisper": whisper_infer, "flops": flops, "inference": inference, "training": training, "long": long_audio,
             "prepare": prepare_bench, "ray": ray_bench, "compile": _Compile}[name]
 
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="scale repeat counts (3 = as designed)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", action="store_true",
+                    help="also the wav2vec2 side studies (training levers and variants; inference threads, batching, "
+                         "int8 choices), left out of the default run to keep it within 40 minutes")
     ap.add_argument("--no-report", action="store_true", help="store results but do not rewrite RESULTS.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from the stored results, run nothing")
     args = ap.parse_args(argv)
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in sections if s not in ORDER + OPTIONAL]
     if unknown:
         ap.error(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(ORDER)}")
-    ctx = Context(quick=args.quick, repeats=args.repeats, threads=args.threads, seed=args.seed)
+    ctx = Context(quick=args.quick, repeats=args.repeats, threads=args.threads, seed=args.seed, extra=args.extra)
     import torch
 
     torch.set_num_threads(ctx.threads)

@@ -125,6 +125,8 @@ def run(ctx: Context) -> dict:
         if data in ms:
             res["compare"][f"{size}|{data}"] = compare(ctx, size, data, *ms[data], ctx.reps(reps), steps)
     man, scheme = ms["CREMA-D-like"]
+    if not ctx.extra:
+        return res
     res["levers"] = {"size": small, "steps": steps, "rows": levers(ctx, small, man, scheme, steps),
                      "compare_key": f"{small}|CREMA-D-like"}
     sizes = {"base": small, "small": small} if ctx.quick else {}
@@ -166,6 +168,10 @@ def render(res: dict) -> str:
     out += ["", table(["model", "clips", "recipe audio-s/s", "emovox audio-s/s", "ratio", "recipe s/step",
                        "emovox s/step", "padded/real (recipe / emovox)", "peak RSS MB (recipe / emovox)",
                        "emovox setup s (incl. decode cache)", "runs: recipe ; emovox"], rows)]
+    if "levers" not in res:
+        out += ["", "(Levers one at a time, augmentation cost, loader workers and gradient checkpointing: "
+                "`python -m benchmarks.run --only training --extra`; not in the default run.)"]
+        return "\n".join(out)
     lev = res["levers"]
     cmp_ = res["compare"].get(lev.get("compare_key", ""), {})
     all_rows = {"plain recipe (baseline, from the table above)": cmp_.get("recipe"), **lev["rows"],

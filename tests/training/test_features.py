@@ -185,3 +185,26 @@ def test_path_seeded_augmentation_follows_the_clip_not_its_position(tiny_manifes
     assert not np.array_equal(fwd[0]["input_values"], by_index[4]["input_values"])
     rev.set_epoch(2)
     assert not np.array_equal(fwd[0]["input_values"], rev[4]["input_values"])
+
+
+def test_a_clip_listed_twice_is_encoded_once_and_loading_overlaps_encoding(tiny_manifest, monkeypatch):
+    import threading
+
+    import pandas as pd
+
+    model, fe = load_model("tiny", S6, ModelConfig(freeze_backbone=True))
+    df = load_manifest(tiny_manifest).head(4)
+    df = pd.concat([df, df.iloc[[1, 1, 3]]], ignore_index=True)  # the same clips again
+    loaders: list[str] = []
+
+    def featurize(w):
+        loaders.append(threading.current_thread().name)
+        return Wav2Vec2Family().featurize(fe, w)
+
+    ds = AudioDataset(df, S6, featurize, max_seconds=1.0)
+    calls = _counting(monkeypatch)
+    feats = features.cached_features(model, fe, ds, use_cache=False)
+    assert sum(calls) == 4 and len(loaders) == 4, "each distinct clip is decoded and encoded once"
+    assert all(name.startswith("emovox-decode") for name in loaders), "inputs are prepared off the main thread"
+    assert feats.shape[0] == len(df)
+    assert torch.equal(feats[4], feats[1]) and torch.equal(feats[5], feats[1]) and torch.equal(feats[6], feats[3])

@@ -123,3 +123,48 @@ def test_reference_recipe_config_runs_unchanged_with_a_local_model_dir(tiny_corp
     cfg = meta["config"]
     assert cfg["training"]["learning_rate"] == 1e-5 and cfg["training"]["per_device_train_batch_size"] == 4
     assert cfg["augment"]["enabled"] and cfg["data"]["max_seconds"] == 5.0
+
+
+def test_clips_are_prefetched_only_where_it_is_reproducible():
+    from emovox.data.augment import build_augment
+    from emovox.training.train import prefetch_depth
+
+    quiet = load_config(None, ["augment.enabled=false"])
+    assert prefetch_depth(quiet, build_augment(quiet.augment)) == quiet.data.prefetch > 0
+    noisy = load_config(None, ["augment.enabled=true"])
+    assert prefetch_depth(noisy, build_augment(noisy.augment)) == 0  # audiomentations uses NumPy's global RNG
+    workers = load_config(None, ["augment.enabled=false", "training.dataloader_num_workers=1"])
+    assert prefetch_depth(workers, None) == 0
+
+
+def test_the_end_of_a_run_reuses_the_best_evaluation(tiny_manifest, tmp_path, monkeypatch):
+    """No second pass over the validation split: the best step's evaluation (logits kept) gives the
+    saved metrics and the temperature, and they equal a fresh pass over the saved model."""
+    import numpy as np
+    from transformers import Trainer
+
+    from conftest import TINY_TRAIN
+    from emovox.evaluation.metrics import fit_temperature
+    from emovox.training.train import final_validation
+
+    passes: list[str] = []
+    real_predict, real_evaluate = Trainer.predict, Trainer.evaluate
+    monkeypatch.setattr(Trainer, "predict", lambda self, *a, **k: passes.append("predict") or real_predict(self, *a, **k))
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, *a, **k: passes.append("evaluate") or real_evaluate(self, *a, **k))
+    captured = {}
+    import emovox.training.train as emt
+
+    def spy(trainer, dataset, kept=None):
+        captured.update(trainer=trainer, fresh=real_predict(trainer, dataset, metric_key_prefix="eval"))
+        passes.clear()
+        return final_validation(trainer, dataset, kept)
+
+    monkeypatch.setattr(emt, "final_validation", spy)
+    res = train(manifest=tiny_manifest, out=tmp_path / "run", model="tiny", overrides=TINY_TRAIN, progress=False)
+    assert passes == [], f"the end of the run scored the validation split again: {passes}"
+    assert sum(1 for e in captured["trainer"].state.log_history if "eval_loss" in e) == 2  # steps 6 and 12
+    fresh = captured["fresh"]  # a pass over the best model, before saving folds the temperature in
+    assert res.metrics["eval_loss"] == pytest.approx(fresh.metrics["eval_loss"], abs=1e-6)
+    assert res.metrics["eval_uar"] == pytest.approx(fresh.metrics["eval_uar"])
+    assert res.metrics["temperature"] == round(float(fit_temperature(np.asarray(fresh.predictions),
+                                                                     np.asarray(fresh.label_ids))), 4)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -47,12 +49,16 @@ class AudioDataset(Dataset):
         seed_by_path: Seed augmentation per (seed, epoch, resolved path) instead of (seed, epoch,
             index), so a clip gets the same augmentation in every dataset that holds it (cached
             augmented features depend on that).
+        prefetch: Items prepared ahead (decoded, augmented, featurized) in one background thread
+            while the model computes, in the order ``plan`` announces (the length-grouped sampler
+            does); 0 prepares each item when asked. Items are the same either way: one thread
+            prepares all of them, and augmentation is seeded per (seed, epoch, index).
     """
 
     def __init__(self, df: pd.DataFrame, scheme: LabelScheme,
                  featurize: Callable[[np.ndarray], np.ndarray] | None = None, *, max_seconds: float,
                  augment: Callable[[np.ndarray], np.ndarray] | None = None, cache: bool = False, seed: int = 0,
-                 input_name: str = "input_values", seed_by_path: bool = False):
+                 input_name: str = "input_values", seed_by_path: bool = False, prefetch: int = 0):
         self.paths = list(df["path"])
         self.clip_seeds = [_path_seed(p) for p in self.paths] if seed_by_path else None
         # a composite label (ANG_HI) trains an emotion-only scheme (crema-d-6) as its emotion (ANG)
@@ -67,9 +73,49 @@ class AudioDataset(Dataset):
         self.epoch = 0
         self.trace: tuple[str, int] | None = None  # (folder, rank) while TRACE_ENV asks for it
         self.waves = decode_all(self.paths, max_seconds=max_seconds) if cache else None
+        self.prefetch = max(0, int(prefetch))
+        self._order: list[int] = []  # the announced order, its positions, the next position to queue
+        self._where: dict[int, int] = {}
+        self._next = 0
+        self._ahead: deque[tuple[int, Future]] = deque()  # (position, future), oldest first
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def __getstate__(self) -> dict:  # a loader worker gets no thread pool (workers prefetch themselves)
+        state = dict(self.__dict__)
+        state.update(_order=[], _where={}, _next=0, _ahead=deque(), _pool=None, _lock=None, prefetch=0)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def plan(self, order: Sequence[int]) -> None:
+        """Announce the order items will be asked for, so ``prefetch`` of them are prepared ahead
+        (with the epoch set now, as the sampler sets it before announcing)."""
+        if not self.prefetch:
+            return
+        with self._lock:
+            self._drop(len(self._order) + 1)
+            self._order = [int(i) for i in order]
+            self._where = {i: k for k, i in enumerate(self._order)}
+            self._next = 0
+            self._fill()
+
+    def _drop(self, before: int) -> None:
+        while self._ahead and self._ahead[0][0] < before:
+            self._ahead.popleft()[1].cancel()
+
+    def _fill(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emovox-prefetch")
+        while len(self._ahead) < self.prefetch and self._next < len(self._order):
+            k = self._next
+            self._ahead.append((k, self._pool.submit(self.item, self._order[k], self.epoch)))
+            self._next += 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -90,9 +136,30 @@ class AudioDataset(Dataset):
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, f"rank-{rank}.jsonl"), "a") as f:
                 f.write(json.dumps({"rank": rank, "epoch": self.epoch, "index": int(i), "path": self.paths[i]}) + "\n")
+        if not self.prefetch or self._pool is None:
+            return self.item(i)
+        with self._lock:
+            k = self._where.get(int(i))
+            if k is not None and k >= (self._ahead[0][0] if self._ahead else self._next):
+                self._drop(k)  # positions before k were skipped (a resumed run skips its done batches)
+                if self._ahead and self._ahead[0][0] == k:
+                    fut = self._ahead.popleft()[1]
+                else:  # beyond what is queued: prepare it, then queue from the item after it
+                    self._drop(len(self._order) + 1)
+                    self._next = k + 1
+                    fut = self._pool.submit(self.item, i, self.epoch)
+            else:  # not in the announced order: prepared now, still in the one background thread
+                fut = self._pool.submit(self.item, i, self.epoch)
+            self._fill()
+        return fut.result()
+
+    def item(self, i: int, epoch: int | None = None) -> dict:
+        """Item ``i`` prepared now, in the calling thread: the wave, augmented (seeded by
+        (seed, epoch, i); the current epoch unless given), as model input."""
         wave = self.wave(i)
         if self.augment is not None:
-            with seeded(self.seed, self.epoch, i if self.clip_seeds is None else self.clip_seeds[i]):
+            key = i if self.clip_seeds is None else self.clip_seeds[i]
+            with seeded(self.seed, self.epoch if epoch is None else epoch, key):
                 wave = self.augment(wave)
             wave = wave[: int(self.max_seconds * SAMPLE_RATE)]
         values = self.featurize(wave) if self.featurize is not None else wave
@@ -211,5 +278,7 @@ class LengthGroupedSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
-            yield batch[self.rank::self.num_replicas].tolist()
+        mine = [batch[self.rank::self.num_replicas].tolist() for batch in self.global_batches()]
+        if self.dataset is not None:  # the dataset prepares the next items while the model computes
+            self.dataset.plan([i for batch in mine for i in batch])
+        return iter(mine)

@@ -73,6 +73,22 @@ def make_compute_metrics(scheme: LabelScheme):
     return compute
 
 
+class KeptEvaluations:
+    """``compute_metrics`` that also keeps each evaluation's logits and labels by training step,
+    so the end of a run reuses the best step's evaluation instead of scoring the validation split
+    again (the Trainer evaluates at the last step; the best model is one it already evaluated)."""
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.step = lambda: -1  # set to the trainer's global step once the Trainer exists
+        self.kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        self.kept[int(self.step())] = (np.asarray(logits), np.asarray(eval_pred.label_ids))
+        return self.compute(eval_pred)
+
+
 def class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
     """Inverse-frequency weights (N / (C * n_c)); classes absent from training get weight 0."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -109,22 +110,43 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
     folder = cache_root() / model_key(model, feature_extractor)
     keys = [clip_key(p, dataset.max_seconds, variant) for p in dataset.paths]
     feats: list[np.ndarray | None] = [_read(folder / f"{k}.npy") if use_cache else None for k in keys]
-    todo = [i for i, f in enumerate(feats) if f is None]
+    first: dict[str, int] = {}  # a clip listed twice (same cache key) is encoded once
+    missing = [i for i, f in enumerate(feats) if f is None and first.setdefault(keys[i], i) == i]
     if share is not None:  # one process of several: its share of the missing clips, into the cache only
         # shares are taken over all clips, not the missing ones: another process may already have
         # written some of its own when this one looks, and the shares must not shift with that
-        todo = [i for i in range(share[0], len(feats), share[1]) if feats[i] is None]
+        missing = [i for i in missing if i % share[1] == share[0]]
+    todo = missing
     desc = "encoding" + (f" ({variant.split('|')[-1]})" if variant else "")
     bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo, mininterval=0.5)
-    for batch in _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE)):
-        encoded = encode_batch(base, [dataset[i][dataset.input_name] for i in batch], use_mask=use_mask)
+    batches = _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE))
+    for batch, values in _prepared(batches, dataset):
+        encoded = encode_batch(base, values, use_mask=use_mask)
         for i, f in zip(batch, encoded):
             feats[i] = f
             if use_cache:
                 _write(folder / f"{keys[i]}.npy", f)
         bar.update(len(batch))
     bar.close()
-    return None if share is not None else torch.from_numpy(np.stack(feats))
+    if share is not None:
+        return None
+    feats = [f if f is not None else feats[first[keys[i]]] for i, f in enumerate(feats)]
+    return torch.from_numpy(np.stack(feats))
+
+
+def _prepared(batches: list[list[int]], dataset: AudioDataset) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """Each batch with its model inputs; the next batch is decoded and featurized in a background
+    thread while the current one is encoded (decoding and the feature extractor's numpy release
+    the GIL, so this overlaps the encoder's compute)."""
+    def load(batch: list[int]) -> list[np.ndarray]:
+        return [dataset[i][dataset.input_name] for i in batch]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emovox-decode") as pool:
+        pending = pool.submit(load, batches[0]) if batches else None
+        for k, batch in enumerate(batches):
+            values = pending.result()
+            pending = pool.submit(load, batches[k + 1]) if k + 1 < len(batches) else None
+            yield batch, values
 
 
 def _read(path: Path) -> np.ndarray | None:

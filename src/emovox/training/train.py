@@ -18,8 +18,8 @@ from ..models.backbones import backbone_for
 from ..models.loading import load_model
 from ..models.tuning import param_groups
 from ..rundir import RunDir
-from .common import (TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames,
-                     with_extra_train)
+from .common import (KeptEvaluations, TrainResult, class_weights, make_compute_metrics, save_run, scheme_for,
+                     split_frames, with_extra_train)
 from .features import train_head_on_features
 from .runlock import holds_run_lock, resumable_checkpoints
 
@@ -183,9 +183,11 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     scheme = scheme_for(cfg, df)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(net)
+    augment = build_augment(cfg.augment)
     datasets = [AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
                              cache=cfg.data.cache_audio, input_name=family.input_name, seed=cfg.seed,
-                             augment=build_augment(cfg.augment) if part is train_df else None)
+                             augment=augment if part is train_df else None,
+                             prefetch=prefetch_depth(cfg, augment) if part is train_df else 0)
                 for part in (train_df, val_df)]
     args = training_arguments(cfg, out, progress=progress)
     callbacks = [JsonlLogCallback(RunDir(out).log), tensorboard_callback(RunDir(out).tensorboard,
@@ -196,7 +198,9 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     trainer = trainer_class()(model=net, args=args, train_dataset=datasets[0], eval_dataset=datasets[1],
                                data_collator=PadCollator(attention_mask=family.uses_attention_mask(fe),
                                                          input_name=family.input_name),
-                               compute_metrics=make_compute_metrics(scheme), callbacks=callbacks)
+                               compute_metrics=(kept := KeptEvaluations(make_compute_metrics(scheme))),
+                               callbacks=callbacks)
+    kept.step = lambda: trainer.state.global_step
     trainer.group_by_length_ours = cfg.data.group_by_length
     trainer.balanced_sampling = bool(cfg.training.get("balanced_sampling"))
     head_lr = cfg.training.get("head_learning_rate")
@@ -205,7 +209,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
         trainer.class_weights = class_weights(datasets[0].labels, len(scheme))
     started = time.time()
     trainer.train(resume_from_checkpoint=checkpoint)
-    metrics, temperature = final_validation(trainer, datasets[1])  # every rank: the Trainer gathers
+    metrics, temperature = final_validation(trainer, datasets[1], kept)  # every rank: the Trainer gathers
     metrics["temperature"] = temperature
     main = trainer.is_world_process_zero()
     if main:  # data-parallel: rank 0 alone writes the run dir; the others wait for it
@@ -214,19 +218,39 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint, primary=main)
 
 
-def final_validation(trainer, dataset) -> tuple[dict[str, float], float]:
-    """The best model's validation metrics and the temperature fitted on the same logits: one
-    pass over the split serves both.
+def prefetch_depth(cfg: Config, augment: Any) -> int:
+    """Training clips to prepare ahead in a background thread: ``data.prefetch``, except with loader
+    workers (they prefetch themselves) or augmentation. audiomentations draws from NumPy's global
+    RNG, reseeded per clip; so do SpecAugment masks in the model's forward pass, and the two
+    threads would then draw from each other's state (non-reproducible runs)."""
+    if int(cfg.training.get("dataloader_num_workers") or 0) or augment is not None:
+        return 0
+    return int(cfg.data.prefetch)
+
+
+def final_validation(trainer, dataset, kept: KeptEvaluations | None = None) -> tuple[dict[str, float], float]:
+    """The best model's validation metrics and the temperature fitted on the same logits: the
+    evaluation the Trainer already ran on that model (``kept``) when there is one, else one pass.
 
     The temperature is stored in emovox.json and applied by predict and evaluate (or folded into
     the classifier): top-1 never changes, the scores become calibrated probabilities.
     """
     from ..evaluation.metrics import fit_temperature
 
-    out = trainer.predict(dataset, metric_key_prefix="eval")
-    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    metrics = {**out.metrics, "epoch": trainer.state.epoch, "eval_n": int(len(out.label_ids))}
-    return metrics, round(float(fit_temperature(np.asarray(logits), np.asarray(out.label_ids))), 4)
+    state = trainer.state
+    best = state.best_model_checkpoint
+    step = int(str(best).rsplit("-", 1)[-1]) if best else state.global_step
+    logged = [e for e in state.log_history if e.get("step") == step and "eval_loss" in e]
+    if kept is not None and step in kept.kept and logged:
+        logits, labels = kept.kept[step]
+        metrics = {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
+    else:
+        out = trainer.predict(dataset, metric_key_prefix="eval")
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        labels, metrics = out.label_ids, dict(out.metrics)
+    metrics["epoch"] = state.epoch
+    metrics["eval_n"] = int(len(labels))
+    return metrics, round(float(fit_temperature(np.asarray(logits), np.asarray(labels))), 4)
 
 
 def _resume_point(out: Path, resume: bool) -> str | None:

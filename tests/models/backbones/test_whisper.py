@@ -145,3 +145,28 @@ def test_onnx_export_keeps_the_time_axis_dynamic(whisper_dir, tmp_path):
     torch_p = Predictor.from_run_dir(tmp_path / "run").probs(waves)
     onnx_p = Predictor.from_run_dir(tmp_path / "onnx", backend="onnx").probs(waves)
     np.testing.assert_allclose(onnx_p, torch_p, atol=1e-4)
+
+
+def test_onnx_whisper_graph_takes_any_length_and_padded_batches(whisper_dir, tmp_path):
+    """The exported graph's time axis and batch are dynamic and its mask is live: a padded batch of
+    two lengths gives each clip's logits alone, fp32 and int8."""
+    from emovox.data.dataset import pad_batch
+    from emovox.inference.export import OnnxClassifier, export_onnx
+
+    model, fe = load_model(str(whisper_dir), S6, ModelConfig(name=str(whisper_dir)), seed=5)
+    backbone_for(model).prepare_to_save(model, fe, window_seconds=8.0)
+    save_trained(model, tmp_path / "run")
+    fe.save_pretrained(tmp_path / "run")
+    (tmp_path / "run" / "emovox.json").write_text(json.dumps({"scheme": S6.to_dict(), "max_seconds": 8.0}))
+    family = backbone_for(model)
+    feats = [family.featurize(fe, tone(s, seed=k)) for k, s in enumerate((0.9, 3.3, 7.5))]
+    for int8 in (False, True):
+        out = tmp_path / f"onnx{int(int8)}"
+        export_onnx(run_dir=tmp_path / "run", out=out, int8=int8)
+        clf = OnnxClassifier.from_dir(out, threads=1)
+        alone = np.concatenate([clf.logits(f[None], np.ones((1, f.shape[-1]), np.int64)) for f in feats])
+        x, mask = pad_batch(feats)
+        together = clf.logits(x, mask)
+        # int8 quantises activations with one scale per tensor, over the whole batch: close, not exact
+        np.testing.assert_allclose(together, alone, atol=2e-2 if int8 else 1e-4)
+        assert x.shape[-1] == feats[-1].shape[-1] and len({f.shape[-1] for f in feats}) == 3
