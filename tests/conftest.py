@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,17 @@ def tiny_run(tiny_manifest, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
     train(manifest=tiny_manifest, out=out, model="tiny", overrides=TINY_TRAIN, progress=False)
     return out
+
+
+def wait_for(fn, timeout: float, proc=None):
+    """Poll ``fn`` every 0.1 s until it returns something true (returned); fail the test on timeout
+    or when ``proc`` (a server subprocess) exits first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}")
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout} s")

@@ -31,6 +31,8 @@ from emovox.inference.serve_app import create_app  # noqa: E402
 from emovox.inference.serve_io import ServeSettings  # noqa: E402
 from emovox.testing import make_broken_files, write_tone  # noqa: E402
 
+from conftest import wait_for  # noqa: E402
+
 KEY = "sekrit-key"
 
 
@@ -376,8 +378,8 @@ def live_server(tiny_run, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "emovox.cli", "serve", str(tiny_run), "--port", "0", "--workers",
                              "1", "--max-upload-mb", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        url = _wait_for(lambda: _port_in(log_path), 60, proc)
-        _wait_for(lambda: _ready(url), 60, proc)
+        url = wait_for(lambda: _port_in(log_path), 60, proc)
+        wait_for(lambda: _ready(url), 60, proc)
         yield url, log_path
     finally:
         _stop(proc)
@@ -397,16 +399,6 @@ def _ready(url: str) -> str | None:
         return None
 
 
-def _wait_for(fn, timeout: float, proc=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}")
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s")
 
 
 def test_live_server_streamed_413_and_log(live_server):
@@ -427,7 +419,7 @@ def test_live_server_streamed_413_and_log(live_server):
         reply = s.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert sent < 20 * 2**20
-    assert _wait_for(lambda: re.search(r"POST /v1/predict/raw 413 [\d.]+ ms", log_path.read_text()), 5)
+    assert wait_for(lambda: re.search(r"POST /v1/predict/raw 413 [\d.]+ ms", log_path.read_text()), 5)
 
 
 def _chromium() -> str | None:
@@ -455,7 +447,7 @@ class CDP:
         return r["result"].get("value")
 
     def wait_js(self, expression: str, timeout: float = 20):
-        return _wait_for(lambda: self.js(expression), timeout)
+        return wait_for(lambda: self.js(expression), timeout)
 
 
 @pytest.fixture(scope="module")
@@ -470,7 +462,7 @@ def browser(tmp_path_factory):
                              "--window-size=1000,900", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        port = _wait_for(lambda: _devtools_port(profile), 30, proc)
+        port = wait_for(lambda: _devtools_port(profile), 30, proc)
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
         page = next(t for t in targets if t["type"] == "page")
         from websockets.sync.client import connect

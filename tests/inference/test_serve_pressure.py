@@ -18,19 +18,11 @@ import pytest
 
 from emovox.testing import write_tone
 
+from conftest import wait_for
+
 pytest.importorskip("uvicorn")
 
 
-def _wait_for(fn, timeout: float, proc):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited with {proc.returncode}")
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s")
 
 
 def _ready(url: str) -> bool:
@@ -54,8 +46,8 @@ def server(tiny_run, tmp_path_factory):
             m = re.search(r"on http://127\.0\.0\.1:(\d+)", log_path.read_text())
             return int(m.group(1)) if m else None
 
-        p = _wait_for(port, 60, proc)
-        _wait_for(lambda: _ready(f"http://127.0.0.1:{p}"), 60, proc)
+        p = wait_for(port, 60, proc)
+        wait_for(lambda: _ready(f"http://127.0.0.1:{p}"), 60, proc)
         yield p, proc, log_path
     finally:
         proc.terminate()
