@@ -227,7 +227,7 @@ def render(res: dict, machine: dict) -> str:
                      f"{fmt(m['audio_per_s'] / ref)}×",
                      f"{100 * res['accuracy'][k]:.1f}%", fmt(gfs, 0), f"{100 * gfs / peak:.0f}%", fmt(m["wall"], 0)])
     out = ["## Whisper on real speech: `pipeline()` per file vs `emovox predict`", "",
-           f"`{res['model']}` probe trained with `emovox train --config configs/whisper-probe.yaml` on RAVDESS actors "
+           f"`{res['model']}` probe trained with `emovox train --config configs/whisper-probe-stock.yaml` on RAVDESS actors "
            f"01-08 (validation UAR {fmt(tr.get('val_uar'))}; the `model.pad_to_window=true` twin {fmt(trp.get('val_uar'))}), "
            f"scored on the {res['files']} clips of actors 09-16 it never saw ({res['audio_s']:.0f} s of audio). Every path "
            f"scores every clip once; the clips go in chunks of {CHUNK}, each chunk to every path in a rotated order "

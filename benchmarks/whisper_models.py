@@ -1,6 +1,6 @@
 """Real Whisper models for the benchmarks, built once into ``_work``: the RAVDESS manifests (actors
 01-08 to train on, 09-16 never seen), whisper-base probes trained on real speech with
-``configs/whisper-probe.yaml`` (own length, and ``model.pad_to_window=true``), their ONNX exports.
+``configs/whisper-probe-stock.yaml`` (own length, and ``model.pad_to_window=true``), their ONNX exports.
 
 The encoder is ``models/whisper-base`` (``make whisper-base``); ``--quick`` uses Whisper tiny.en
 from its registry package instead (``emovox.models.registry``).
@@ -16,7 +16,7 @@ from benchmarks.common import ROOT, WORK, ravdess_dir
 from benchmarks.fixtures import code_key, is_fresh, stamp
 
 REPO = ROOT.parent
-PROBE_CONFIG = REPO / "configs" / "whisper-probe.yaml"
+PROBE_CONFIG = REPO / "configs" / "whisper-probe-stock.yaml"
 TRAIN_ACTORS = [f"{a:02d}" for a in range(1, 9)]
 TEST_ACTORS = [f"{a:02d}" for a in range(9, 17)]
 
@@ -61,7 +61,7 @@ def test_files(manifest: Path) -> tuple[list[str], list[str]]:
 
 
 def probe_run(quick: bool, *, pad_to_window: bool = False, log: Callable[[str], None] | None = None) -> Path:
-    """``emovox train --config configs/whisper-probe.yaml --model <encoder>`` on actors 01-08."""
+    """``emovox train --config configs/whisper-probe-stock.yaml --model <encoder>`` on actors 01-08."""
     from emovox.training.train import train
 
     name, model = encoder(quick)
