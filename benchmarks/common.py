@@ -294,3 +294,12 @@ def save_result(name: str, result: dict) -> Path:
 def load_result(name: str) -> dict | None:
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def marginal_spread(rows) -> float:
+    """Linearity of wall time in audio length: the cost of each added stretch of audio (seconds
+    per added audio minute between consecutive lengths), max over min. A fixed start-up cost
+    (model load, first-call warm-up) is not length-dependent, so it is left out; 1.0 = linear."""
+    pts = sorted((r["audio_s"] / 60, r["wall_s"]) for r in rows)
+    marginal = [(w2 - w1) / (m2 - m1) for (m1, w1), (m2, w2) in zip(pts, pts[1:]) if m2 > m1]
+    return max(marginal) / min(marginal) if len(marginal) > 1 and min(marginal) > 0 else float("nan")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import fixtures, whisper_models
-from benchmarks.common import SAMPLE_RATE, Context, fmt, run_child, table
+from benchmarks.common import SAMPLE_RATE, Context, fmt, marginal_spread, run_child, table
 from benchmarks.inference import durations, pipeline_pass, predictor_pass
 
 CHUNK = 60  # files per interleaving round
@@ -205,11 +205,7 @@ def targets(res: dict) -> list[list[str]]:
     lg = res.get("long", {}).get("rows", {})
     if lg:
         worst = max(r["peak_rss_mb"] for r in lg.values())
-        # linear = a fixed start-up cost plus a constant cost per audio minute: compare the cost
-        # of each added stretch of audio (1 -> 10 min, 10 -> 30 min), not totals per minute
-        pts = sorted((r["audio_s"] / 60, r["wall_s"]) for r in lg.values())
-        marginal = [(w2 - w1) / (m2 - m1) for (m1, w1), (m2, w2) in zip(pts, pts[1:]) if m2 > m1]
-        spread = max(marginal) / min(marginal) if len(marginal) > 1 and min(marginal) > 0 else float("nan")
+        spread = marginal_spread(lg.values())
         rows.append(["Whisper long audio: peak RSS < 2 GB", f"{fmt(worst, 0)} MB", ok(worst < 2048)])
         rows.append(["Whisper long audio: time linear (s per added audio minute between lengths, max/min)",
                      fmt(spread), ok(spread <= 1.2)])
