@@ -148,6 +148,9 @@ def test_stats_probe_with_lbfgs_refit_and_augmented_copies(tiny_manifest, tmp_pa
     refit = train(manifest=tiny_manifest, out=tmp_path / "refit", model="tiny", progress=False,
                   overrides=[*base, "training.head_refit=true"])
     assert sum(calls) == 2 * n_train + 2 * n_val  # only the validation copies were new
+    train(manifest=tiny_manifest, out=tmp_path / "two", model="tiny", progress=False,
+          overrides=[*base, "training.head_refit=true", "augment.feature_copies=2"])
+    assert sum(calls) == 3 * n_train + 3 * n_val  # asking for a second copy reuses the first
     assert refit.metrics["refit_on_validation"] is True
     assert refit.metrics["eval_loss"] == pytest.approx(plain.metrics["eval_loss"], abs=1e-6)  # same first fit
     a, b = load_trained(tmp_path / "plain"), load_trained(tmp_path / "refit")

@@ -278,7 +278,9 @@ def _datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tupl
     kw = dict(max_seconds=cfg.data.max_seconds, input_name=family.input_name, seed=cfg.seed)
     sets = [(AudioDataset(part, scheme, featurize, **kw), "")]
     augment = build_augment(cfg.augment) if copies else None
-    recipe = json.dumps(dataclasses.asdict(cfg.augment), sort_keys=True)
+    # what shapes a copy (not how many copies there are, so asking for more reuses the first ones)
+    recipe = json.dumps({k: v for k, v in dataclasses.asdict(cfg.augment).items()
+                         if k not in ("enabled", "feature_copies")}, sort_keys=True)
     for k in range(1, copies + 1):
         aug = AudioDataset(part, scheme, featurize, augment=augment, seed_by_path=True, **kw)
         aug.set_epoch(k)
@@ -343,13 +345,15 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # the head
     train_sets = _datasets(model, fe, train_df, scheme, cfg, copies=copies)
     val_sets = _datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
     if not _encode_shared(model, fe, train_sets + val_sets, progress=progress):
         return TrainResult(out, {}, 0, None, primary=False)
     train = _encode(model, fe, train_sets, progress=progress)
-    val = _encode(model, fe, val_sets[:1], progress=progress)
+    val_all = _encode(model, fe, val_sets, progress=progress)  # clean clips first, then any copies
+    n_val = len(val_sets[0][0])
+    val = (val_all[0][:n_val], val_all[1][:n_val])
     out.mkdir(parents=True, exist_ok=True)
     RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
@@ -362,9 +366,8 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
         with torch.no_grad():
             logits = loss_fn(*val)[1].numpy()
         if refit:
-            val_copies = _encode(model, fe, val_sets, progress=progress) if copies else val
-            model.load_state_dict(initial)
-            both = (torch.cat([train[0], val_copies[0]]), torch.cat([train[1], val_copies[1]]))
+            model.load_state_dict(initial, strict=False)
+            both = (torch.cat([train[0], val_all[0]]), torch.cat([train[1], val_all[1]]))
             refit_state = _fit_scaled(model, solver, both, None, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
             state.log_history += refit_state.log_history
             metrics["refit_on_validation"] = True
