@@ -53,6 +53,10 @@ class ModelConfig:
         pad_to_window: Whisper: pad (or cut) every clip to ``data.max_seconds`` (whole seconds)
             and pool over all frames, exactly as ``transformers.pipeline`` runs the saved run dir;
             off (default), each clip is encoded at its own length and pooled over real frames.
+        trim_silence_db: Cut each clip's leading and trailing silence before the encoder: keep
+            the 10 ms frames from the first to the last within this many dB of the loudest, plus
+            0.15 s either side (None or 0: off). Saved in the feature extractor, so evaluate,
+            predict, serve and export do the same; a plain ``transformers.pipeline`` does not.
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -71,6 +75,7 @@ class ModelConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     gradient_checkpointing: bool = False
     pad_to_window: bool = False
+    trim_silence_db: float | None = None
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None

@@ -56,3 +56,19 @@ def test_real_48k_originals(real_data):
         assert len(wave) / 16000 == pytest.approx(info.duration, abs=1e-3)
         assert np.isfinite(wave).all() and np.abs(wave).max() > 0.01
     assert any(sf.info(str(p)).channels == 2 for p in (real_data / "ravdess48k-originals").glob("*.wav"))
+
+
+def test_trim_silence_cuts_quiet_edges_with_a_margin_and_keeps_loud_clips_whole():
+    from emovox.data.audio import trim_silence
+
+    rng = np.random.default_rng(0)
+    speech = (0.3 * np.sin(np.arange(16000) / 3.0) * (1 + 0.5 * rng.standard_normal(16000))).astype(np.float32)
+    hiss = lambda n: (1e-4 * rng.standard_normal(n)).astype(np.float32)  # noqa: E731  -70 dB under the speech
+    wave = np.concatenate([hiss(24000), speech, hiss(8000)])
+    # speech from frame 150 to 249 (10 ms frames); 0.15 s = 15 frames of margin either side
+    assert np.array_equal(trim_silence(wave, 35.0), wave[(150 - 15) * 160:(250 + 15) * 160])
+    assert np.array_equal(trim_silence(speech, 35.0), speech)  # nothing quiet at the edges
+    assert np.array_equal(trim_silence(speech[:100], 35.0), speech[:100])  # shorter than two frames
+    # a deeper threshold keeps more of a fading edge
+    fade = np.tile(speech, 5) * np.concatenate([np.linspace(0.001, 1, 64000), np.ones(16000)]).astype(np.float32)
+    assert len(trim_silence(fade, 50.0)) > len(trim_silence(fade, 20.0))

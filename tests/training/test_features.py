@@ -211,3 +211,48 @@ def test_a_clip_listed_twice_is_encoded_once_and_loading_overlaps_encoding(tiny_
     assert all(name.startswith("emovox-decode") for name in loaders), "inputs are prepared off the main thread"
     assert feats.shape[0] == len(df)
     assert torch.equal(feats[4], feats[1]) and torch.equal(feats[5], feats[1]) and torch.equal(feats[6], feats[3])
+
+
+def test_trim_silence_is_saved_with_the_run_and_predict_trims_as_training_did(tiny_manifest, tmp_path):
+    import soundfile as sf
+
+    from emovox.data.audio import load_audio
+    from emovox.inference.predict import Predictor
+    from emovox.training.train import train
+
+    from conftest import TINY_TRAIN
+
+    overrides = [*TINY_TRAIN, "model.freeze_backbone=true", "model.pooling=stats", "training.head_solver=lbfgs",
+                 "training.head_l2=30", "training.head_max_iter=50"]
+    runs = {}
+    for db in ("35", "null"):
+        runs[db] = train(manifest=tiny_manifest, out=tmp_path / f"run{db}", model="tiny", progress=False,
+                         overrides=[*overrides, f"model.trim_silence_db={db}"]).run_dir
+    saved = json.loads((runs["35"] / "preprocessor_config.json").read_text())
+    assert saved.get("emovox_trim_silence_db") == 35.0
+    assert "emovox_trim_silence_db" not in json.loads((runs["null"] / "preprocessor_config.json").read_text())
+    # the same clip after 0.5 s or 2 s of faint hiss (whole 10 ms frames): trimmed, both are the
+    # clip with the same 0.15 s of hiss either side, so the trimming run scores them alike
+    clip = load_audio(load_manifest(tiny_manifest, split="validation")["path"].iloc[0])
+    hiss = 1e-4 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
+    paths = []
+    for lead in (8000, 32000):
+        paths.append(tmp_path / f"lead{lead}.wav")
+        sf.write(paths[-1], np.concatenate([hiss[-lead:], clip, hiss[:8000]]), 16000, subtype="FLOAT")
+
+    def scores(run):
+        rows = list(Predictor.from_run_dir(run).predict_files(paths, top_k=6))
+        return [{t["label"]: t["score"] for t in r["top_k"]} for r in rows]
+
+    a, b = scores(runs["35"])
+    assert all(a[k] == pytest.approx(b[k], abs=1e-6) for k in a)
+    # what each run's predictor feeds its model: the trimmed clip, or the whole file
+    for db, want in (("35", [len(clip) + 4800] * 2), ("null", [8000 + len(clip) + 8000, 32000 + len(clip) + 8000])):
+        member = Predictor.from_run_dir(runs[db]).members[0]
+        assert [member.normalise(load_audio(p)).shape[-1] for p in paths] == want
+
+
+def test_trim_silence_must_be_a_positive_number(tiny_manifest):
+    for bad in (-3, "loud", True):
+        with pytest.raises(BadConfig, match="trim_silence_db"):
+            load_model("tiny", S6, ModelConfig(trim_silence_db=bad))

@@ -256,6 +256,24 @@ def check_wave(wave: np.ndarray, path: str | Path, *, sample_rate: int = SAMPLE_
         raise BadAudio(f"{path}: digital silence (peak below {SILENCE_PEAK:g})")
 
 
+def trim_silence(wave: np.ndarray, top_db: float, *, margin_seconds: float = 0.15,
+                 sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Cut leading and trailing silence: keep from the first to the last 10 ms frame whose energy
+    is within ``top_db`` of the loudest frame, plus ``margin_seconds`` either side. A clip with
+    no quieter edges (or shorter than a frame) comes back whole."""
+    hop = sample_rate // 100
+    n = wave.shape[0] // hop
+    if n < 2 or top_db <= 0:
+        return wave
+    energy = np.square(wave[: n * hop].reshape(n, hop), dtype=np.float64).mean(axis=1) + 1e-12
+    db = 10.0 * np.log10(energy)
+    loud = np.flatnonzero(db > db.max() - float(top_db))
+    margin = int(round(margin_seconds * sample_rate))
+    start = max(0, int(loud[0]) * hop - margin)
+    end = min(wave.shape[0], (int(loud[-1]) + 1) * hop + margin)
+    return wave[start:end]
+
+
 def fit_length(wave: np.ndarray, n_samples: int) -> np.ndarray:
     """Trim or zero-pad to exactly ``n_samples``."""
     if wave.shape[0] >= n_samples:

@@ -43,6 +43,9 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
                         "(use e.g. data.scheme=crema-d-21)")
     if float(cfg.intensity_loss_weight) < 0:
         raise BadConfig(f"model.intensity_loss_weight={cfg.intensity_loss_weight!r} must be >= 0")
+    trim = cfg.trim_silence_db
+    if trim is not None and (isinstance(trim, bool) or not isinstance(trim, (int, float)) or trim < 0):
+        raise BadConfig(f"model.trim_silence_db={trim!r} must be a number of dB > 0 (e.g. 35), or null for off")
     if isinstance(cfg.lora_target_modules, str) or not cfg.lora_target_modules:
         raise BadConfig(f"model.lora_target_modules={cfg.lora_target_modules!r} must be a non-empty list "
                         f"of module names, e.g. {LORA_TARGETS}")
@@ -80,7 +83,9 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
             raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
                             "wav2vec2, HuBERT, WavLM or data2vec-audio model")
     apply_freezing(model, cfg)
-    backbone_for(model).configure_inputs(fe, window_seconds=float(max_seconds), pad_to_window=bool(cfg.pad_to_window))
+    family = backbone_for(model)
+    family.configure_inputs(fe, window_seconds=float(max_seconds), pad_to_window=bool(cfg.pad_to_window))
+    family.configure_trim(fe, cfg.trim_silence_db)
     if cfg.lora_r:
         add_lora(model, cfg)
     if cfg.gradient_checkpointing:

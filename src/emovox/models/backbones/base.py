@@ -5,6 +5,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+TRIM_FLAG = "emovox_trim_silence_db"  # saved in preprocessor_config.json, so predict does as training did
+
 
 class Backbone:
     """What emovox needs to know about an encoder family. Subclasses fill it in.
@@ -29,7 +31,18 @@ class Backbone:
         raise NotImplementedError
 
     def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
-        """One clip's model input, unpadded, float32; time is the last axis."""
+        """One clip's model input, unpadded, float32; time is the last axis. Leading and trailing
+        silence are cut first when the run asks for it (``model.trim_silence_db``, saved in the
+        feature extractor, so training, evaluation, prediction and the feature cache all do it)."""
+        top_db = getattr(feature_extractor, TRIM_FLAG, None)
+        if top_db:
+            from ...data.audio import trim_silence
+
+            wave = trim_silence(np.asarray(wave, dtype=np.float32), float(top_db))
+        return self.model_input(feature_extractor, wave)
+
+    def model_input(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+        """The family's own wave -> model input step (``featurize`` calls it)."""
         raise NotImplementedError
 
     def pad(self, items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +95,16 @@ class Backbone:
 
     def configure_inputs(self, feature_extractor: Any, *, window_seconds: float, pad_to_window: bool) -> None:
         """Set how the feature extractor shapes clips for this run (nothing by default)."""
+
+    @staticmethod
+    def configure_trim(feature_extractor: Any, top_db: float | None) -> None:
+        """Record ``model.trim_silence_db`` in the feature extractor (saved with the run dir)."""
+        if feature_extractor is None:
+            return
+        if top_db:
+            setattr(feature_extractor, TRIM_FLAG, float(top_db))
+        elif hasattr(feature_extractor, TRIM_FLAG):
+            delattr(feature_extractor, TRIM_FLAG)
 
     def max_seconds(self, config: Any) -> float | None:
         """The longest input the model takes (None: no limit); prediction windows stay within it."""

@@ -28,7 +28,7 @@ class GenericFamily(Backbone):
     def uses_attention_mask(self, feature_extractor: Any) -> bool:
         return False  # no padding emovox did not do itself: batches hold equal shapes only
 
-    def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+    def model_input(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
         if feature_extractor is None:
             self._refuse("a model folder without preprocessor_config.json")
         out = feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="np")

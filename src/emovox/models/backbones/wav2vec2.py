@@ -24,7 +24,7 @@ class Wav2Vec2Family(Backbone):
     def uses_attention_mask(self, feature_extractor: Any) -> bool:
         return bool(getattr(feature_extractor, "return_attention_mask", True))
 
-    def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+    def model_input(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
         if feature_extractor is None:
             return np.asarray(wave, dtype=np.float32)
         out = feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_attention_mask=False)

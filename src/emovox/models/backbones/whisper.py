@@ -37,7 +37,7 @@ class WhisperFamily(Backbone):
     def uses_attention_mask(self, feature_extractor: Any) -> bool:
         return True  # emovox masks padded frames itself
 
-    def featurize(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
+    def model_input(self, feature_extractor: Any, wave: np.ndarray) -> np.ndarray:
         """Log-mel frames [mels, len // 160] of the clip alone (no padding to 30 s); with
         ``pad_to_window`` (saved in the feature extractor), of the clip padded or cut to the window."""
         if getattr(feature_extractor, PAD_FLAG, False):
