@@ -132,8 +132,8 @@ EXTRA_TRAINING_KEYS = {
     "balanced_sampling": False,  # draw clips so every class is equally likely
     "head_learning_rate": None,  # the head's own learning rate (None: learning_rate for all)
     # cached-feature path only (training.features):
-    "head_solver": "adamw",  # or "lbfgs": full-batch L-BFGS to convergence (a regularised probe)
-    "head_l2": 0.0,  # lbfgs: L2 penalty (l2 / 2) * |W|^2 on the head's weights, beside the mean loss
+    "head_solver": "adamw",  # or "lbfgs": full-batch L-BFGS to convergence (a regularised probe), or "ridge" (least squares)
+    "head_l2": 0.0,  # lbfgs: (l2 / 2) * |W|^2 beside the mean loss; ridge: l2 * |W|^2 beside the mean squared error
     "head_max_iter": 300,  # lbfgs: iterations
     "head_refit": False,  # refit the head on train + validation after validating (final model)
 }

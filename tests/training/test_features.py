@@ -256,3 +256,46 @@ def test_trim_silence_must_be_a_positive_number(tiny_manifest):
     for bad in (-3, "loud", True):
         with pytest.raises(BadConfig, match="trim_silence_db"):
             load_model("tiny", S6, ModelConfig(trim_silence_db=bad))
+
+
+def test_ridge_head_is_the_least_squares_probe_and_runs_on_raw_audio(tiny_manifest, tmp_path):
+    """head_solver=ridge: the saved head (standardisation folded in) gives, on cached features,
+    the scores of scikit-learn's Ridge fitted on the standardised features with one-vs-rest +-1
+    targets, balanced sample weights and alpha = head_l2 * N; predict applies the temperature."""
+    from sklearn.linear_model import Ridge
+
+    from emovox.models.loading import feature_extractor_for, load_trained
+    from emovox.training.train import train
+
+    from conftest import TINY_TRAIN
+
+    df = load_manifest(tiny_manifest)
+    base = [*TINY_TRAIN, "model.freeze_backbone=true", "model.pooling=stats", "training.head_solver=ridge",
+            "training.head_l2=3", "training.class_weighted_loss=true"]
+    res = train(manifest=tiny_manifest, out=tmp_path / "r", model="tiny", progress=False, overrides=base)
+    model = load_trained(tmp_path / "r")
+    fe = feature_extractor_for(tmp_path / "r", model.config)
+
+    def feats(split):
+        part = df[df["split"] == split]
+        ds = AudioDataset(part, S6, lambda w: Wav2Vec2Family().featurize(fe, w), max_seconds=1.0)
+        return features.cached_features(model, fe, ds).flatten(1).double().numpy(), np.array(ds.labels)
+
+    (x, y), (xt, _) = feats("train"), feats("test")
+    mu, sd = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)  # as training.feature_scaling standardises
+    z = lambda a: (a - mu) / sd  # noqa: E731
+    targets = -np.ones((len(y), len(S6)))
+    targets[np.arange(len(y)), y] = 1.0
+    counts = np.bincount(y, minlength=len(S6))
+    w = (len(y) / ((counts > 0).sum() * counts))[y]
+    ref = Ridge(alpha=3 * len(y)).fit(z(x), targets, sample_weight=w).predict(z(xt))
+    with torch.no_grad():
+        got = pooled_logits(model, torch.from_numpy(xt).float().view(len(xt), 2, -1, 32)).logits.numpy()
+    assert np.abs(got - ref).max() < 2e-3 * max(1.0, np.abs(ref).max())
+    assert 0.05 <= res.metrics["temperature"] < 1.0  # scores of about +-1 need sharpening to be probabilities
+    with pytest.raises(BadConfig, match="head_solver=ridge"):
+        train(manifest=tiny_manifest, out=tmp_path / "m", model="tiny", progress=False,
+              overrides=[*base, "model.pooling=mean"])
+    refit = train(manifest=tiny_manifest, out=tmp_path / "f", model="tiny", progress=False,
+                  overrides=[*base, "training.head_refit=true"])
+    assert refit.metrics["refit_on_validation"] is True

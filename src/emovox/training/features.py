@@ -10,8 +10,9 @@ The head trains on standardised features (``training.feature_scaling``), folded 
 afterwards, so the saved model runs on raw features (and raw audio) exactly as trained. A
 stats-pooling head (``model.pooling=stats``: every layer's frame means and standard deviations)
 is exact on this path too. Two solvers: AdamW with early stopping on validation (the Trainer's
-rules), or full-batch L-BFGS to convergence with an L2 penalty (``training.head_solver=lbfgs``,
-``training.head_l2``), optionally refitted on train + validation (``training.head_refit``).
+rules), or a one-shot fit with an L2 penalty (``training.head_l2``): full-batch L-BFGS on the
+head's own loss (``training.head_solver=lbfgs``) or a ridge probe (``ridge``), both in
+``training.head_solvers``, optionally refitted on train + validation (``training.head_refit``).
 Augmentation applies as augmented copies (``augment.feature_copies``), each encoded once and
 cached; there are no checkpoints to resume from: a rerun reads the cache and refits the head.
 
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from ..config import Config
 from ..data.augment import build_augment
@@ -37,39 +37,14 @@ from ..errors import BadConfig
 from ..evaluation.metrics import fit_temperature
 from ..labels import LabelScheme
 from ..models.backbones import backbone_for
-from ..models.heads import EmovoxForAudioClassification, pooled_logits
 from ..models.loading import load_model
 from ..models.tuning import backbone_of, param_groups
 from ..rundir import RunDir
-from .common import TrainResult, class_weights, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
+from .common import TrainResult, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .distributed import barrier, start_group
 from .feature_cache import cache_root, cached_features
 from .feature_scaling import scaler_for
-
-
-def _loss_fn(model: torch.nn.Module, cfg: Config, labels: torch.Tensor, n_classes: int):
-    """The training loss on features: the model's own (multi-task) loss, or cross-entropy with the
-    configured class weights and label smoothing, as the Trainer path uses."""
-    weights = class_weights(labels.tolist(), n_classes) if cfg.training.get("class_weighted_loss") else None
-    smoothing = float(cfg.training.get("label_smoothing_factor") or 0.0)
-    multitask = isinstance(model, EmovoxForAudioClassification) and model.head_config.multitask
-
-    def loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = pooled_logits(model, x, y)
-        if multitask:
-            return out.loss, out.logits
-        return F.cross_entropy(out.logits, y, weight=weights, label_smoothing=smoothing), out.logits
-
-    return loss
-
-
-def _evaluate(loss_fn, x: torch.Tensor, y: torch.Tensor, compute_metrics) -> dict[str, float]:
-    from transformers import EvalPrediction
-
-    with torch.no_grad():
-        loss, logits = loss_fn(x, y)
-    metrics = compute_metrics(EvalPrediction(predictions=logits.numpy(), label_ids=y.numpy()))
-    return {"eval_loss": float(loss), **{f"eval_{k}": v for k, v in metrics.items()}}
+from .head_solvers import evaluate_head, fit_head_lbfgs, fit_head_ridge, head_loss
 
 
 def _schedule(cfg: Config, n_train: int) -> dict[str, Any]:
@@ -159,7 +134,7 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     s = _schedule(cfg, len(train[1]))
-    loss_fn, compute = _loss_fn(model, cfg, train[1], len(scheme)), make_compute_metrics(scheme)
+    loss_fn, compute = head_loss(model, cfg, train[1], len(scheme)), make_compute_metrics(scheme)
     opt, sched = _optimizer(model, cfg, s["total"])
     best = _Best({n: p for n, p in model.named_parameters() if p.requires_grad}, s)
     state, running, step = TrainerState(max_steps=s["total"]), [], 0
@@ -184,7 +159,7 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                 running = []
             if step % s["eval_every"] == 0 or step == s["total"]:
                 model.eval()
-                metrics = _evaluate(loss_fn, *val, compute)
+                metrics = evaluate_head(loss_fn, *val, compute)
                 log(metrics)
                 best.update(metrics)
             if step >= s["total"] or best.stop:
@@ -202,73 +177,24 @@ class HeadRun:
         self.state = state
 
 
-def fit_head_lbfgs(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
-                   val: tuple[torch.Tensor, torch.Tensor] | None, *, cfg: Config, scheme: LabelScheme,
-                   log_path: Path):
-    """Fit the head to convergence with full-batch L-BFGS on the mean training loss plus
-    ``training.head_l2 / 2`` times the squared norm of its weight matrices (biases and layer-mix
-    logits are not penalised): a regularised probe, as ``sklearn``'s logistic regression fits one,
-    but on emovox's own head and loss (class weights, label smoothing, multi-task). Deterministic.
-
-    Returns:
-        A ``transformers.TrainerState`` (one training-loss row and, with ``val``, one evaluation).
-    """
-    from transformers import TrainerState
-
-    t = cfg.training
-    l2, iters = float(t.get("head_l2") or 0.0), int(t.get("head_max_iter") or 300)
-    loss_fn = _loss_fn(model, cfg, train[1], len(scheme))
-    params = [p for p in model.parameters() if p.requires_grad]
-    matrices = [p for p in params if p.dim() > 1]
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-7, tolerance_change=1e-10)
-    model.eval()  # no dropout in a head on features; eval mode keeps the fit deterministic
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_fn(*train)[0] + 0.5 * l2 * sum(w.pow(2).sum() for w in matrices)
-        loss.backward()
-        return loss
-
-    final = float(opt.step(closure).detach())
-    done = int(opt.state[params[0]].get("n_iter", iters)) if params else 0
-    state = TrainerState(max_steps=iters)
-    rows = [{"step": done, "epoch": 1.0, "loss": final, "l2": l2, "n_train": int(len(train[1]))}]
-    if val is not None:
-        rows.append({"step": done, "epoch": 1.0, **_evaluate(loss_fn, *val, make_compute_metrics(scheme))})
-    with log_path.open("a") as f:
-        for row in rows:
-            state.log_history.append(row)
-            f.write(json.dumps(row) + "\n")
-    metric = str(t.get("metric_for_best_model") or "eval_loss")
-    metric = metric if metric.startswith("eval_") else f"eval_{metric}"
-    state.global_step, state.epoch = done, 1.0
-    state.best_metric = rows[-1].get(metric) if val is not None else None
-    return state
-
-
-class HeadRun:
-    """What ``common.save_run`` reads from a Trainer: the model and its ``TrainerState``."""
-
-    def __init__(self, model: torch.nn.Module, state: Any):
-        self.model = model
-        self.state = state
+SOLVERS = {"adamw": fit_head, "lbfgs": fit_head_lbfgs, "ridge": fit_head_ridge}
 
 
 def _solver(cfg: Config):
-    """``fit_head`` (AdamW, early stopping) or ``fit_head_lbfgs``, from ``training.head_solver``.
+    """The head fit ``training.head_solver`` names: AdamW with early stopping (``fit_head``),
+    full-batch L-BFGS or a ridge probe (``head_solvers``).
 
     Raises:
-        BadConfig: an unknown solver, or ``head_refit`` without L-BFGS (AdamW's early stopping
-            needs the validation split that a refit trains on).
+        BadConfig: an unknown solver, or ``head_refit`` with AdamW (its early stopping needs the
+            validation split that a refit trains on).
     """
     name = str(cfg.training.get("head_solver") or "adamw")
-    if name not in ("adamw", "lbfgs"):
-        raise BadConfig(f"unknown training.head_solver {name!r}; valid: adamw, lbfgs")
-    if cfg.training.get("head_refit") and name != "lbfgs":
-        raise BadConfig("training.head_refit=true needs training.head_solver=lbfgs (AdamW stops early on the "
-                        "validation split, which a refit trains on)")
-    return fit_head_lbfgs if name == "lbfgs" else fit_head
+    if name not in SOLVERS:
+        raise BadConfig(f"unknown training.head_solver {name!r}; valid: {', '.join(SOLVERS)}")
+    if cfg.training.get("head_refit") and name == "adamw":
+        raise BadConfig("training.head_refit=true needs training.head_solver=lbfgs or ridge (AdamW stops early on "
+                        "the validation split, which a refit trains on)")
+    return SOLVERS[name]
 
 
 def _datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tuple[AudioDataset, str]]:
@@ -360,8 +286,8 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
     try:
         state = _fit_scaled(model, solver, train, val, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
-        loss_fn = _loss_fn(model, cfg, train[1], len(scheme))
-        metrics = {**_evaluate(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch,
+        loss_fn = head_loss(model, cfg, train[1], len(scheme))
+        metrics = {**evaluate_head(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch,
                    "eval_n": len(val[1])}
         with torch.no_grad():
             logits = loss_fn(*val)[1].numpy()
