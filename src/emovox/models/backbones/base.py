@@ -131,6 +131,8 @@ class Backbone:
         return []
 
     # -- export ----------------------------------------------------------------------------
+    int8_smoothing = False  # rescale the encoder exactly before int8 export (inference/smoothing.py)
+
     def export_note(self) -> str:
         """What the ONNX graph takes, for the export's log."""
         return f"{self.input_name} [batch, time]"
