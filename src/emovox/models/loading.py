@@ -45,7 +45,7 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
         raise BadConfig(f"model.intensity_loss_weight={cfg.intensity_loss_weight!r} must be >= 0")
     trim = cfg.trim_silence_db
     if trim is not None and (isinstance(trim, bool) or not isinstance(trim, (int, float)) or trim < 0):
-        raise BadConfig(f"model.trim_silence_db={trim!r} must be a number of dB > 0 (e.g. 35), or null for off")
+        raise BadConfig(f"model.trim_silence_db={trim!r} must be a number of dB (e.g. 35; 0 or null: off)")
     if isinstance(cfg.lora_target_modules, str) or not cfg.lora_target_modules:
         raise BadConfig(f"model.lora_target_modules={cfg.lora_target_modules!r} must be a non-empty list "
                         f"of module names, e.g. {LORA_TARGETS}")

@@ -33,7 +33,7 @@ class WhisperFamily(Backbone):
     family = "whisper"
     model_types = ("whisper",)
     input_name = "input_features"
-    int8_smoothing = True  # outlier frames and channels: 86% -> see inference/export.py
+    int8_smoothing = True  # outlier frames and channels (measured: inference/export.py, SMOOTHED_KEEP_FP32)
 
     def uses_attention_mask(self, feature_extractor: Any) -> bool:
         return True  # emovox masks padded frames itself
