@@ -107,6 +107,31 @@ def whisper_flops(run: Path, seconds=(1.0, 2.5, 4.0)) -> dict:
     return {"counts": counts, "coeffs": [float(c) for c in coeffs], "window_s": float(fe.n_samples) / SAMPLE_RATE}
 
 
+def trim_db_of(run_dir: Path) -> float:
+    """The run dir's saved ``model.trim_silence_db`` (0: no trimming)."""
+    import json
+
+    from emovox.models.backbones.base import TRIM_FLAG
+
+    return float(json.loads((run_dir / "preprocessor_config.json").read_text()).get(TRIM_FLAG) or 0)
+
+
+def encoded_seconds(files: list[str], window_s: float, *, trim_db: float) -> dict[str, list[float]]:
+    """Seconds of audio the encoder runs per file at its own length: whole (up to the window) and
+    after the run dir's silence trimming (``emovox.data.audio.trim_silence``, as predict does)."""
+    import soundfile as sf
+
+    from emovox.data.audio import trim_silence
+
+    whole, trimmed = [], []
+    for f in files:
+        wave, sr = sf.read(f, dtype="float32", always_2d=True)
+        wave = wave.mean(axis=1)[: int(window_s * sr)]
+        whole.append(len(wave) / sr)
+        trimmed.append(len(trim_silence(wave, trim_db, sample_rate=sr)) / sr if trim_db else len(wave) / sr)
+    return {"untrimmed": whole, "trimmed": trimmed}
+
+
 def flops_at(fm: dict, seconds: float) -> float:
     c0, c1, c2 = fm["coeffs"]
     return c0 + c1 * seconds + c2 * seconds ** 2
@@ -119,15 +144,21 @@ def run(ctx: Context) -> dict:
     if ctx.quick:
         files, truth = files[::10], truth[::10]
     run_dir = whisper_models.probe_run(ctx.quick, log=ctx.log)
+    trimmed = whisper_models.probe_run(ctx.quick, trim=True, log=ctx.log)
     padded = whisper_models.probe_run(ctx.quick, pad_to_window=True, log=ctx.log)
     fp32 = fixtures.exported(run_dir, int8=False, log=ctx.log)
     int8 = fixtures.exported(run_dir, int8=True, log=ctx.log)
+    trimmed_fp32 = fixtures.exported(trimmed, int8=False, log=ctx.log)
     t = ctx.threads
     variants = {
         "pipeline": (pipeline_pass(run_dir, t), _top1_pipeline, False),
         "emovox torch fp32": (predictor_pass(run_dir, "torch", t), _top1_emovox, False),
         "emovox ONNX fp32": (predictor_pass(fp32, "onnx", t), _top1_emovox, False),
         "emovox ONNX int8": (predictor_pass(int8, "onnx", t), _top1_emovox, False),
+        # no pipeline of its own: the pipeline's cost per clip does not depend on the weights (same
+        # architecture, same window), and what it scores on a trimmed run dir means even less
+        "emovox torch fp32 (trimmed run dir)": (predictor_pass(trimmed, "torch", t), _top1_emovox, False),
+        "emovox ONNX fp32 (trimmed run dir)": (predictor_pass(trimmed_fp32, "onnx", t), _top1_emovox, False),
         "pipeline (pad_to_window run dir)": (pipeline_pass(padded, t), _top1_pipeline, True),
         "emovox torch fp32 (pad_to_window run dir)": (predictor_pass(padded, "torch", t), _top1_emovox, True),
     }
@@ -135,29 +166,77 @@ def run(ctx: Context) -> dict:
     raw = interleaved_chunks(variants, files, ctx)
     audio_s = float(durations([Path(f) for f in files]).sum())
     fm = whisper_flops(run_dir)
-    own = sum(flops_at(fm, min(d, fm["window_s"])) for d in durations([Path(f) for f in files]))
-    window = fm["counts"][str(fm["window_s"])] * len(files)
-    res = {"model": name, "files": len(files), "audio_s": audio_s, "flops": fm, "own_gflop": own / 1e9,
-           "window_gflop": window / 1e9, "train": fixtures.info(run_dir), "train_padded": fixtures.info(padded),
+    lengths = encoded_seconds(files, fm["window_s"], trim_db=trim_db_of(trimmed))
+    n_part = raw["pipeline (pad_to_window run dir)"]["files"]
+    res = {"model": name, "files": len(files), "audio_s": audio_s, "flops": fm, "trim_db": trim_db_of(trimmed),
+           "trimmed_encoded_s": float(sum(lengths["trimmed"])),
+           "gflop_per_file": {k: [flops_at(fm, d) / 1e9 for d in v] for k, v in lengths.items()},
+           "train": fixtures.info(run_dir), "train_trimmed": fixtures.info(trimmed), "train_padded": fixtures.info(padded),
            "variants": {k: {"wall": v["wall"], "audio_per_s": v["audio_s"] / v["wall"], "files_per_s": v["files"] / v["wall"],
                             "files": v["files"]} for k, v in raw.items()}}
+    res["gflop_per_file"]["window"] = [fm["counts"][str(fm["window_s"])] / 1e9] * len(files)
     lab = {k: v["labels"] for k, v in raw.items()}
+    res["labels"] = {k: lab[k] for k in ("pipeline", "emovox torch fp32", "emovox ONNX fp32")}
     res["accuracy"] = {k: float(np.mean(np.asarray(v) == np.asarray(truth[:len(v)]))) for k, v in lab.items()}
+    res["accuracy_first_n"] = n_part
+    res["accuracy_first"] = {k: float(np.mean(np.asarray(lab[k][:n_part]) == np.asarray(truth[:n_part])))
+                             for k in ("pipeline", "emovox torch fp32")}
     res["agreement"] = {
         "emovox torch fp32 vs pipeline": agree(lab["emovox torch fp32"], lab["pipeline"]),
         "emovox ONNX fp32 vs pipeline": agree(lab["emovox ONNX fp32"], lab["pipeline"]),
         "emovox ONNX int8 vs pipeline": agree(lab["emovox ONNX int8"], lab["pipeline"]),
         "emovox ONNX fp32 vs emovox torch fp32": agree(lab["emovox ONNX fp32"], lab["emovox torch fp32"]),
         "emovox ONNX int8 vs emovox torch fp32": agree(lab["emovox ONNX int8"], lab["emovox torch fp32"]),
+        "trimmed run dir vs own-length run dir: emovox torch": agree(lab["emovox torch fp32 (trimmed run dir)"],
+                                                                      lab["emovox torch fp32"]),
         "pad_to_window: emovox torch vs pipeline": agree(lab["emovox torch fp32 (pad_to_window run dir)"],
                                                           lab["pipeline (pad_to_window run dir)"]),
-        "own length vs pipeline, same clips": agree(lab["emovox torch fp32"][:len(lab["pipeline (pad_to_window run dir)"])],
-                                                    lab["pipeline"][:len(lab["pipeline (pad_to_window run dir)"])]),
     }
     res["export"] = {"fp32": fixtures.info(fp32), "int8": fixtures.info(int8)}
+    res["whole_process"] = whole_process(run_dir, fp32, files[:min(len(files), PARTIAL_CHUNKS * CHUNK)], t, ctx)
     res["profile"] = profile_predict(run_dir, files[:8 if ctx.quick else 24], t)
     del variants
     res["long"] = long_audio(ctx, int8)
+    return res
+
+
+def whole_process(run_dir: Path, onnx_dir: Path, files: list[str], threads: int, ctx: Context) -> dict:
+    """Spawn-to-exit wall time of each side as a command on the same files, as an outside script
+    would time them: ``python -m benchmarks.pipeline_cli`` (pipeline once per file) and
+    ``emovox predict`` with torch and with ONNX fp32; their top-1 labels too."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable)
+    emovox = str(exe.with_name("emovox")) if exe.with_name("emovox").exists() else None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    tmp = Path(tempfile.mkdtemp(prefix="emovox-bench-cmd-"))
+    sides = {
+        "plain: pipeline once per file": lambda out: [str(exe), "-m", "benchmarks.pipeline_cli", str(run_dir),
+                                                      str(threads), str(out), *files],
+        "emovox predict (torch)": lambda out: [*([emovox] if emovox else [str(exe), "-m", "emovox"]), "predict",
+                                               str(run_dir), *files, "--threads", str(threads), "--top-k", "1",
+                                               "--out", str(out)],
+        "emovox predict --backend onnx (fp32)": lambda out: [*([emovox] if emovox else [str(exe), "-m", "emovox"]),
+                                                             "predict", str(onnx_dir), *files, "--backend", "onnx",
+                                                             "--threads", str(threads), "--top-k", "1", "--out", str(out)],
+    }
+    res = {}
+    try:
+        for i, (name, cmd) in enumerate(sides.items()):
+            out = tmp / f"{i}.jsonl"
+            t = time.perf_counter()
+            proc = subprocess.run(cmd(out), capture_output=True, text=True, env=env, cwd=str(Path(__file__).parents[1]))
+            wall = time.perf_counter() - t
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            labels = [json.loads(line)["label"] for line in out.read_text().splitlines() if line.strip()]
+            res[name] = {"wall_s": wall, "files": len(files), "labels": labels}
+            ctx.log(f"  whole process, {name}: {wall:.1f} s for {len(files)} files")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
@@ -198,6 +277,10 @@ def targets(res: dict) -> list[list[str]]:
     i8 = v["emovox ONNX int8"]["audio_per_s"] / pipe
     rows = [[f"Whisper predict fp32 ≥ 3× pipeline ({res['model']}, {res['files']} unseen RAVDESS clips)", f"{fmt(best)}×", ok(best >= 3)],
             ["Whisper predict int8 ≥ 5× pipeline", f"{fmt(i8)}×", ok(i8 >= 5)]]
+    if "emovox ONNX fp32 (trimmed run dir)" in v:
+        cut = max(v[f"emovox {b} fp32 (trimmed run dir)"]["audio_per_s"] for b in ("torch", "ONNX")) / pipe
+        rows.append([f"Whisper predict fp32 ≥ 3× pipeline, run dir trained with `model.trim_silence_db="
+                     f"{fmt(res['trim_db'], 0)}`", f"{fmt(cut)}×", ok(cut >= 3)])
     for key, goal in (("emovox torch fp32 vs pipeline", 0.99), ("pad_to_window: emovox torch vs pipeline", 0.99),
                       ("emovox ONNX int8 vs emovox torch fp32", 0.995)):
         x = a[key]["top1_agreement"]
@@ -212,46 +295,89 @@ def targets(res: dict) -> list[list[str]]:
     return rows
 
 
+def _group(name: str) -> str:
+    """Which run dir a path scores: '' (own length), 'trimmed' or 'pad_to_window'."""
+    for g in ("trimmed", "pad_to_window"):
+        if f"({g} run dir)" in name:
+            return g
+    return ""
+
+
+def lab_of(res: dict, command: str, n: int) -> list[str]:
+    """The in-process labels of the path a whole-process command runs (first ``n`` clips)."""
+    path = "pipeline" if command.startswith("plain") else ("emovox ONNX fp32" if "onnx" in command else "emovox torch fp32")
+    return res["labels"][path][:n]
+
+
+def gflop_of(res: dict, name: str, files: int) -> float:
+    """fp32-equivalent GFLOP that path ``name`` runs over its first ``files`` clips."""
+    g = _group(name)
+    kind = "window" if name.startswith("pipeline") or g == "pad_to_window" else (g or "untrimmed")
+    return float(sum(res["gflop_per_file"][kind][:files]))
+
+
 def render(res: dict, machine: dict) -> str:
     peak = machine["cpu"]["peak_gflops"]
     v = res["variants"]
-    pipe = v["pipeline"]["audio_per_s"]
-    tr, trp = res.get("train", {}), res.get("train_padded", {})
+    tr, trt, trp = res.get("train", {}), res.get("train_trimmed", {}), res.get("train_padded", {})
     rows = []
     for k, m in v.items():
-        padded_pipe = "pipeline" in k
-        gflop = res["window_gflop"] if padded_pipe or "pad_to_window" in k else res["own_gflop"]
-        gfs = gflop * m.get("files", res["files"]) / res["files"] / m["wall"]
-        ref = v["pipeline (pad_to_window run dir)"]["audio_per_s"] if "pad_to_window" in k else pipe
-        rows.append([f"{k} ({m.get('files', res['files'])} clips)", fmt(m["files_per_s"]), fmt(m["audio_per_s"]),
+        g = _group(k)
+        ref = v.get(f"pipeline ({g} run dir)", v["pipeline"])["audio_per_s"]
+        gfs = gflop_of(res, k, m["files"]) / m["wall"]
+        rows.append([f"{k} ({m['files']} clips)", fmt(m["files_per_s"]), fmt(m["audio_per_s"]),
                      f"{fmt(m['audio_per_s'] / ref)}×",
                      f"{100 * res['accuracy'][k]:.1f}%", fmt(gfs, 0), f"{100 * gfs / peak:.0f}%", fmt(m["wall"], 0)])
+    db = fmt(res["trim_db"], 0)
     out = ["## Whisper on real speech: `pipeline()` per file vs `emovox predict`", "",
            f"`{res['model']}` probe trained with `emovox train --config configs/whisper-probe-stock.yaml` on RAVDESS actors "
-           f"01-08 (validation UAR {fmt(tr.get('val_uar'))}; the `model.pad_to_window=true` twin {fmt(trp.get('val_uar'))}), "
+           f"01-08 (validation UAR {fmt(tr.get('val_uar'))}; its twins with `model.trim_silence_db={db}` "
+           f"{fmt(trt.get('val_uar'))} and `model.pad_to_window=true` {fmt(trp.get('val_uar'))}), "
            f"scored on the {res['files']} clips of actors 09-16 it never saw ({res['audio_s']:.0f} s of audio). Every path "
-           f"scores every clip once; the clips go in chunks of {CHUNK}, each chunk to every path in a rotated order "
+           f"scores every clip once (the pad_to_window twin's rows: the first {min(PARTIAL_CHUNKS * CHUNK, res['files'])}); the clips go in chunks of "
+           f"{CHUNK}, each chunk to every path in a rotated order "
            "(interleaved, so the load on the shared machine falls on all paths alike). Pipeline: "
-           "`transformers.pipeline(\"audio-classification\", model=RUN)` once per file, which pads every clip to the "
-           f"run dir's saved window ({fmt(res['flops']['window_s'], 0)} s) and averages over the padding; emovox encodes "
-           "each clip at its own length and pools over real frames. GFLOP/s: FlopCounterMode FLOPs of the lengths each "
-           "path runs / wall time (int8: the same fp32-equivalent FLOPs) and % of the nominal fp32 peak.", "",
+           "`transformers.pipeline(\"audio-classification\", model=RUN)` once per file on the same run dir, which pads "
+           f"every clip to the run dir's saved window ({fmt(res['flops']['window_s'], 0)} s) and averages over the padding; "
+           "emovox encodes each clip at its own length and pools over real frames; the trimmed twin first cuts leading "
+           f"and trailing silence (frames {db} dB under the loudest, as configs/whisper-probe.yaml does: "
+           f"{res['trimmed_encoded_s']:.0f} s of the {res['audio_s']:.0f} s are encoded). *vs pipeline* compares each "
+           "path with the pipeline on its own run dir (the trimmed twin's: with the pipeline on the own-length run dir, "
+           "whose cost per clip is the same: same architecture, same window). "
+           "GFLOP/s: FlopCounterMode FLOPs of the lengths each path runs / wall time (int8: the same fp32-equivalent "
+           "FLOPs) and % of the nominal fp32 peak.", "",
            table(["path", "files/s", "audio-s/s", "vs pipeline", "accuracy (8 classes)", "GFLOP/s", "% fp32 peak",
                   "wall s"], rows), ""]
     rows = [[k, f"{100 * a['top1_agreement']:.2f}%", a["flips"], a["n"]] for k, a in res["agreement"].items()]
     out += ["Top-1 agreement on the same clips:", "", table(["pair", "top-1 agreement", "flips", "clips"], rows), ""]
     acc = res["accuracy"]
-    out += [f"Why the own-length run dir and the pipeline disagree: the pipeline pads each clip to "
-            f"{fmt(res['flops']['window_s'], 0)} s and its mean pooling averages the padded frames in, so it scores "
-            f"inputs the probe was not trained on (accuracy {100 * acc['pipeline']:.1f}% against emovox's "
-            f"{100 * acc['emovox torch fp32']:.1f}% on the same clips). A run dir trained with "
+    out += [f"Why an own-length run dir and the pipeline disagree: the pipeline pads each clip to "
+            f"{fmt(res['flops']['window_s'], 0)} s (and does not trim) and its mean pooling averages the padded frames "
+            f"in, so it scores inputs the probe was not trained on (accuracy {100 * acc['pipeline']:.1f}% against "
+            f"emovox's {100 * acc['emovox torch fp32']:.1f}% on the same clips). A run dir trained with "
             "`model.pad_to_window=true` runs exactly what the pipeline runs (agreement row `pad_to_window`), at the "
             "pipeline's cost per clip: parity with the pipeline and the own-length speed-up exclude each other; "
-            "emovox keeps own length as the default because it is both faster and more accurate.", ""]
+            "emovox keeps own length as the default because it is both faster and more accurate."
+            + (f" On the {res['accuracy_first_n']} clips the pad_to_window twin scores, the own-length run dir's accuracy is "
+               f"{100 * res['accuracy_first']['emovox torch fp32']:.1f}% (pipeline "
+               f"{100 * res['accuracy_first']['pipeline']:.1f}%)." if "accuracy_first" in res else ""), ""]
     fm = res["flops"]
+    n = res["files"]
+    own, window = gflop_of(res, "emovox", n), gflop_of(res, "pipeline", n)
+    cut = gflop_of(res, "emovox (trimmed run dir)", n)
     out += [f"FLOPs per clip (GFLOP): " + ", ".join(f"{float(s):g} s {c / 1e9:.2f}" for s, c in fm["counts"].items())
-            + f"; over these clips emovox runs {fmt(res['own_gflop'], 0)} GFLOP, the pipeline "
-              f"{fmt(res['window_gflop'], 0)} GFLOP ({fmt(res['window_gflop'] / res['own_gflop'])}× more)."]
+            + f"; over these clips emovox runs {fmt(own, 0)} GFLOP at their own length ({fmt(cut, 0)} trimmed), "
+              f"the pipeline {fmt(window, 0)} GFLOP ({fmt(window / own)}× more; {fmt(window / cut)}× the trimmed)."]
+    wp = res.get("whole_process", {})
+    if wp:
+        base = next(iter(wp.values()))
+        rows = [[k, r["files"], fmt(r["wall_s"], 1), f"{fmt(base['wall_s'] / r['wall_s'])}×",
+                 f"{100 * np.mean(np.asarray(r['labels']) == np.asarray(lab_of(res, k, r['files']))):.1f}%"]
+                for k, r in wp.items()]
+        out += ["", f"Whole process, as an outside script times it: each side as one command on the first "
+                f"{base['files']} clips, spawn to exit (imports, loading the model, decoding, scoring, writing), "
+                "one after the other:", "",
+                table(["command", "files", "wall s", "vs plain", "top-1 as in the table above"], rows)]
     prof = res.get("profile", [])
     if prof:
         rows = [[p["func"], p["calls"], fmt(p["self_s"], 3), fmt(p["cum_s"], 3), f"{100 * p['cum_share']:.0f}%"] for p in prof]

@@ -1,12 +1,14 @@
 """Real Whisper models for the benchmarks, built once into ``_work``: the RAVDESS manifests (actors
 01-08 to train on, 09-16 never seen), whisper-base probes trained on real speech with
-``configs/whisper-probe-stock.yaml`` (own length, and ``model.pad_to_window=true``), their ONNX exports.
+``configs/whisper-probe-stock.yaml`` (own length; own length with configs/whisper-probe.yaml's silence
+trimming; ``model.pad_to_window=true``), their ONNX exports.
 
 The encoder is ``models/whisper-base`` (``make whisper-base``); ``--quick`` uses Whisper tiny.en
 from its registry package instead (``emovox.models.registry``).
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from benchmarks.fixtures import code_key, is_fresh, stamp
 REPO = ROOT.parent
 PROBE_CONFIG = REPO / "configs" / "whisper-probe-stock.yaml"
 TRAIN_ACTORS = [f"{a:02d}" for a in range(1, 9)]
+TRIM_DB = 35.0  # configs/whisper-probe.yaml's model.trim_silence_db
 TEST_ACTORS = [f"{a:02d}" for a in range(9, 17)]
 
 
@@ -60,22 +63,29 @@ def test_files(manifest: Path) -> tuple[list[str], list[str]]:
     return list(test["path"]), list(test["label"])
 
 
-def probe_run(quick: bool, *, pad_to_window: bool = False, log: Callable[[str], None] | None = None) -> Path:
-    """``emovox train --config configs/whisper-probe-stock.yaml --model <encoder>`` on actors 01-08."""
+def probe_run(quick: bool, *, pad_to_window: bool = False, trim: bool = False,
+              log: Callable[[str], None] | None = None) -> Path:
+    """``emovox train --config configs/whisper-probe-stock.yaml --model <encoder>`` on actors 01-08.
+
+    ``trim=True`` adds configs/whisper-probe.yaml's silence trimming (``model.trim_silence_db``,
+    ``TRIM_DB``); the ``pad_to_window`` twin never trims (it runs exactly what the pipeline runs).
+    """
     from emovox.training.train import train
 
     name, model = encoder(quick)
     manifest = ravdess_manifest()
-    out = WORK / f"run_{name}_probe{'_padded' if pad_to_window else ''}"
-    key = f"{manifest}-{model}-{pad_to_window}-" + code_key("training/features.py", "models/heads.py",
-                                                              "models/backbones/whisper.py")
+    trim = trim and not pad_to_window
+    out = WORK / f"run_{name}_probe{'_padded' if pad_to_window else ''}{'_trimmed' if trim else ''}"
+    key = f"{manifest}-{model}-{pad_to_window}-{trim}-" + code_key("training/features.py", "models/heads.py",
+                                                                   "models/backbones/whisper.py", "data/audio.py")
+    key += "-" + hashlib.sha1(PROBE_CONFIG.read_bytes()).hexdigest()[:8]
     if not is_fresh(out, key):
         shutil.rmtree(out, ignore_errors=True)
         if log:
-            log(f"  training the {name} probe on RAVDESS actors 01-08 (pad_to_window={pad_to_window}) ...")
+            log(f"  training the {name} probe on RAVDESS actors 01-08 (pad_to_window={pad_to_window}, trim={trim}) ...")
         t = time.perf_counter()
-        res = train(config=PROBE_CONFIG, manifest=manifest, out=out, model=model, progress=False,
-                    overrides=[f"model.pad_to_window={str(pad_to_window).lower()}"])
+        overrides = [f"model.pad_to_window={str(pad_to_window).lower()}"] + ([f"model.trim_silence_db={TRIM_DB:g}"] if trim else [])
+        res = train(config=PROBE_CONFIG, manifest=manifest, out=out, model=model, progress=False, overrides=overrides)
         stamp(out, key, {"train_s": round(time.perf_counter() - t, 1), "steps": res.steps,
                           "val_uar": res.metrics.get("eval_uar"), "val_accuracy": res.metrics.get("eval_accuracy")})
     return out

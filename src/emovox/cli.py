@@ -203,11 +203,14 @@ def export(
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
-    from .inference.export import export_onnx
+    from .inference.export import cpu_int8_note, export_onnx
 
     r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder, allow_pickle=allow_pickle)
     typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
                f"top-1 agreement {r.top1_agreement:.1%}")
+    note = cpu_int8_note() if int8 else None
+    if note:
+        typer.echo(f"note: {note}")
 
 
 @app.command("serve")

@@ -26,6 +26,7 @@ from emovox.inference.export import (  # noqa: E402
     DEFAULT_QUANTIZE_OPS,
     ExportResult,
     OnnxClassifier,
+    cpu_int8_note,
     export_onnx,
     synthetic_waves,
 )
@@ -179,3 +180,22 @@ def test_bad_run_dirs_name_the_path_and_the_fix(tmp_path, tiny_run):
         OnnxClassifier.from_dir(tiny_run)
     with pytest.raises(BadConfig, match="Softmax"):
         export_onnx(run_dir=tiny_run, out=tmp_path / "out", int8=True, quantize_ops=["Softmax"])
+
+
+def test_int8_note_only_on_x86_cpus_without_int8_dot_products(tmp_path):
+    """`export --int8` warns where int8 cannot beat fp32 (AVX2 without VNNI/AMX), and stays quiet
+    on CPUs with VNNI, on non-x86 CPUs and where /proc/cpuinfo cannot be read."""
+    def cpu(flags: str) -> Path:
+        p = tmp_path / f"cpuinfo{len(list(tmp_path.iterdir()))}"
+        p.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        return p
+
+    note = cpu_int8_note(cpu("fpu sse2 avx avx2 fma"))
+    assert note is not None and "VNNI" in note and "fp32" in note
+    assert cpu_int8_note(cpu("fpu sse2 avx avx2 fma avx512f avx512_vnni")) is None
+    assert cpu_int8_note(cpu("fpu sse2 avx avx2 fma avx_vnni")) is None
+    assert cpu_int8_note(cpu("fpu sse2 avx avx2 amx_tile amx_int8")) is None
+    assert cpu_int8_note(tmp_path / "Features_only") is None  # missing file
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
+    assert cpu_int8_note(arm) is None

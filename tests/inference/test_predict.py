@@ -169,6 +169,9 @@ def test_cli_export_int8_encoder_then_predict_onnx(tiny_run, clips, tmp_path):
                          text=True, timeout=300)
     assert exp.returncode == 0, exp.stderr
     assert "parity vs torch" in exp.stdout and "top-1 agreement" in exp.stdout
+    from emovox.inference.export import cpu_int8_note
+
+    assert ("note: this CPU has no VNNI" in exp.stdout) == (cpu_int8_note() is not None)
     files = [str(c) for c in clips[:3]]
     res = subprocess.run([*cli, "predict", out, *files, "--backend", "onnx", "--top-k", "21"], capture_output=True,
                          text=True, timeout=300)

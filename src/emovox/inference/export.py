@@ -54,8 +54,11 @@ DEFAULT_QUANTIZE_OPS: tuple[str, ...] = ("MatMul",)
 #   plain dynamic int8 (MatMul, u8 per-channel)            86.5%  1.07x
 #   per-frame scaling + channel folds, projector fp32      96.3%  1.01x  (this default)
 #   the same, layer 0 fp32 too                             96.7%  0.97x
-# Short of 99.5%: weight rounding alone (u8 per output channel, simulated in torch) moves the
-# probe's logits by ~0.09 on average, as much as all of the activation error left after smoothing.
+# Short of 99.5% (at most 2 flips in 480), and no 8-bit variant reaches it: 2.3% of those clips have
+# their top two logits within 0.05, and int8 of any one group of MatMuls moves the logits by 0.03 or
+# more (simulated in torch: fc1 alone 6 flips, one layer alone 3-8, weights alone 14, activations
+# alone 13; SmoothQuant alpha 0.3 / 0.7: 15 / 11; bias correction of the weight rounding calibrated
+# on 64 training clips: 17 -> 12, and worse logits when calibrated on synthetic waves).
 SMOOTHED_KEEP_FP32: tuple[str, ...] = ("/projector/",)
 WEIGHT_TYPE_FOR = {False: "uint8", True: "int8"}  # int8_encoder -> default weight type
 QUANTIZABLE_OPS = ("MatMul", "Conv", "Gemm")
@@ -171,6 +174,24 @@ def export_onnx(
                       RuntimeWarning, stacklevel=2)
     return ExportResult(model_path, int8, prob_diff, top1, len(waves), tuple(ops), logit_diff, matmul_encoder,
                         smoothed)
+
+
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products ONNX Runtime's MLAS uses
+
+
+def cpu_int8_note(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """A hint for ``export --int8`` on an x86 CPU without int8 dot-product instructions (VNNI, AMX),
+    where dynamic int8 MatMuls run at about fp32's speed (benchmarks/RESULTS.md: int8 / fp32 ONNX
+    0.9-1.2x on an AVX2-only EPYC, 1.3x and more on an AVX-512 VNNI one). None when the CPU has them or cannot be told (not Linux, not x86)."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), None)
+    if not flags or "avx2" not in flags or any(f in flags for f in INT8_DOT_FLAGS):
+        return None
+    return ("this CPU has no VNNI or AMX int8 instructions, so int8 runs at about fp32's speed on it; prefer "
+            "the fp32 export unless the model serves on a CPU that has them")
 
 
 def smoothed_copy(model: Any, fe: Any, family: Any, waves: Sequence[np.ndarray]) -> Any:
