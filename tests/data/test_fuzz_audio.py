@@ -73,6 +73,36 @@ def test_every_generated_file_is_accepted_or_named(tmp_path_factory, spec):
     assert a.dtype == np.float32 and np.isfinite(a).all() and np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("channels,spike,expect_refused", [
+    (3, 2e-5, True),    # one channel above the silence peak, the mixdown (what models see) below it
+    (1, 2e-5, False),   # the same spike alone is audible enough
+    (2, None, True),    # two channels that cancel: silent once mixed down
+])
+def test_prepare_and_load_judge_silence_on_the_same_mixdown(tmp_path, channels, spike, expect_refused):
+    """What prepare (inspect_file) accepts, load_audio (train, predict, serve) accepts too, and the
+    reverse: both check the channel mixdown at the file's own rate (a hypothesis-found case: a
+    3-channel 7999 Hz file with one flipped bit passed prepare and was refused at load)."""
+    import soundfile as sf
+
+    sr = 7999
+    data = np.zeros((sr // 2, channels), np.float32)
+    if spike is None:
+        tone = 0.1 * np.sin(np.arange(sr // 2) / 10.0).astype(np.float32)
+        data[:, 0], data[:, 1] = tone, -tone
+    else:
+        data[sr // 4, 0] = spike
+    path = tmp_path / "x.wav"
+    sf.write(path, data, sr, subtype="FLOAT")
+    refused_by_prepare = _check_one(path) is None
+    try:
+        load_audio(path)
+        refused_at_load = False
+    except BadAudio as exc:
+        assert "digital silence" in str(exc)
+        refused_at_load = True
+    assert refused_by_prepare == refused_at_load == expect_refused
+
+
 @pytest.mark.parametrize("container,mutation,channels", [
     ("wav", "frames", 64), ("wav", "frames", 2), ("flac", "frames", 1), ("wav", "channels", 1), ("wav", "rate", 1)])
 def test_a_lying_header_allocates_nothing_it_claims(tmp_path, container, mutation, channels):

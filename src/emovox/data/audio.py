@@ -160,10 +160,11 @@ def scan_audio(path: str | Path) -> AudioScan:
     for block in read_blocks(path, info):
         frames += len(block)
         h.update(np.ascontiguousarray(block).tobytes())
-        ok = np.isfinite(block)
-        finite = finite and bool(ok.all())
+        mono = _mono(block)  # the silence check sees the mixdown, as load_audio's does
+        ok = np.isfinite(mono)
+        finite = finite and bool(np.isfinite(block).all())
         if ok.any():
-            peak = max(peak, float(np.abs(block[ok]).max()))
+            peak = max(peak, float(np.abs(mono[ok]).max()))
     scan = AudioScan(frames, info.sample_rate, finite, peak, h.hexdigest())
     if frames == 0:
         raise BadAudio(f"{path}: zero samples")
@@ -196,14 +197,12 @@ def load_audio(
     frames = -1 if max_seconds is None else int(np.ceil(max_seconds * sr))
     parts = [_mono(b) for b in read_blocks(path, info, frames=frames)]
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    if check and wave.size and too_short(wave.size, sr):
-        raise BadAudio(short_reason(path, wave.size, sr))
+    if check:  # the mixdown at the file's own rate, exactly what scan_audio (prepare) checks
+        check_wave(wave, path, sample_rate=sr)
     if sr != sample_rate and wave.size:
         wave = soxr.resample(wave, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
     if max_seconds is not None:
         wave = wave[: int(round(max_seconds * sample_rate))]
-    if check:
-        check_wave(wave, path)
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
@@ -223,8 +222,8 @@ def decode_bytes(data: bytes, *, where: str, sample_rate: int = SAMPLE_RATE) -> 
         raise BadAudio(f"{where}: not readable as audio ({_short(exc)})") from None
     if too_short(len(frames), sr):
         raise BadAudio(short_reason(where, len(frames), sr))
+    check_wave(_mono(frames), where, sample_rate=sr)  # checked as load_audio checks files
     wave = _mono_at(frames, sr, sample_rate)
-    check_wave(wave, where, sample_rate=sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
