@@ -119,16 +119,13 @@ def trim_db_of(run_dir: Path) -> float:
 def encoded_seconds(files: list[str], window_s: float, *, trim_db: float) -> dict[str, list[float]]:
     """Seconds of audio the encoder runs per file at its own length: whole (up to the window) and
     after the run dir's silence trimming (``emovox.data.audio.trim_silence``, as predict does)."""
-    import soundfile as sf
-
-    from emovox.data.audio import trim_silence
+    from emovox.data.audio import load_audio, trim_silence
 
     whole, trimmed = [], []
     for f in files:
-        wave, sr = sf.read(f, dtype="float32", always_2d=True)
-        wave = wave.mean(axis=1)[: int(window_s * sr)]
-        whole.append(len(wave) / sr)
-        trimmed.append(len(trim_silence(wave, trim_db, sample_rate=sr)) / sr if trim_db else len(wave) / sr)
+        wave = load_audio(f, max_seconds=window_s)
+        whole.append(len(wave) / SAMPLE_RATE)
+        trimmed.append(len(trim_silence(wave, trim_db) if trim_db else wave) / SAMPLE_RATE)
     return {"untrimmed": whole, "trimmed": trimmed}
 
 
@@ -210,22 +207,21 @@ def whole_process(run_dir: Path, onnx_dir: Path, files: list[str], threads: int,
     import sys
 
     exe = Path(sys.executable)
-    emovox = str(exe.with_name("emovox")) if exe.with_name("emovox").exists() else None
+    script = exe.with_name("emovox")  # the console script users run, as installed in this environment
+    emovox = [str(script)] if script.exists() else [str(exe), "-m", "emovox"]
+    predict = [*emovox, "predict", "--threads", str(threads), "--top-k", "1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     tmp = Path(tempfile.mkdtemp(prefix="emovox-bench-cmd-"))
-    sides = {
-        "plain: pipeline once per file": lambda out: [str(exe), "-m", "benchmarks.pipeline_cli", str(run_dir),
-                                                      str(threads), str(out), *files],
-        "emovox predict (torch)": lambda out: [*([emovox] if emovox else [str(exe), "-m", "emovox"]), "predict",
-                                               str(run_dir), *files, "--threads", str(threads), "--top-k", "1",
-                                               "--out", str(out)],
-        "emovox predict --backend onnx (fp32)": lambda out: [*([emovox] if emovox else [str(exe), "-m", "emovox"]),
-                                                             "predict", str(onnx_dir), *files, "--backend", "onnx",
-                                                             "--threads", str(threads), "--top-k", "1", "--out", str(out)],
+    sides = {  # name -> (the in-process path it repeats, command writing its rows to OUT)
+        "plain: pipeline once per file": (
+            "pipeline", lambda out: [str(exe), "-m", "benchmarks.pipeline_cli", str(run_dir), str(threads), str(out), *files]),
+        "emovox predict (torch)": ("emovox torch fp32", lambda out: [*predict, str(run_dir), *files, "--out", str(out)]),
+        "emovox predict --backend onnx (fp32)": (
+            "emovox ONNX fp32", lambda out: [*predict, "--backend", "onnx", str(onnx_dir), *files, "--out", str(out)]),
     }
     res = {}
     try:
-        for i, (name, cmd) in enumerate(sides.items()):
+        for i, (name, (same_as, cmd)) in enumerate(sides.items()):
             out = tmp / f"{i}.jsonl"
             t = time.perf_counter()
             proc = subprocess.run(cmd(out), capture_output=True, text=True, env=env, cwd=str(Path(__file__).parents[1]))
@@ -233,7 +229,7 @@ def whole_process(run_dir: Path, onnx_dir: Path, files: list[str], threads: int,
             if proc.returncode != 0:
                 raise RuntimeError(f"{name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
             labels = [json.loads(line)["label"] for line in out.read_text().splitlines() if line.strip()]
-            res[name] = {"wall_s": wall, "files": len(files), "labels": labels}
+            res[name] = {"wall_s": wall, "files": len(files), "labels": labels, "same_as": same_as}
             ctx.log(f"  whole process, {name}: {wall:.1f} s for {len(files)} files")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -303,12 +299,6 @@ def _group(name: str) -> str:
     return ""
 
 
-def lab_of(res: dict, command: str, n: int) -> list[str]:
-    """The in-process labels of the path a whole-process command runs (first ``n`` clips)."""
-    path = "pipeline" if command.startswith("plain") else ("emovox ONNX fp32" if "onnx" in command else "emovox torch fp32")
-    return res["labels"][path][:n]
-
-
 def gflop_of(res: dict, name: str, files: int) -> float:
     """fp32-equivalent GFLOP that path ``name`` runs over its first ``files`` clips."""
     g = _group(name)
@@ -372,7 +362,7 @@ def render(res: dict, machine: dict) -> str:
     if wp:
         base = next(iter(wp.values()))
         rows = [[k, r["files"], fmt(r["wall_s"], 1), f"{fmt(base['wall_s'] / r['wall_s'])}×",
-                 f"{100 * np.mean(np.asarray(r['labels']) == np.asarray(lab_of(res, k, r['files']))):.1f}%"]
+                 f"{100 * np.mean(np.asarray(r['labels']) == np.asarray(res['labels'][r['same_as']][:r['files']])):.1f}%"]
                 for k, r in wp.items()]
         out += ["", f"Whole process, as an outside script times it: each side as one command on the first "
                 f"{base['files']} clips, spawn to exit (imports, loading the model, decoding, scoring, writing), "

@@ -182,7 +182,8 @@ INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot product
 def cpu_int8_note(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """A hint for ``export --int8`` on an x86 CPU without int8 dot-product instructions (VNNI, AMX),
     where dynamic int8 MatMuls run at about fp32's speed (benchmarks/RESULTS.md: int8 / fp32 ONNX
-    0.9-1.2x on an AVX2-only EPYC, 1.3x and more on an AVX-512 VNNI one). None when the CPU has them or cannot be told (not Linux, not x86)."""
+    0.9-1.2x on an AVX2-only EPYC, 1.3x and more on an AVX-512 VNNI one). None when the CPU has
+    them or cannot be told (not Linux, not x86)."""
     try:
         lines = cpuinfo.read_text().splitlines()
     except OSError:
