@@ -46,7 +46,7 @@ def test_space_parsing(tmp_path):
             parse_space({"x.y": bad})
     (tmp_path / "s.yaml").write_text("training.per_device_train_batch_size: {choice: [4, 8]}\n")
     assert load_space(tmp_path / "s.yaml")["training.per_device_train_batch_size"].args == (4, 8)
-    tiny = default_space("tiny")
+    tiny = default_space(load_config(None, ["model.name=tiny"]))
     assert {"training.learning_rate", "training.per_device_train_batch_size", "augment.strength",
             "model.hidden_dropout", "model.final_dropout"} <= set(tiny)
     if "model.freeze_layers" in tiny:  # present once ModelConfig has the key
