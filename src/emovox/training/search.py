@@ -127,7 +127,8 @@ def default_space(cfg: Config) -> dict[str, Param]:
     head's settings count: its L2 penalty for the L-BFGS and ridge solvers (learning rate and batch
     size for AdamW), the poolings cached features support, and augmentation only when augmented
     copies are cached. Fine-tuning adds the model's own dropouts (those its config has), the
-    frozen layers and attentive pooling.
+    frozen layers and attentive pooling. Stats pooling is left out where layer weighting is on
+    (it reads every layer itself).
     """
     from ..config import DROPOUT_KEYS, ModelConfig
 
@@ -148,7 +149,11 @@ def default_space(cfg: Config) -> dict[str, Param]:
                     if k in DROPOUT_KEYS and config is not None and hasattr(config, k)})
         layers = int(getattr(config, "num_hidden_layers", 12) or 12) if config is not None else 12
         raw["model.freeze_layers"] = {"int": [0, max(0, layers - 1)]}
-    raw["model.pooling"] = {"choice": ["mean", "stats"] if cached else ["mean", "attentive"]}
+    poolings = ["mean", "stats"] if cached else ["mean", "attentive"]
+    if m.layer_weighting:  # stats pooling reads every layer itself
+        poolings = [p for p in poolings if p != "stats"]
+    if len(poolings) > 1:
+        raw["model.pooling"] = {"choice": poolings}
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     return {k: p for k, p in parse_space(raw).items() if not k.startswith("model.") or k.split(".", 1)[1] in fields}
 
@@ -351,7 +356,8 @@ def plot_history(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    table = table.assign(value=table["value"].fillna(table["last_reported"]))
+    table = table.assign(value=pd.to_numeric(table["value"], errors="coerce").fillna(
+        pd.to_numeric(table["last_reported"], errors="coerce")))
     table[["number", "state", "value", "best_value"]].to_csv(out_stem.with_suffix(".csv"), index=False)
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
