@@ -310,7 +310,7 @@ def _usage_section(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
               'print(predictor.predict_files(["clip.wav"]))', "```", ""]
     lines = ["## How to use", ""]
     if differs == []:
-        lines += ["A plain Transformers pipeline gives the same scores as `emovox predict`:", "", *pipeline,
+        lines += ["A plain Transformers pipeline gives the same scores as emovox does:", "", *pipeline,
                   "Or with emovox:", "", *emovox]
     elif differs is None:
         lines += ["This run has an emovox head (not a stock Transformers class): load it with emovox.", "", *emovox]
