@@ -40,11 +40,14 @@ def demo_data_cmd(
     out: Path = typer.Option(..., help="Folder to write the synthetic CREMA-D-shaped corpus into."),
     speakers: int = typer.Option(16, help="Number of synthetic actors."),
     seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    sentences: Optional[str] = typer.Option(None, help="Comma-separated CREMA-D sentence codes (default: all 12), "
+                                            "e.g. DFA,IEO for a small corpus."),
 ) -> None:
     """Generate the built-in synthetic corpus (for the demo and tests only: not real speech)."""
     from .data.synthetic import make_demo_corpus
 
-    files = make_demo_corpus(out=out, speakers=speakers, seed=seed)
+    kwargs = {"sentences": _csv_list(sentences)} if sentences else {}
+    files = make_demo_corpus(out=out, speakers=speakers, seed=seed, **kwargs)
     typer.echo(f"wrote {len(files)} synthetic clips to {out}")
 
 
@@ -110,7 +113,8 @@ def import_ct2_cmd(
 def train(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="manifest.csv from `emovox prepare`."),
+    manifest: List[Path] = typer.Option(..., help="manifest.csv from `emovox prepare`; repeat to train on several "
+                                        "corpora (each keeps its splits and speakers)."),
     out: Path = typer.Option(..., help="Run directory to create."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
@@ -138,12 +142,17 @@ def evaluate(
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    all_labels: bool = typer.Option(False, help="Score among all the model's labels even when the manifest has only "
+                                    "some of them (default: restricted to the manifest's labels, as cross-corpus "
+                                    "evaluation does)."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
     from .evaluation.evaluate import evaluate as run
 
     m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-            progress=sys.stderr.isatty(), allow_pickle=allow_pickle)
+            progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels)
+    if m.get("left_out_labels"):
+        _say(f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}")
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
                f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
     if m["n_errors"]:
@@ -258,7 +267,8 @@ def pseudo_label_cmd(
 def cv(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="Manifest; every row is used, its split column is ignored."),
+    manifest: List[Path] = typer.Option(..., help="Manifest; every row is used, its split column is ignored. "
+                                        "Repeat for several corpora."),
     folds: int = typer.Option(5, help="Number of speaker-grouped folds."),
     out: Path = typer.Option(..., help="Folder for fold-K/ runs and cv_metrics.json."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
@@ -277,7 +287,8 @@ def cv(
 def search(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="Manifest with train and validation splits."),
+    manifest: List[Path] = typer.Option(..., help="Manifest with train and validation splits; repeat for several "
+                                        "corpora."),
     trials: int = typer.Option(20, help="Number of Optuna trials."),
     out: Path = typer.Option(..., help="Folder for trial-N/ runs, best.yaml, trials.csv and the history plot."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
@@ -293,6 +304,24 @@ def search(
               space=load_space(space) if space else None, seed=seed, timeout=timeout, progress=True)
     typer.echo(f"best: trial {res.best_trial}, validation UAR {res.best_value:.4f}; trials: {res.states}")
     typer.echo(f"config: {res.best_config} (emovox train --config {res.best_config} ...); run: {res.best_run}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def matrix(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
+    manifest: List[Path] = typer.Option(..., help="A prepared manifest per corpus; repeat (two or more)."),
+    out: Path = typer.Option(..., help="Folder for the runs, matrix.csv/.json/.png and report.md."),
+    model: Optional[str] = typer.Option(None, help="Hub id, local model dir, registry name or size."),
+    all_labels: bool = typer.Option(False, help="Keep every corpus's own labels (default: only those all share)."),
+) -> None:
+    """Cross-corpus grid: train on each corpus (and on all but one), score every corpus. Extra args: section.key=value."""
+    from .training.matrix import matrix as run
+
+    res = run(config=config, manifests=manifest, out=out, model=model, overrides=list(ctx.args),
+              shared_labels=not all_labels, progress=True)
+    typer.echo(res.uar.to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"grid: {res.csv}  heatmap: {res.png}  report: {res.report}")
 
 
 @app.command()
