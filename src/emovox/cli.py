@@ -306,6 +306,21 @@ def search(
     typer.echo(f"config: {res.best_config} (emovox train --config {res.best_config} ...); run: {res.best_run}")
 
 
+@app.command()
+def adapt(
+    run: Path = typer.Argument(..., help="Run dir trained on cached frozen features (e.g. configs/whisper-probe.yaml)."),
+    targets: List[str] = typer.Argument(..., help="Unlabelled audio of the target domain: files, folders or "
+                                        "manifests/CSV lists (labels ignored)."),
+    out: Path = typer.Option(..., help="The adapted run dir to write (a new folder)."),
+) -> None:
+    """Re-estimate the run's feature standardisation on unlabelled target audio: a new run dir for that domain."""
+    from .training.adapt import adapt as run_adapt
+
+    res = run_adapt(run=run, targets=targets, out=out, progress=sys.stderr.isatty())
+    typer.echo(f"adapted on {res.clips} target clip(s)" + (f" ({len(res.skipped)} skipped)" if res.skipped else ""))
+    typer.echo(f"run dir: {res.run_dir}")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def matrix(
     ctx: typer.Context,

@@ -110,3 +110,51 @@ def scaler_for(model: torch.nn.Module, x: torch.Tensor) -> "FeatureScaler | Stat
         if kind.applies(model):
             return kind(x)
     return None
+
+
+UNSCALED_HEAD = "head_unscaled.safetensors"  # in a run dir: the head as fitted, before the scaling fold
+
+
+def head_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable (head) parameters, copied."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_unscaled_head(params: dict[str, torch.Tensor], run_dir) -> None:
+    """Keep the head as fitted on standardised features, so ``emovox adapt`` can fold another
+    corpus's standardisation into it later."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    save_file({n: t.contiguous() for n, t in params.items()}, str(Path(run_dir) / UNSCALED_HEAD))
+
+
+def load_unscaled_head(run_dir) -> dict[str, torch.Tensor] | None:
+    """The head before its standardisation fold (None for runs that were not fitted that way)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / UNSCALED_HEAD
+    return load_file(str(path)) if path.is_file() else None
+
+
+def refold(model: torch.nn.Module, unscaled: dict[str, torch.Tensor], x: torch.Tensor) -> None:
+    """Put the fitted head back and fold the standardisation of features ``x`` (another corpus's
+    own statistics) into it: the head then sees that corpus standardised as it saw its training data.
+
+    Raises:
+        ValueError: the head has no standardisation to refold, or ``unscaled`` is not its head.
+    """
+    params = dict(model.named_parameters())
+    missing = [n for n in unscaled if n not in params]
+    if missing:
+        raise ValueError(f"the saved head does not fit the model (e.g. {missing[0]})")
+    with torch.no_grad():
+        for n, t in unscaled.items():
+            params[n].copy_(t.to(params[n].dtype))
+    scaler = scaler_for(model, x)
+    if scaler is None:
+        raise ValueError("this head has no feature standardisation to re-estimate")
+    scaler.fold_into(model)

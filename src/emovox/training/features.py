@@ -43,7 +43,7 @@ from ..rundir import RunDir
 from .common import TrainResult, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .distributed import barrier, start_group
 from .feature_cache import cache_root, cached_features
-from .feature_scaling import scaler_for
+from .feature_scaling import UNSCALED_HEAD, head_params, save_unscaled_head, scaler_for
 from .head_solvers import evaluate_head, fit_head_lbfgs, fit_head_ridge, head_loss
 
 
@@ -301,8 +301,18 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
         torch.set_num_threads(threads)
     model.eval()
     metrics["temperature"] = round(float(fit_temperature(logits, val[1].numpy())), 4)
+    if model.unscaled_head is not None:
+        save_unscaled_head(model.unscaled_head, out)
+    else:
+        (out / UNSCALED_HEAD).unlink(missing_ok=True)
     save_run(HeadRun(model, state), fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, state.global_step, None)
+
+
+def clip_features(model: torch.nn.Module, fe: Any, part, scheme: LabelScheme, cfg: Config, *,
+                  progress: bool) -> torch.Tensor:
+    """The cached frozen-encoder features of ``part``'s clips (encoded once each, as training does)."""
+    return _encode(model, fe, _datasets(model, fe, part, scheme, cfg, copies=0), progress=progress)[0]
 
 
 def _fit_scaled(model, solver, train, val, **kw):
@@ -311,7 +321,9 @@ def _fit_scaled(model, solver, train, val, **kw):
     scaler = scaler_for(model, train[0])
     scale = (lambda part: part) if scaler is None else (lambda part: (scaler(part[0]), part[1]))
     state = solver(model, scale(train), None if val is None else scale(val), **kw)
+    model.unscaled_head = None
     if scaler is not None:
+        model.unscaled_head = head_params(model)  # what `emovox adapt` refolds with a target's statistics
         scaler.fold_into(model)
     model.eval()
     return state
