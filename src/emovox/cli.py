@@ -98,15 +98,16 @@ def init_model_cmd(
 
 @app.command("import-ct2")
 def import_ct2_cmd(
-    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s) or installed package name(s); "
-                                        "a model split over several packages is joined in part order."),
+    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s), installed package name(s) or a "
+                                        "registry name (whisper-tiny.en, whisper-base); a model split over several "
+                                        "packages is joined in part order."),
     out: Path = typer.Option(..., help="Folder for the transformers Whisper model (must not exist or be empty)."),
 ) -> None:
     """Convert a CTranslate2 Whisper model (faster-whisper's format) into a transformers model dir
     that `--model DIR` and `from_pretrained` load."""
-    from .models.ct2_import import import_ct2
+    from .models.registry import import_sources
 
-    typer.echo(f"wrote {import_ct2(sources=sources, out=out, progress=sys.stderr.isatty())}")
+    typer.echo(f"wrote {import_sources(sources=sources, out=out, progress=sys.stderr.isatty())}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

@@ -137,6 +137,7 @@ EXTRA_TRAINING_KEYS = {
     "head_l2": 0.0,  # lbfgs: (l2 / 2) * |W|^2 beside the mean loss; ridge: l2 * |W|^2 beside the mean squared error
     "head_max_iter": 300,  # lbfgs: iterations
     "head_refit": False,  # refit the head on train + validation after validating (final model)
+    "standardise_by": None,  # cached features: standardise each corpus or speaker by its own statistics for the fit
 }
 
 # TrainingArguments names that transformers 5 dropped, still valid in emovox configs and

@@ -158,3 +158,22 @@ def refold(model: torch.nn.Module, unscaled: dict[str, torch.Tensor], x: torch.T
     if scaler is None:
         raise ValueError("this head has no feature standardisation to re-estimate")
     scaler.fold_into(model)
+
+
+def standardise_by_group(model: torch.nn.Module, x: torch.Tensor, groups, reference=None) -> torch.Tensor:
+    """``x`` standardised within each group (corpus or speaker) by that group's own statistics:
+    those of its rows in ``reference`` = (features, groups) when the group is there (a training
+    corpus), else of its rows in ``x`` itself. A group of one row keeps the pooled statistics."""
+    import numpy as np
+
+    groups = np.asarray(groups, dtype=object)
+    pooled = scaler_for(model, x if reference is None else reference[0])
+    out = pooled(x)
+    ref_x, ref_g = (x, groups) if reference is None else (reference[0], np.asarray(reference[1], dtype=object))
+    for g in dict.fromkeys(groups):
+        rows = torch.from_numpy(np.flatnonzero(groups == g))
+        ref_rows = np.flatnonzero(ref_g == g)
+        basis = ref_x[torch.from_numpy(ref_rows)] if len(ref_rows) > 1 else x[rows]
+        if len(basis) > 1:
+            out[rows] = scaler_for(model, basis)(x[rows])
+    return out
