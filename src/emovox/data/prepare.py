@@ -85,7 +85,7 @@ def prepare(
     scan = scan_corpus(corpus, root, audio_dir=Path(out) / "audio", hf=hf, progress=progress)
     mapping = _map_labels(scan, corpus=corpus, root=root, scheme=scheme, canonical=canonical, label_map=label_map,
                           unmapped=unmapped)
-    chosen = get_scheme(scheme) if scheme else mapping.get("scheme")
+    chosen = mapping["scheme"]
     problems = list(scan.problems)
     df = pd.DataFrame(scan.rows, columns=["path", "speaker", "sentence", "emotion", "intensity", "label", "split"])
     checked = inspect_files(list(df["path"]), workers=workers, progress=progress)
@@ -119,20 +119,25 @@ def prepare(
 
 
 def _map_labels(scan, *, corpus: str, root, scheme: str | None, canonical: bool, label_map, unmapped: str) -> dict:
-    """Rename the scan's labels in place when a mapping is asked for; return the corpus's default
-    scheme (renamed the same way; None when the corpus has none) and the mapping's summary."""
-    default = get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS else None
+    """Rename the scan's labels in place when a mapping is asked for; return the scheme (the one
+    given, else the corpus's default, renamed the same way; None: infer it from the labels) and the
+    mapping's summary. A given scheme's names the vocabulary does not know stay as written."""
+    chosen = get_scheme(scheme) if scheme else (get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS
+                                                else None)
     renames = parse_label_map(label_map)
     if not (canonical or renames or unmapped != "error"):
-        return {"scheme": default}
-    given = get_scheme(scheme) if scheme else None
-    mapped = map_rows(scan.rows, label_map=renames, canonical=canonical, unmapped=unmapped, scheme=given,
-                      where=str(root))
+        return {"scheme": chosen}
+    if chosen is not None:
+        names = resolve_names(chosen.emotions, label_map=renames, canonical=canonical)
+        chosen = map_scheme(chosen, {e: n or e for e, n in names.items()} if scheme else names)
+    mapped = map_rows(scan.rows, label_map=renames, canonical=canonical, unmapped=unmapped,
+                      scheme=chosen if scheme else None, where=str(root))
+    if scan.rows and not mapped.rows:
+        raise BadLabel(f"{root}: no clip is left after the label mapping (dropped: "
+                       f"{', '.join(f'{lab} ({n})' for lab, n in mapped.dropped.items())})")
     scan.rows = mapped.rows
-    if default is not None:
-        default = map_scheme(default, resolve_names(default.emotions, label_map=renames, canonical=canonical))
     summary = {"canonical": canonical, "label_map": renames, "unmapped": unmapped, **mapped.summary()}
-    return {"scheme": default, "summary": summary}
+    return {"scheme": chosen, "summary": summary}
 
 
 def _label_problems(df: pd.DataFrame, scheme: LabelScheme) -> dict[int, str]:
