@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..errors import BadConfig, BadLabel
-from ..labels import KNOWN_INTENSITIES, SEP, LabelScheme, canonical_name, canonical_names, normalise_name
+from ..labels import (KNOWN_INTENSITIES, SEP, LabelScheme, canonical_name, canonical_names, map_scheme,
+                      normalise_name)
 
 UNMAPPED_CHOICES = ("error", "drop")
 
@@ -131,6 +132,19 @@ def map_rows(rows: list[dict], *, label_map: Mapping[str, str], canonical: bool,
         raise BadLabel(_unmapped_message(unknown, outside, where, scheme))
     out.renamed, out.dropped = dict(renamed), {**unknown, **outside}
     return out
+
+
+def rename_scheme(scheme: LabelScheme, *, label_map: Mapping[str, str], canonical: bool,
+                  keep_unknown: bool) -> LabelScheme:
+    """``scheme`` renamed as :func:`map_rows` renames rows (crema-d-21's ``ANG_HI`` -> ``angry_HI``).
+    ``keep_unknown``: names the vocabulary does not know stay (a scheme the user wrote is already
+    in the target names); else they leave the scheme, as their rows would.
+
+    Raises:
+        BadLabel: no label is left.
+    """
+    names = resolve_names(scheme.emotions, label_map=label_map, canonical=canonical)
+    return map_scheme(scheme, {e: n or e for e, n in names.items()} if keep_unknown else names)
 
 
 def _emotion_part(r: dict) -> tuple[str, str | None, str]:

@@ -10,11 +10,12 @@ import pandas as pd
 
 from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
-from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme, map_scheme
-from .label_map import map_rows, parse_label_map, resolve_names
+from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
 from .manifest import (COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest,
                        save_manifest_scheme)
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
+
+from .label_map import map_rows, parse_label_map, rename_scheme
 
 
 @dataclass
@@ -128,8 +129,7 @@ def _map_labels(scan, *, corpus: str, root, scheme: str | None, canonical: bool,
     if not (canonical or renames or unmapped != "error"):
         return {"scheme": chosen}
     if chosen is not None:
-        names = resolve_names(chosen.emotions, label_map=renames, canonical=canonical)
-        chosen = map_scheme(chosen, {e: n or e for e, n in names.items()} if scheme else names)
+        chosen = rename_scheme(chosen, label_map=renames, canonical=canonical, keep_unknown=bool(scheme))
     mapped = map_rows(scan.rows, label_map=renames, canonical=canonical, unmapped=unmapped,
                       scheme=chosen if scheme else None, where=str(root))
     if scan.rows and not mapped.rows:
