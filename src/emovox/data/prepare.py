@@ -14,7 +14,6 @@ from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
 from .manifest import (COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest,
                        save_manifest_scheme)
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
-
 from .label_map import map_rows, parse_label_map, rename_scheme
 
 
