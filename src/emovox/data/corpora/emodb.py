@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ...labels import CORPUS_CODES
-from .scan import Scan, audio_files, row
+from .scan import Scan, named_files, row
 
 # W Wut/Ärger (anger), L Langeweile (boredom), E Ekel (disgust), A Angst (fear), F Freude
 # (happiness), T Trauer (sadness), N neutral
@@ -22,12 +22,7 @@ _NAME = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
 def prepare_emodb(root: Path) -> Scan:
     """Scan an EmoDB folder (searched recursively: the release keeps the clips in ``wav/``)."""
     scan = Scan()
-    for path in audio_files(root):
-        m = _NAME.match(path.stem)
-        if not m:
-            scan.problems.append((str(path), "file name does not match SSTTTEV: speaker, text, emotion, version "
-                                             "(e.g. 03a01Fa.wav)"))
-            continue
+    for path, m in named_files(root, _NAME, scan, "SSTTTEV: speaker, text, emotion, version (e.g. 03a01Fa.wav)"):
         speaker, text, emo, _version = m.groups()
         if emo not in EMOTION_CODES:
             scan.problems.append((str(path), f"unknown emotion letter {emo!r} (valid: {' '.join(EMOTION_CODES)})"))

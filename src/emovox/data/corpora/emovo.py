@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ...labels import canonical_name
-from .scan import Scan, audio_files, row
+from .scan import Scan, named_files, row
 
 # EMOVO's Italian codes (disgusto, gioia, neutro, paura, rabbia, sorpresa, tristezza) -> canonical
 # names, through the vocabulary: dis disgust, gio happy, neu neutral, pau fearful, rab angry,
@@ -23,11 +23,7 @@ def prepare_emovo(root: Path) -> Scan:
     """Scan an EMOVO tree (searched recursively; the speaker folder is not needed, the file name
     carries everything)."""
     scan = Scan()
-    for path in audio_files(root):
-        m = _NAME.match(path.stem)
-        if not m:
-            scan.problems.append((str(path), "file name does not match EMO-SPEAKER-SENTENCE (e.g. dis-f1-b1.wav)"))
-            continue
+    for path, m in named_files(root, _NAME, scan, "EMO-SPEAKER-SENTENCE (e.g. dis-f1-b1.wav)"):
         emo, speaker, sentence = (g.lower() for g in m.groups())
         if emo not in EMOTION_CODES:
             scan.problems.append((str(path), f"unknown emotion code {emo!r} (valid: {', '.join(EMOTION_CODES)})"))
