@@ -53,7 +53,8 @@ def demo_data_cmd(
 
 @app.command()
 def prepare(
-    corpus: str = typer.Option(..., help="crema-d, ravdess, csv, folders or hf (a Hugging Face datasets folder)."),
+    corpus: str = typer.Option(..., help="crema-d, ravdess, emovo, emodb, iemocap, csv, folders or hf (a Hugging Face "
+                                         "datasets folder)."),
     root: Path = typer.Option(..., help="Corpus folder (for csv: a CSV file or a folder of split CSVs; for hf: a "
                                         "save_to_disk folder, Parquet files or an audiofolder)."),
     out: Path = typer.Option(..., help="Output folder for manifest.csv and the data report."),
@@ -67,13 +68,24 @@ def prepare(
                                              "client_id, ...)."),
     hf_split: Optional[str] = typer.Option(None, help="hf: emovox split = dataset split, e.g. "
                                            "train=train,validation=dev,test=test (default: the dataset's names)."),
+    canonical: bool = typer.Option(False, help="Rename labels into the canonical emotion names (ANG, anger, Wut, "
+                                   "rab -> angry; see README, Label vocabulary)."),
+    label_map: Optional[str] = typer.Option(None, help="Explicit renames, applied first: gio=happy,rab=angry,... or "
+                                            "a CSV file with two columns (from,to)."),
+    unmapped: str = typer.Option("error", help="error: refuse labels the mapping cannot name (or outside --scheme), "
+                                 "listing them; drop: drop those clips (listed in the data report)."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
     from .data.prepare import prepare as run
 
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
-              hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split)
+              hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
+              label_map=label_map, unmapped=unmapped)
+    dropped_labels = res.label_mapping.get("dropped") or {}
+    if dropped_labels:
+        _say(f"dropped {sum(dropped_labels.values())} clip(s) with unmapped labels: "
+             + ", ".join(f"{lab} ({n})" for lab, n in dropped_labels.items()))
     for path, reason in res.dropped:
         _say(f"dropped {path}: {reason}")
     if res.dropped:
