@@ -158,12 +158,24 @@ def evaluate(
     all_labels: bool = typer.Option(False, help="Score among all the model's labels even when the manifest has only "
                                     "some of them (default: restricted to the manifest's labels, as cross-corpus "
                                     "evaluation does)."),
+    adapt: Optional[str] = typer.Option(None, help="speaker: re-estimate a frozen-feature run's standardisation per "
+                                        "test speaker from their unlabelled clips (transductive, reported apart)."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
-    from .evaluation.evaluate import evaluate as run
+    if adapt not in (None, "speaker"):
+        raise typer.BadParameter(f"--adapt {adapt!r}: the one adaptation at evaluation is 'speaker'")
+    if adapt:
+        if len(runs) != 1:
+            raise typer.BadParameter("--adapt speaker scores one run dir, not an ensemble")
+        from .training.adapt import evaluate_speaker_adapted
 
-    m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-            progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels)
+        m = evaluate_speaker_adapted(run=runs[0], manifest=manifest, out=out, split=split, all_labels=all_labels,
+                                     progress=sys.stderr.isatty())
+    else:
+        from .evaluation.evaluate import evaluate as run
+
+        m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
+                progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels)
     if m.get("left_out_labels"):
         _say(f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}")
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "

@@ -22,7 +22,7 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
              backend: str = "torch", compare: bool = False, progress: bool = False,
-             allow_pickle: bool = False, all_labels: bool = False) -> dict:
+             allow_pickle: bool = False, all_labels: bool = False, scorer=None, method: str | None = None) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
 
@@ -35,6 +35,9 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     A manifest whose labels are a subset of the model's (another corpus) is scored among its own
     labels only (``label_subset``: probabilities restricted and renormalised; the report and
     ``metrics.json`` name the labels left out) unless ``all_labels``.
+    ``scorer`` (rows of the split -> (probabilities or None per row, errors)) replaces the
+    predictor's scoring, e.g. per-speaker adaptation; ``method`` then says in the report how the
+    scores were made.
 
     Returns:
         The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, ...).
@@ -54,7 +57,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     subset = None if all_labels else label_subset(scheme, present)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    probs, errors = _score(predictor, list(df["path"]), progress)
+    probs, errors = scorer(df) if scorer is not None else _score(predictor, list(df["path"]), progress)
     ok = [p is not None for p in probs]
     if errors:
         pd.DataFrame(errors, columns=["path", "error"]).to_csv(out / "errors.csv", index=False)
@@ -69,13 +72,15 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
     if subset is not None:
         metrics.update(restricted_to=list(scheme.labels), left_out_labels=list(subset.left_out))
+    if method:
+        metrics["method"] = method
     members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle, subset) if len(runs) > 1 else {}
     if members:
         metrics["runs" if compare else "members"] = members
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_tables(out, df, y, P, scheme, metrics)
     _write_report(out, runs, manifest, split, metrics, members, compare, predictor.sources[0])
-    if len(runs) == 1 and backend == "torch":  # one emovox run dir: its model card gets the results
+    if len(runs) == 1 and backend == "torch" and scorer is None:  # one emovox run dir: its card gets the results
         record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
 
@@ -125,7 +130,8 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
     lines = [f"# Evaluation: {split} split", "",
              f"- models: {', '.join(map(str, runs))}", f"- manifest: {manifest} (fingerprint {m['manifest_fingerprint']})",
              f"- clips: {m['n']} ({m['n_errors']} could not be scored)",
-             f"- training data fingerprint: {meta.get('manifest_fingerprint', 'unknown')}", *assumed, *_subset_lines(m), "",
+             f"- training data fingerprint: {meta.get('manifest_fingerprint', 'unknown')}", *assumed, *_subset_lines(m),
+             *([f"- scores: {m['method']}"] if m.get("method") else []), "",
              "## Headline", "",
              compare_table({"model": m, "majority baseline": {"accuracy": m["majority_accuracy"],
                                                               "uar": 1.0 / max(1, len([c for c in m["per_class"].values() if c["support"]])),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..config import from_dict
@@ -118,3 +119,61 @@ def _copy_run(run: Path, out: Path) -> None:
         raise BadRunDir(f"{out}: exists and is not empty; adapt writes a new run dir")
     shutil.copytree(run, out, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("checkpoint-*", "tensorboard", ".emovox.lock*"))
+
+
+MIN_SPEAKER_CLIPS = 10  # fewer clips: the speaker's statistics are too noisy; the split's are used
+
+
+def evaluate_speaker_adapted(*, run: str | Path, manifest: str | Path, out: str | Path, split: str = "test",
+                             min_clips: int = MIN_SPEAKER_CLIPS, all_labels: bool = False,
+                             progress: bool = False) -> dict:
+    """``evaluate`` with per-speaker adaptation: each speaker of the split with ``min_clips`` or more
+    clips is scored with the run's standardisation re-estimated on that speaker's own clips (the
+    rest on the whole split's). Transductive (it uses the test speakers' unlabelled audio), so it
+    is reported apart: the report and ``metrics.json`` (``method``) say so, and the model card keeps
+    only plain evaluations.
+
+    Returns:
+        The metrics, as ``evaluate`` returns them.
+
+    Raises:
+        BadRunDir: the run has no frozen-feature standardisation (as for :func:`adapt`).
+        BadManifest: as ``evaluate``.
+    """
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.metrics import softmax
+
+    run = Path(run)
+    unscaled = load_unscaled_head(run)
+    if unscaled is None:
+        raise BadRunDir(f"{run}: --adapt speaker re-estimates the feature standardisation of a head trained on "
+                        f"cached frozen features; this run has none ({UNSCALED_HEAD} missing)")
+    meta = read_meta(open_run(run))
+    cfg, scheme = from_dict(meta["config"], source=str(RunDir(run).meta)), LabelScheme.from_dict(meta["scheme"])
+    model = load_trained(run)
+    fe = feature_extractor_for(run, model.config)
+    temperature = 1.0 if meta.get("temperature_in_weights") else float(meta.get("temperature") or 1.0)
+
+    def scorer(df: pd.DataFrame):
+        import torch
+
+        from ..models.heads import pooled_logits
+
+        paths, bad = _readable(list(df["path"]))
+        keep = df[df["path"].isin(set(paths))].reset_index(drop=True)
+        x = clip_features(model, fe, keep.assign(label=scheme.labels[0], duration=cfg.data.max_seconds), scheme,
+                          cfg, progress=progress)
+        logits = torch.zeros(len(keep), len(scheme))
+        groups = keep.groupby(keep["speaker"].astype(str)).indices
+        for rows in [r for r in groups.values() if len(r) >= min_clips] + [
+                np.concatenate([r for r in groups.values() if len(r) < min_clips] or [np.array([], int)])]:
+            if len(rows):
+                refold(model, unscaled, x[rows] if len(rows) >= min_clips else x)
+                with torch.no_grad():
+                    logits[rows] = pooled_logits(model, x[rows]).logits.float()
+        probs = dict(zip(keep["path"], softmax(logits.numpy() / temperature)))
+        return [probs.get(p) for p in df["path"]], bad
+
+    return evaluate(runs=[run], manifest=manifest, out=out, split=split, all_labels=all_labels, scorer=scorer,
+                    method=f"per-speaker adaptation (transductive: each speaker with >= {min_clips} clips "
+                           "standardised by its own unlabelled clips; the rest by the split's)")
