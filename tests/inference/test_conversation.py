@@ -131,11 +131,14 @@ def test_parse_speakers_and_options_name_the_bad_value():
         VadOptions(threshold=1.5).check()
 
 
-def test_turn_emotions_equal_the_clips_own_predictions(predictor, conv, rav):
-    wave, turns = conv
+def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
+    """Without hiss, a segment that is exactly a clip scores exactly as the clip alone; the
+    segments the detector finds (a few 32 ms frames off) keep the clips' labels."""
+    clips = alternate(_clips(rav, "01", 3, 0), _clips(rav, "02", 3, 1), 6)
+    wave, turns = assemble_conversation(clips, pauses=(0.5, 1.0), snr_db=None, seed=0)
     alone = predictor.probs([trim_silence(load_audio(t.path), 40.0, margin_seconds=0.0) for t in turns])
     exact = segment_probs(predictor, [wave[int(round(t.start * SR)):int(round(t.end * SR))] for t in turns])
-    assert np.abs(exact - alone).max() < 0.02  # the same speech, only the low hiss differs
+    np.testing.assert_allclose(exact, alone, atol=2e-3)  # the same samples, give or take one at either end
     assert list(exact.argmax(1)) == list(alone.argmax(1))
     rows = score_wave(predictor, wave, path="conv.wav", options=ConversationOptions(speakers=2))
     segs = [r for r in rows if "summary" not in r]
@@ -154,13 +157,14 @@ def test_turn_emotions_equal_the_clips_own_predictions(predictor, conv, rav):
 def test_bad_silent_and_speechless_files(predictor, tmp_path):
     from emovox.testing import make_broken_files
 
-    broken = make_broken_files(tmp_path / "bad")
+    broken = {k: v for k, v in make_broken_files(tmp_path / "bad").items() if k not in ("unknown_code", "unparseable")}
     hiss = tmp_path / "hiss.wav"
     write_audio(hiss, np.random.default_rng(0).normal(0, 1e-3, 3 * SR).astype(np.float32))
-    paths = [str(p) for p in broken.values()] + [str(hiss)]
+    paths = [str(p) for p in broken.values()] + [str(tmp_path / "missing.wav"), str(hiss)]
     rows = list(conversation_rows(predictor, paths, options=ConversationOptions(speakers="auto")))
     errors = {r["path"]: r["error"] for r in rows if "error" in r}
-    assert set(errors) == set(map(str, broken.values())), rows
+    assert list(errors) == paths[:-1], rows
+    assert "digital silence" in errors[str(broken["silence"])] and "not found" in errors[paths[-2]]
     assert all("Traceback" not in e and e for e in errors.values())
     assert rows[-1] == {"path": str(hiss), "summary": "file", "speech_seconds": 0.0, "segments": 0, "label": None,
                         "score": None, "shares": {}}

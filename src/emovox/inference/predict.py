@@ -302,7 +302,7 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
         BadConfig: an unknown ``segment``, ``speakers``/``rttm``/``plot`` without ``segment="vad"``,
             or a VAD option out of range.
     """
-    if segment == "vad" or speakers is not None or rttm or plot:
+    if segment is not None or speakers is not None or rttm or plot:
         from .conversation import check_segment_mode
 
         check_segment_mode(segment, speakers, rttm=rttm, plot=plot)
