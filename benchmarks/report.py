@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import flops, inference, long_audio, prepare_bench, ray_bench, training, whisper_infer, whisper_train
+from benchmarks import (conversation, flops, inference, long_audio, prepare_bench, ray_bench, training, whisper_infer,
+                        whisper_train)
 from benchmarks.common import ROOT, fmt, load_result, marginal_spread, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
-SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray")
+SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray",
+            "conversation")
 
 
 def _load(name: str) -> dict | None:
@@ -102,6 +104,9 @@ def targets(stored: dict[str, dict], machine: dict) -> str:
     if pr:
         b = pr["sides"]["workers=2"]["wall_s"]
         rows.append([f"prepare {pr['clips']:,} clips < 60 s (2 workers)", f"{fmt(b, 1)} s", _ok(b < 60)])
+    conv = (stored.get("conversation") or {}).get("result")
+    if conv:
+        rows += conversation.targets(conv)
     return "\n".join(["## Targets", "", table(["target", "measured", "status"], rows)])
 
 
@@ -151,6 +156,8 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", prepare_bench.render(stored["prepare"]["result"])]
     if "ray" in stored:
         parts += ["", ray_bench.render(stored["ray"]["result"])]
+    if "conversation" in stored:
+        parts += ["", conversation.render(stored["conversation"]["result"])]
     notes_path = ROOT / "NOTES.md"
     if notes_path.exists():
         parts += ["", notes_path.read_text().strip()]

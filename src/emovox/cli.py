@@ -178,6 +178,8 @@ def predict(
     min_silence: float = typer.Option(0.25, help="With --segment vad: shorter pauses do not end a segment (seconds)."),
     max_segment: float = typer.Option(15.0, help="With --segment vad: longer speech is cut at its quietest point."),
     vad_threshold: float = typer.Option(0.5, help="With --segment vad: speech probability that counts as speech."),
+    segment_margin: float = typer.Option(0.5, help="With --segment vad: seconds of silence framing each segment when "
+                                         "it is scored, as utterances are recorded (0: the bare segment)."),
     rttm: Optional[Path] = typer.Option(None, help="With --segment vad: also write the turns as RTTM (emotion in "
                                         "the orthography field, its probability as the confidence)."),
     plot: Optional[Path] = typer.Option(None, help="With --segment vad: a folder for one timeline PNG (+ CSV) per "
@@ -197,7 +199,8 @@ def predict(
 
         vad = VadOptions(threshold=vad_threshold, min_speech=min_speech, min_silence=min_silence,
                          max_segment=max_segment)
-        rows = run(**common, segment=segment, speakers=speakers, vad=vad, rttm=rttm, plot=plot)
+        rows = run(**common, segment=segment, speakers=speakers, vad=vad, segment_margin=segment_margin, rttm=rttm,
+                   plot=plot)
     elif ray:
         from .inference.ray_predict import predict_ray
 

@@ -140,6 +140,11 @@ def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
     exact = segment_probs(predictor, [wave[int(round(t.start * SR)):int(round(t.end * SR))] for t in turns])
     np.testing.assert_allclose(exact, alone, atol=2e-3)  # the same samples, give or take one at either end
     assert list(exact.argmax(1)) == list(alone.argmax(1))
+    framed = segment_probs(predictor, [wave[int(round(t.start * SR)):int(round(t.end * SR))] for t in turns], margin=0.5)
+    z = np.zeros(SR // 2, np.float32)
+    alone = predictor.probs([np.concatenate([z, trim_silence(load_audio(t.path), 40.0, margin_seconds=0.0), z])
+                             for t in turns])
+    np.testing.assert_allclose(framed, alone, atol=2e-3)  # the default: each segment framed by 0.5 s of silence
     rows = score_wave(predictor, wave, path="conv.wav", options=ConversationOptions(speakers=2))
     segs = [r for r in rows if "summary" not in r]
     assert [set(r) for r in segs] == [{"path", "start", "end", "speaker", "label", "score", "top_k"}] * len(turns)
@@ -194,7 +199,7 @@ def test_cli_segment_vad_speakers_rttm_plot(run, rav, tmp_path, capsys):
     for line in lines:
         f = line.split()
         hyp[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
-    assert DiarizationErrorRate(collar=0.25)(ref, hyp) <= 0.10
+    assert DiarizationErrorRate(collar=0.5)(ref, hyp) <= 0.10  # pyannote's collar is the total: +-0.25 s
     assert (plot / "talk.timeline.png").stat().st_size > 1000
     assert len(pd.read_csv(plot / "talk.timeline.csv")) == 4
     code = main(["predict", str(run), str(conv), "--segment", "vad", "--format", "csv", "--out", str(tmp_path / "r.csv")])

@@ -279,8 +279,8 @@ def _bar(total: int, enabled: bool):
 def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
             progress: bool = False, allow_pickle: bool = False, segment: str | None = None,
-            speakers: int | str | None = None, vad: "VadOptions | None" = None, rttm: str | Path | None = None,
-            plot: str | Path | None = None) -> Iterator[dict]:
+            speakers: int | str | None = None, vad: "VadOptions | None" = None, segment_margin: float = 0.5,
+            rttm: str | Path | None = None, plot: str | Path | None = None) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Args:
@@ -291,6 +291,8 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
             summary rows (``inference.conversation``), silence never scored.
         speakers: with ``segment="vad"``, a speaker count or ``"auto"``: segments get ``S1, S2, ...``.
         vad: how speech is found and cut (``VadOptions``: threshold, min speech/silence, max segment).
+        segment_margin: seconds of silence framing each segment when it is scored (as utterances
+            are recorded; ``ConversationOptions``).
         rttm, plot: with ``segment="vad"``, an RTTM file and a folder of timeline PNGs to write.
 
     Returns:
@@ -316,6 +318,6 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
     if segment == "vad":
         from .conversation import predict_conversations
 
-        return predict_conversations(predictor, files, speakers=speakers, vad=vad, rttm=rttm, plot=plot, top_k=top_k,
-                                     progress=progress)
+        return predict_conversations(predictor, files, speakers=speakers, vad=vad, margin=segment_margin, rttm=rttm,
+                                     plot=plot, top_k=top_k, progress=progress)
     return predictor.predict_files(files, top_k=top_k, windows=windows or segment == "windows", progress=progress)

@@ -5,9 +5,10 @@ embeddings, trained for speaker verification on VoxCeleb and LibriSpeech): its w
 its registry package (17 MB), so it installs hash-pinned and runs offline on the torch emovox already
 has. A segment is embedded in 1.6 s pieces whose embeddings are averaged (long segments in pieces).
 Embeddings are centred on the recording's mean (what all its segments share, the room and the
-channel, drops out), L2-normalised and clustered with scikit-learn's k-means (10 starts, seeded):
-on assembled RAVDESS conversations that split speakers best among agglomerative (average,
-complete, Ward), spectral and k-means (benchmarks/NOTES.md). With ``auto`` the count (2 to 8) is
+channel, drops out), L2-normalised, reduced to their main directions (PCA, ``2k`` but at least 4
+dimensions for ``k`` speakers) and clustered with scikit-learn's k-means (10 starts, seeded): on
+assembled RAVDESS conversations that split speakers best among agglomerative (average, complete,
+Ward), spectral and k-means with and without the reduction (benchmarks/NOTES.md). With ``auto`` the count (2 to 8) is
 the one with the best silhouette; one speaker when the best split's silhouette is low or its two
 closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first appearance.
 """
@@ -109,9 +110,13 @@ def _centred(x: np.ndarray) -> np.ndarray:
 
 def _kmeans(x: np.ndarray, k: int) -> np.ndarray:
     from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
 
     if k <= 1 or len(x) < 2:
         return np.zeros(len(x), dtype=int)
+    dims = min(max(4, 2 * k), len(x) - 1, x.shape[1])
+    if dims >= k:  # the speaker directions dominate a recording's variance; the rest is mostly mood
+        x = PCA(n_components=dims, random_state=0).fit_transform(x)
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
 
 
