@@ -209,3 +209,114 @@ def test_cli_segment_vad_speakers_rttm_plot(run, rav, tmp_path, capsys):
     assert main(["predict", str(run), str(conv), "--speakers", "2"]) == 2
     assert "--speakers needs --segment vad" in capsys.readouterr().err
     assert main(["predict", str(run), str(conv), "--segment", "vads"]) == 2
+
+
+# -- emovox serve: ?segments=vad&speakers=..., and the page's per-speaker timeline ------------------
+@pytest.fixture(scope="module")
+def talk(rav, tmp_path_factory):
+    path = tmp_path_factory.mktemp("talk") / "talk.wav"
+    return path, write_conversation(path, alternate(_clips(rav, "01", 2, 11), _clips(rav, "02", 2, 12), 4), seed=5)
+
+
+def test_serve_segments_and_speakers(predictor, talk, tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from emovox.inference.serve_app import create_app
+    from emovox.inference.serve_io import ServeSettings
+
+    path, turns = talk
+    (tmp_path / "up").mkdir()
+    with TestClient(create_app(lambda: predictor, ServeSettings(tmp_dir=str(tmp_path / "up")))) as client:
+        assert wait_ready(client)
+        with open(path, "rb") as f:
+            r = client.post("/v1/predict?segments=vad&speakers=2", files={"file": ("talk.wav", f, "audio/wav")})
+        assert r.status_code == 200, r.text
+        row = r.json()[0]
+        assert row["path"] == "talk.wav" and len(row["segments"]) == len(turns)
+        assert [s["speaker"] for s in row["segments"]] == ["S1", "S2", "S1", "S2"]
+        assert [s["speaker"] for s in row["speakers"]] == ["S1", "S2"] and abs(sum(row["shares"].values()) - 1) < 1e-3
+        with open(path, "rb") as f:
+            raw = client.post("/v1/predict/raw?segments=vad", content=f.read(), headers={"Content-Type": "audio/wav"})
+        assert raw.status_code == 200 and "speaker" not in raw.json()["segments"][0] and "speakers" not in raw.json()
+        for query, words in (("segments=vads", "segments"), ("speakers=2", "segments vad"), ("segments=vad&speakers=x", "speakers")):
+            with open(path, "rb") as f:
+                bad = client.post(f"/v1/predict?{query}", files={"file": ("talk.wav", f, "audio/wav")})
+            assert bad.status_code == 422 and words in bad.json()["error"], bad.text
+
+
+def wait_ready(client) -> bool:
+    import time
+
+    for _ in range(300):
+        if client.get("/v1/ready").status_code == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_page_draws_the_speaker_timeline_in_headless_chromium(run, talk, tmp_path):
+    """A real `emovox serve` and headless Chromium: upload a conversation with the conversation
+    box ticked; the page draws one lane per speaker, a rectangle per segment."""
+    import shutil
+    import subprocess
+    import sys
+
+    from test_serve import CDP, _stop, wait_for  # the same browser driver as the page test
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    import base64
+    import os
+    import re
+    import urllib.request
+
+    log = tmp_path / "server.log"
+    server = subprocess.Popen([sys.executable, "-m", "emovox.cli", "serve", str(run), "--port", "0"],
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    profile = tmp_path / "chromium"
+    browser = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                                "--window-size=1000,900", "about:blank"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        url = wait_for(lambda: (m := re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())) and m.group(1), 90, server)
+        wait_for(lambda: b"true" in urllib.request.urlopen(url + "/v1/ready", timeout=2).read()
+                 if _answers(url) else None, 90, server)
+        port = wait_for(lambda: (profile / "DevToolsActivePort").exists() and
+                        int((profile / "DevToolsActivePort").read_text().split()[0]), 30, browser)
+        import json
+
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+        from websockets.sync.client import connect
+
+        with connect(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"], max_size=2**26) as ws:
+            page = CDP(ws)
+            page.call("Page.enable")
+            page.call("Page.navigate", url=url + "/")
+            page.wait_js("document.readyState === 'complete' && document.getElementById('model').textContent.includes(':')")
+            page.js("document.getElementById('conversation').checked = true")
+            root = page.call("DOM.getDocument")["root"]["nodeId"]
+            node = page.call("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+            page.call("DOM.setFileInputFiles", files=[str(talk[0])], nodeId=node)
+            n = page.wait_js("document.querySelectorAll('svg.speakers rect.segment').length", 60)
+            assert n == len(talk[1])
+            lanes = page.js("[...document.querySelectorAll('svg.speakers rect.segment')].map(r => r.dataset.speaker)")
+            assert lanes == ["S1", "S2", "S1", "S2"]
+            assert page.js("document.querySelectorAll('.speaker-summary').length") == 2
+            shot = page.call("Page.captureScreenshot", format="png")["data"]
+            (tmp_path / "page_speakers.png").write_bytes(base64.b64decode(shot))
+    finally:
+        _stop(browser)
+        _stop(server)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v1/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
