@@ -320,3 +320,24 @@ def _answers(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def test_segment_rows_write_as_jsonl_csv_parquet_and_rttm(tmp_path):
+    from emovox.inference.output import write_rows
+    from emovox.inference.timeline import rttm_lines
+
+    top = [{"label": "sad", "score": 0.7}, {"label": "calm", "score": 0.2}]
+    rows = [{"path": "a b.wav", "start": 0.5, "end": 2.0, "speaker": "S1", "label": "sad", "score": 0.7, "top_k": top},
+            {"path": "a b.wav", "summary": "speaker", "speaker": "S1", "speech_seconds": 1.5, "segments": 1,
+             "label": "sad", "score": 1.0, "shares": {"sad": 1.0}},
+            {"path": "a b.wav", "summary": "file", "speech_seconds": 1.5, "segments": 1, "label": "sad", "score": 1.0,
+             "shares": {"sad": 1.0}}, {"path": "bad.wav", "error": "zero samples"}]
+    assert write_rows(rows, out=tmp_path / "r.parquet", fmt="parquet", segmented=True) == [("bad.wav", "zero samples")]
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(table.speaker.fillna("")[:3]) == ["S1", "S1", ""]
+    assert list(table.summary.fillna("")[:3]) == ["", "speaker", "file"]
+    assert list(table.shares[2][0].values()) == ["sad", 1.0]
+    write_rows(rows, out=tmp_path / "r.csv", fmt="csv", segmented=True)
+    csv = pd.read_csv(tmp_path / "r.csv")
+    assert list(csv.shares.fillna("")) == ["", "sad:1.0000", "sad:1.0000", ""] and csv.segments[2] == 1
+    assert list(rttm_lines(rows)) == ["SPEAKER a_b 1 0.500 1.500 sad <NA> S1 0.7000 <NA>"]
