@@ -119,7 +119,7 @@ HOW_TO_RUN = """## How to run
 ```bash
 make bench                                        # everything in the default run, rewrites this file (needs models/whisper-base: make whisper-base)
 .venv/bin/python -m benchmarks.run --only whisper-training,whisper   # the real-Whisper sections alone
-.venv/bin/python -m benchmarks.run --only inference          # one section (whisper-training, whisper, training, inference, long, flops, prepare, ray)
+.venv/bin/python -m benchmarks.run --only inference          # one section (whisper-training, whisper, training, inference, long, flops, prepare, ray, conversation)
 .venv/bin/python -m benchmarks.run --only training,inference --extra   # + the wav2vec2 side studies (levers, variants, threads, batching, int8 choices)
 .venv/bin/python -m benchmarks.run --quick                   # smoke run: Whisper tiny.en, small models, few files/steps (numbers not comparable)
 ```
