@@ -204,6 +204,20 @@ def predict(
     num_actors: int = typer.Option(1, help="With --ray: actors in the pool (one model load each)."),
     cpus_per_actor: float = typer.Option(1.0, help="With --ray: CPUs reserved per actor."),
     gpus_per_actor: float = typer.Option(0.0, help="With --ray: GPUs reserved per actor."),
+    segment: Optional[str] = typer.Option(None, help="windows (as --windows) or vad: one row per speech segment "
+                                          "(start, end, label, ...) and a summary row per file; silence is not scored."),
+    speakers: Optional[str] = typer.Option(None, help="With --segment vad: N or auto; segments get speakers S1, S2, "
+                                           "... (in order of first appearance) and each speaker a summary row."),
+    min_speech: float = typer.Option(0.25, help="With --segment vad: shorter speech bursts are dropped (seconds)."),
+    min_silence: float = typer.Option(0.25, help="With --segment vad: shorter pauses do not end a segment (seconds)."),
+    max_segment: float = typer.Option(15.0, help="With --segment vad: longer speech is cut at its quietest point."),
+    vad_threshold: float = typer.Option(0.5, help="With --segment vad: speech probability that counts as speech."),
+    segment_margin: float = typer.Option(0.5, help="With --segment vad: seconds of silence framing each segment when "
+                                         "it is scored, as utterances are recorded (0: the bare segment)."),
+    rttm: Optional[Path] = typer.Option(None, help="With --segment vad: also write the turns as RTTM (emotion in "
+                                        "the orthography field, its probability as the confidence)."),
+    plot: Optional[Path] = typer.Option(None, help="With --segment vad: a folder for one timeline PNG (+ CSV) per "
+                                        "file: a lane per speaker, coloured by emotion, confidence as opacity."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
@@ -211,7 +225,17 @@ def predict(
     runs, inputs = _split_models(items, "the files or folders to score")
     common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
                   window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty())
-    if ray:
+    if segment is not None or speakers is not None or rttm or plot:
+        if ray:
+            raise typer.BadParameter("--segment/--speakers/--rttm/--plot run in-process; drop --ray")
+        from .inference.predict import predict as run
+        from .inference.vad import VadOptions
+
+        vad = VadOptions(threshold=vad_threshold, min_speech=min_speech, min_silence=min_silence,
+                         max_segment=max_segment)
+        rows = run(**common, segment=segment, speakers=speakers, vad=vad, segment_margin=segment_margin, rttm=rttm,
+                   plot=plot)
+    elif ray:
         from .inference.ray_predict import predict_ray
 
         rows = predict_ray(**common, address=ray_address, num_actors=num_actors, cpus_per_actor=cpus_per_actor,
@@ -220,7 +244,7 @@ def predict(
         from .inference.predict import predict as run
 
         rows = run(**common)
-    failed = write_rows(rows, out=out, fmt=format)
+    failed = write_rows(rows, out=out, fmt=format, segmented=segment == "vad")
     for path, error in failed:
         _say(f"failed: {path}: {error}")
     if failed:
