@@ -151,6 +151,33 @@ def evaluate(
     typer.echo(f"report: {out / 'report.md'}")
 
 
+@app.command("stress")
+def stress_cmd(
+    models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids; "
+                                                  "several are scored as an ensemble."),
+    manifest: Path = typer.Option(..., help="Manifest to score."),
+    out: Path = typer.Option(..., help="Report folder (stress.json, stress.csv, stress.png, report.md)."),
+    split: str = typer.Option("test", help="train, validation or test."),
+    conditions: Optional[str] = typer.Option(None, help="Comma-separated conditions or families (default: all): "
+                                             "white, pink, babble, reverb, telephone, gsm, mp3, opus, vorbis, gain, "
+                                             "clip, resample, or names such as white-5dB, reverb-0.6s, mp3-16k."),
+    seed: int = typer.Option(0, help="Seed of every random degradation."),
+    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+) -> None:
+    """Re-score a split under noise, babble, reverberation, telephone band, codecs, gain, clipping and
+    resampling (made in memory): UAR, accuracy, macro-F1 and ECE per condition, and the drop from clean."""
+    from .evaluation.stress import stress as run
+
+    r = run(model=models, manifest=manifest, out=out, split=split, conditions=conditions, seed=seed, backend=backend,
+            threads=threads, progress=sys.stderr.isatty(), allow_pickle=allow_pickle)
+    typer.echo(f"clean: n={r['clean']['n']} UAR {r['clean']['uar']:.4f}")
+    for row in r["conditions"]:
+        typer.echo(f"{row['name']:>16}: UAR {row['uar']:.4f} ({row['uar_drop']:+.4f})")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 @app.command()
 def predict(
     items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models first (run dirs, "

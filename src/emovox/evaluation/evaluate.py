@@ -40,12 +40,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     """
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
-    df = load_manifest(manifest, split=split)
-    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
-    unknown = sorted(set(df["label"]) - set(scheme.labels))
-    if unknown:
-        raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
-                          f"{scheme.name!r} ({', '.join(scheme.labels)})")
+    df = labelled_split(manifest, split, scheme)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     probs, errors = _score(predictor, list(df["path"]), progress)
@@ -68,6 +63,21 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     if len(runs) == 1 and backend == "torch":  # one emovox run dir: its model card gets the results
         record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
+
+
+def labelled_split(manifest: str | Path, split: str, scheme) -> pd.DataFrame:
+    """The manifest's ``split`` with labels in the run's spelling (``scheme.coerce``).
+
+    Raises:
+        BadManifest: labels outside the scheme, or an empty or unknown split.
+    """
+    df = load_manifest(manifest, split=split)
+    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
+    unknown = sorted(set(df["label"]) - set(scheme.labels))
+    if unknown:
+        raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
+                          f"{scheme.name!r} ({', '.join(scheme.labels)})")
+    return df
 
 
 def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list, list]:
