@@ -138,14 +138,29 @@ def evaluate(
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column to report per group (gender, age, language, "
+                                           "corpus, speaker, ...); repeatable."),
+    target_accuracy: Optional[float] = typer.Option(None, help="Also find the --min-confidence threshold that reaches "
+                                                    "this accuracy on the split (use the validation split)."),
+    gap_warning: float = typer.Option(0.05, help="Warn when the UAR gap between groups exceeds this."),
 ) -> None:
-    """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
+    """Accuracy, UAR, macro-F1, confusion matrix, calibration, accuracy-coverage and error analysis for a split."""
     from .evaluation.evaluate import evaluate as run
 
     m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-            progress=sys.stderr.isatty(), allow_pickle=allow_pickle)
+            progress=sys.stderr.isatty(), allow_pickle=allow_pickle, by=by or (), target_accuracy=target_accuracy,
+            gap_warning=gap_warning)
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
                f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
+    for column, res in m.get("groups", {}).items():
+        typer.echo(f"by {column}: " + ", ".join(f"{g} UAR {v['uar']:.4f} (n={v['n']})" for g, v in res["groups"].items()))
+    for warning in m.get("group_warnings", []):
+        _say(f"warning: {warning}")
+    target = m["abstention"].get("target")
+    if target:
+        typer.echo(f"target accuracy {target['target_accuracy']:g}: " + (
+            f"--min-confidence {target['min_confidence']:.4f} (coverage {target['coverage']:.1%})"
+            if target["min_confidence"] is not None else "no threshold reaches it"))
     if m["n_errors"]:
         _say(f"{m['n_errors']} file(s) could not be scored: see {out / 'errors.csv'}")
     typer.echo(f"report: {out / 'report.md'}")

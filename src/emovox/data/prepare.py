@@ -11,7 +11,7 @@ import pandas as pd
 from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
-from .manifest import COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest
+from .manifest import MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
 
 
@@ -68,7 +68,8 @@ def prepare(
     scan = scan_corpus(corpus, root, audio_dir=Path(out) / "audio", hf=hf, progress=progress)
     chosen = get_scheme(scheme) if scheme else (get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS else None)
     problems = list(scan.problems)
-    df = pd.DataFrame(scan.rows, columns=["path", "speaker", "sentence", "emotion", "intensity", "label", "split"])
+    base = ["path", "speaker", "sentence", "emotion", "intensity", "label", "split"]
+    df = pd.DataFrame(scan.rows, columns=[*base, *(k for k in dict.fromkeys(k for r in scan.rows for k in r) if k not in base)])
     checked = inspect_files(list(df["path"]), workers=workers, progress=progress)
     df["duration"] = [c[0] for c in checked]
     bad = {i: c[2] for i, c in enumerate(checked) if c[2]}
@@ -89,7 +90,7 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_invalid(problems, out)
-    manifest = save_manifest(df[list(COLUMNS)], out / MANIFEST_NAME)
+    manifest = save_manifest(df, out / MANIFEST_NAME)  # COLUMNS, then group columns that hold values
     from .report import write_data_report
 
     source = {"corpus": corpus, "root": str(Path(root).resolve()), "hub_ids": hub_ids_of(Path(root)) if corpus == "hf" else []}

@@ -14,6 +14,8 @@ from ..errors import BadManifest
 from ..inference.predict import Predictor
 from ..modelcard import record_evaluation
 from ..models.source import ModelSource
+from .abstention import aurc, check_target, coverage_curve, threshold_for_accuracy
+from .groups import DEFAULT_GAP_WARNING, gap_warnings, group_metrics, group_values, groups_markdown
 from .metrics import classification_metrics, compare_table, confusion, reliability_bins
 
 KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
@@ -21,7 +23,8 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
              backend: str = "torch", compare: bool = False, progress: bool = False,
-             allow_pickle: bool = False) -> dict:
+             allow_pickle: bool = False, by: Sequence[str] = (), target_accuracy: float | None = None,
+             gap_warning: float = DEFAULT_GAP_WARNING) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
 
@@ -32,15 +35,27 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     A single emovox run dir keeps the split's headline metrics in ``emovox.json`` and its model card
     (``README.md``, ``model-index``) is rewritten with them.
 
+    Every report has the accuracy-coverage curve of the top-1 confidence (``coverage.png``/``.csv``)
+    and its area (``aurc``); ``target_accuracy`` adds the threshold that reaches it on this split
+    (run it on validation, then ``predict --min-confidence`` that threshold). Each ``by`` column of
+    the manifest (gender, age, language, corpus, speaker, ...) gets per-group metrics and the
+    largest gap; a UAR gap above ``gap_warning`` is a warning in the report and on the model card.
+
     Returns:
-        The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, ...).
+        The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, aurc,
+        abstention, and with ``by`` groups and group_warnings).
 
     Raises:
-        BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
+        BadManifest: labels outside the run's scheme, an empty split, or a ``by`` column that is
+        missing or empty; BadConfig: a target accuracy outside (0, 1]; BadRunDir: bad run dirs.
     """
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
     df = labelled_split(manifest, split, scheme)
+    for column in by:  # a wrong column fails before anything is scored
+        group_values(df, column, where=str(manifest))
+    if target_accuracy is not None:
+        check_target(target_accuracy)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     probs, errors = _score(predictor, list(df["path"]), progress)
@@ -54,6 +69,10 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     y = np.array([scheme.id(lab) for lab in df["label"]])
     metrics = classification_metrics(y, P, scheme)
     metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
+    metrics.update(_abstention(out, y, P, target_accuracy))
+    if by:
+        metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme) for c in by}
+        metrics["group_warnings"] = gap_warnings(metrics["groups"], gap_warning)
     members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle) if len(runs) > 1 else {}
     if members:
         metrics["runs" if compare else "members"] = members
@@ -78,6 +97,17 @@ def labelled_split(manifest: str | Path, split: str, scheme) -> pd.DataFrame:
         raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
                           f"{scheme.name!r} ({', '.join(scheme.labels)})")
     return df
+
+
+def _abstention(out: Path, y: np.ndarray, P: np.ndarray, target: float | None) -> dict:
+    """``aurc`` and ``abstention`` for metrics.json; coverage.png/.csv written."""
+    from .plots import plot_coverage
+
+    conf, correct = P.max(axis=1), P.argmax(axis=1) == y
+    area = aurc(conf, correct)
+    chosen = threshold_for_accuracy(conf, correct, target) if target is not None else None
+    plot_coverage(coverage_curve(conf, correct), out / "coverage", aurc=area["aurc"], chosen=chosen)
+    return {"aurc": area["aurc"], "abstention": {**area, **({"target": chosen} if chosen else {})}}
 
 
 def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list, list]:
@@ -138,6 +168,9 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
         lines += ["## Runs side by side", "", compare_table(members, keys=keys)]
     elif members:
         lines += ["## Ensemble vs members", "", compare_table({"ensemble": m, **members}, keys=KEYS)]
+    lines += _abstention_markdown(m)
+    if "groups" in m:
+        lines += groups_markdown(m["groups"], m["group_warnings"])
     lines += ["## Per class", "", "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
               for lab, c in m["per_class"].items()]
@@ -146,6 +179,21 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
               "## Training config", "", "```yaml", _yaml(meta.get("config", {"unknown": "not an emovox run"})),
               "```", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _abstention_markdown(m: dict) -> list[str]:
+    a = m["abstention"]
+    lines = ["## Abstaining when unsure", "",
+             f"Answering only above a confidence threshold trades coverage for accuracy: AURC {a['aurc']:.3f} "
+             f"(an oracle ranking: {a['optimal']:.3f}; excess {a['excess']:.3f}). Curve: `coverage.csv`.", ""]
+    t = a.get("target")
+    if t and t["min_confidence"] is not None:
+        lines += [f"Target accuracy {t['target_accuracy']:g}: `--min-confidence {t['min_confidence']:.4f}` answers "
+                  f"{t['coverage']:.1%} of the clips at accuracy {t['accuracy']:.3f} on this split "
+                  "(choose it on validation, apply it to new audio with `emovox predict --min-confidence`).", ""]
+    elif t:
+        lines += [f"No threshold reaches accuracy {t['target_accuracy']:g} on this split.", ""]
+    return lines + ["![accuracy-coverage](coverage.png)", ""]
 
 
 def _yaml(d: dict) -> str:

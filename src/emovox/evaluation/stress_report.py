@@ -61,6 +61,7 @@ def plot_stress(table: pd.DataFrame, path: Path, *, clean_uar: float) -> Path:
     for y, (drop, high) in enumerate(zip(rows["uar_drop"], rows["uar_drop_high"])):
         ax.text(max(high, drop, 0) + 0.005, y, f"{drop:+.3f}", va="center", fontsize=8)
     ax.axvline(0, color="black", linewidth=0.8)
+    ax.margins(x=0.15)
     ax.set(xlabel="UAR drop (clean - condition); whiskers: 95% paired bootstrap",
            title=f"stress: clean UAR {clean_uar:.3f}")
     return save_figure(fig, path)

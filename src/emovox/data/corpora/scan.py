@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from ...errors import BadManifest
 from ..audio import is_audio_file
@@ -26,7 +26,10 @@ def audio_files(root: Path) -> Iterator[Path]:
 
 
 def row(path: Path, *, speaker: str = "", sentence: str = "", emotion: str = "",
-        intensity: str = "", label: str = "", split: str = "") -> dict:
-    """One manifest row as an adapter sees it (duration and corpus are filled in later)."""
+        intensity: str = "", label: str = "", split: str = "", gender: str = "",
+        extra: Mapping[str, str] | None = None) -> dict:
+    """One manifest row as an adapter sees it (duration and corpus are filled in later);
+    ``gender`` and ``extra`` (age, language, ... as in ``demographics``) become extra manifest
+    columns where some row has a value."""
     return dict(path=str(path.resolve()), speaker=speaker, sentence=sentence, emotion=emotion,
-                intensity=intensity, label=label, split=split)
+                intensity=intensity, label=label, split=split, gender=gender, **(extra or {}))
