@@ -212,13 +212,17 @@ def predict(
     num_actors: int = typer.Option(1, help="With --ray: actors in the pool (one model load each)."),
     cpus_per_actor: float = typer.Option(1.0, help="With --ray: CPUs reserved per actor."),
     gpus_per_actor: float = typer.Option(0.0, help="With --ray: GPUs reserved per actor."),
+    min_confidence: Optional[float] = typer.Option(None, help="Abstain under this top score: the row keeps its "
+                                                   "scores, with label null and abstained true (see evaluate "
+                                                   "--target-accuracy)."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
 
     runs, inputs = _split_models(items, "the files or folders to score")
     common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
-                  window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty())
+                  window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty(),
+                  min_confidence=min_confidence)
     if ray:
         from .inference.ray_predict import predict_ray
 
@@ -271,13 +275,15 @@ def serve_cmd(
     top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
     body_timeout: float = typer.Option(15.0, help="Seconds an upload may stall before it is cut off (408)."),
+    min_confidence: Optional[float] = typer.Option(None, help="Abstain under this top score (label null, "
+                                                   "abstained true; scores kept)."),
 ) -> None:
     """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
     from .inference.serve import serve as run
 
     run(models=models, host=host, port=port, backend=backend, workers=workers, threads=threads,
         max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k,
-        allow_pickle=allow_pickle, body_timeout=body_timeout)
+        allow_pickle=allow_pickle, body_timeout=body_timeout, min_confidence=min_confidence)
 
 
 @app.command("pseudo-label")

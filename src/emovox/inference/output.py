@@ -10,14 +10,14 @@ from typing import IO, Iterable
 from ..errors import BadConfig
 
 FORMATS = ("jsonl", "csv", "parquet")
-COLUMNS = ["path", "label", "score", "top_k", "start", "end", "error"]
+COLUMNS = ["path", "label", "score", "top_k", "start", "end", "error", "abstained"]
 
 
 def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "jsonl") -> list[tuple[str, str]]:
     """Stream rows to ``out`` (stdout when None; Parquet needs a file); return (path, error) for
     rows that failed.
 
-    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error. Parquet
+    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error, abstained. Parquet
     has the same columns with ``top_k`` a list of {label, score}, written in row groups as rows arrive.
 
     Raises:
@@ -59,7 +59,8 @@ def _write_parquet(rows: Iterable[dict], out: Path, group: int = 1024) -> list[t
 
     top = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
     schema = pa.schema([("path", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("top_k", top),
-                        ("start", pa.float64()), ("end", pa.float64()), ("error", pa.string())])
+                        ("start", pa.float64()), ("end", pa.float64()), ("error", pa.string()),
+                        ("abstained", pa.bool_())])
     failed, pending = [], []
     with pq.ParquetWriter(str(out), schema) as writer:
         for row in rows:

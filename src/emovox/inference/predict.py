@@ -18,6 +18,7 @@ from ..errors import BadAudio, BadRunDir, EmovoxError
 from ..labels import LabelScheme
 from ..models.backbones import Backbone, backbone_for
 from ..models.source import ModelSource, open_source
+from .abstain import abstain, check_min_confidence
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_WINDOW_SECONDS = 10.0
@@ -275,13 +276,15 @@ def _bar(total: int, enabled: bool):
 
 def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
-            progress: bool = False, allow_pickle: bool = False) -> Iterator[dict]:
+            progress: bool = False, allow_pickle: bool = False, min_confidence: float | None = None) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Args:
         runs: Models (run dirs, ``save_pretrained`` folders, hub ids; ONNX exports for ``onnx``);
             several are an ensemble.
         inputs: Audio files, folders (searched recursively) and manifests.
+        min_confidence: Rows whose top score is under it get ``"label": None, "abstained": True``
+            (scores kept); the others ``"abstained": False``.
 
     Returns:
         A lazy iterator of rows in input order: ``{"path", "label", "score", "top_k"}``, or
@@ -289,10 +292,12 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
 
     Raises:
         BadRunDir: a run dir cannot be loaded. BadAudio: the inputs hold no audio file.
+        BadConfig: ``min_confidence`` outside [0, 1].
     """
+    check_min_confidence(min_confidence)
     predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds,
                                        allow_pickle=allow_pickle)
     files = expand_inputs(inputs)
     if not files:
         raise BadAudio(f"no audio files found in {', '.join(map(str, inputs))}")
-    return predictor.predict_files(files, top_k=top_k, windows=windows, progress=progress)
+    return abstain(predictor.predict_files(files, top_k=top_k, windows=windows, progress=progress), min_confidence)
