@@ -1,7 +1,7 @@
 import pytest
 
 from emovox.errors import BadLabel
-from emovox.labels import BUILTIN, get_scheme, infer_scheme
+from emovox.labels import BUILTIN, get_scheme, infer_scheme, scheme_spec
 
 
 def test_crema_21_has_the_reference_classes():
@@ -43,10 +43,18 @@ def test_custom_and_errors():
         get_scheme("crema-d-21").label_for("NEU", "HI")
 
 
-def test_infer_scheme_picks_smallest_builtin_or_custom():
-    assert infer_scheme(["ANG", "SAD"]).name == "crema-d-6"
-    assert infer_scheme(["ANG_HI", "NEU_XX"]).name == "crema-d-21"
-    assert infer_scheme(["happy", "sad"]).name == "ravdess-8"
+def test_infer_scheme_is_exactly_the_labels_present():
+    assert infer_scheme(get_scheme("crema-d-6").labels) == get_scheme("crema-d-6")
+    assert infer_scheme(reversed(get_scheme("ravdess-8").labels)) == get_scheme("ravdess-8")
+    # a subset of a built-in scheme keeps its order and structure but has no empty classes
+    sub = infer_scheme(["SAD", "ANG"])
+    assert sub.name == "custom" and sub.labels == ("ANG", "SAD") and not sub.composite
+    comp = infer_scheme(["NEU_XX", "ANG_HI"])
+    assert comp.labels == ("ANG_HI", "NEU_XX") and comp.composite and comp.split("ANG_HI") == ("ANG", "HI")
+    assert infer_scheme(["sad", "happy", "angry", "neutral"]).labels == ("neutral", "happy", "sad", "angry")
     custom = infer_scheme(["b", "a"])
     assert custom.name == "custom" and custom.labels == ("a", "b")
+    # a scheme's config spelling resolves back to the same scheme
+    for scheme in (sub, comp, custom, get_scheme("ravdess-15")):
+        assert get_scheme(scheme_spec(scheme)) == scheme
     assert set(BUILTIN) == {"crema-d-21", "crema-d-6", "ravdess-8", "ravdess-15"}

@@ -159,16 +159,31 @@ def get_scheme(spec: str | Sequence[str] | LabelScheme) -> LabelScheme:
                 "or give a comma-separated list of labels"
             )
         spec = [s.strip() for s in spec.split(",") if s.strip()]
-    return LabelScheme("custom", tuple(spec))
+    composite = any(s.composite and set(spec) <= set(s.labels) for s in BUILTIN.values())
+    return LabelScheme("custom", tuple(spec), composite)
 
 
 def infer_scheme(labels: Iterable[str]) -> LabelScheme:
-    """The smallest built-in scheme that holds every label, else a custom sorted one."""
+    """The built-in scheme whose labels are exactly these; else a custom scheme of just these labels
+    (in the order, and with the composite structure, of the smallest built-in scheme holding them,
+    or sorted). Never a scheme with classes the data lacks: a model would have outputs no clip
+    ever trained. With no labels at all, the smallest built-in scheme (labels come from codes)."""
     present = set(labels)
-    fits = [s for s in BUILTIN.values() if present <= set(s.labels)]
+    fits = sorted((s for s in BUILTIN.values() if present <= set(s.labels)), key=len)
+    if not present:
+        return fits[0]
+    if fits and set(fits[0].labels) == present:
+        return fits[0]
     if fits:
-        return min(fits, key=len)
+        return LabelScheme("custom", tuple(lab for lab in fits[0].labels if lab in present), fits[0].composite)
     return LabelScheme("custom", tuple(sorted(present)))
+
+
+def scheme_spec(scheme: LabelScheme) -> str:
+    """How a config names ``scheme`` (``data.scheme``): a built-in name, else its labels comma-joined."""
+    if BUILTIN.get(scheme.name) == scheme:
+        return scheme.name
+    return ",".join(scheme.labels)
 
 
 def scheme_from_labels(labels: Sequence[str]) -> LabelScheme:

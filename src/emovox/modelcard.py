@@ -6,10 +6,12 @@ the training recipe, the data report's warnings, the speaker-independent protoco
 the model and its limitations. The card is rendered from ``emovox.json`` alone, so it is written
 when a run is saved and rewritten whenever ``evaluate`` records new results.
 
-``library_name`` is ``transformers`` for a run with the stock head: the folder is a
-``save_pretrained`` audio-classification model, so the Hub shows the ``pipeline(...)`` snippet
-and its widget runs it. Runs with an emovox head (attentive pooling, multi-task) do not load in
-``transformers`` and say ``emovox``.
+``library_name`` is ``transformers`` only where a plain ``pipeline("audio-classification")``
+computes the scores ``emovox predict`` does (:func:`pipeline_differences` is empty: a stock head,
+no silence trimming, a wav2vec2-family model or a ``pad_to_window`` Whisper run, the temperature
+folded into the weights); then the Hub's ``pipeline(...)`` snippet and widget give this model.
+Otherwise the card says ``emovox``, shows emovox first, and where a pipeline still loads the
+folder, says what it does differently and how to get a run dir it reproduces.
 """
 from __future__ import annotations
 
@@ -47,7 +49,12 @@ def data_summary(df, *, manifest: str | Path) -> dict[str, Any]:
 
 
 def hub_id(name: str | None) -> str | None:
-    """``name`` when it is a hub model id (``owner/name``, not a local folder), else None."""
+    """``name`` when it is a hub model id (``owner/name``, not a local folder), the hub model a
+    registry name copies (``whisper-base`` -> ``openai/whisper-base``), else None."""
+    from .models.registry import REGISTRY
+
+    if name in REGISTRY and not Path(name).exists():
+        return REGISTRY[name].hub_id
     if not name or Path(name).exists() or name.count("/") != 1:
         return None
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -65,7 +72,7 @@ def card_metadata(run: RunDir, meta: Mapping[str, Any]) -> dict[str, Any]:
 
     data = meta.get("data", {})
     model_type = _model_type(run)
-    stock = stock_head(run)
+    stock = pipeline_differences(run, meta) == []
     tags = ["emovox", "audio-classification", "speech-emotion-recognition", "emotion-recognition"]
     tags += [t for t in (model_type, meta.get("scheme", {}).get("name")) if t]
     results = []
@@ -84,6 +91,29 @@ def card_metadata(run: RunDir, meta: Mapping[str, Any]) -> dict[str, Any]:
         metrics=["accuracy", "uar", "f1"], model_name=run.root.resolve().name if results else None,
         eval_results=results or None)
     return card.to_dict()
+
+
+def pipeline_differences(run: RunDir, meta: Mapping[str, Any]) -> list[str] | None:
+    """What a plain ``transformers.pipeline`` does otherwise than ``emovox predict`` for this run:
+    None when it cannot load the folder at all (an emovox head), [] when it gives the same scores."""
+    import json
+    from types import SimpleNamespace
+
+    from .models.backbones import backbone_for
+
+    if not stock_head(run):
+        return None
+    try:
+        settings = json.loads((run.root / "preprocessor_config.json").read_text())
+    except (OSError, ValueError):
+        settings = {}
+    family = backbone_for(SimpleNamespace(model_type=_model_type(run)), strict=False)
+    out = family.pipeline_differences(settings if isinstance(settings, dict) else {})
+    temperature = float(meta.get("temperature") or 1.0)
+    if not meta.get("temperature_in_weights") and abs(temperature - 1.0) > 1e-6:
+        out.append(f"emovox divides the logits by the fitted temperature {temperature:.3g}; the pipeline does not "
+                   "(same top-1 label, other scores)")
+    return out
 
 
 def stock_head(run: RunDir) -> bool:
@@ -124,11 +154,18 @@ def render_card(run_dir: str | Path) -> str:
 
 
 def write_model_card(run_dir: str | Path) -> Path:
-    """Write (or rewrite) ``RUN/README.md`` and return its path.
+    """Write (or rewrite) ``RUN/README.md`` and return its path; ``emovox.json`` gets ``loaders``:
+    which loaders give the scores ``emovox predict`` does, and what a plain pipeline does otherwise.
 
     Raises:
         BadRunDir: not an emovox run dir.
     """
+    run = open_run(run_dir)
+    meta = read_meta(run)
+    differs = pipeline_differences(run, meta)
+    loaders = {"emovox": True, "transformers_pipeline": differs == [], "pipeline_differences": differs}
+    if meta.get("loaders") != loaders:  # emovox.json says which loaders reproduce `emovox predict`
+        update_meta(run, loaders=loaders)
     path = Path(run_dir) / CARD
     path.write_text(render_card(run_dir), encoding="utf-8")
     return path
@@ -262,21 +299,27 @@ def _data_section(meta: Mapping[str, Any]) -> list[str]:
 
 
 def _usage_section(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
-    stock = stock_head(run)
+    differs = pipeline_differences(run, meta)
     ref = meta.get("hub_repo") or "REPO_ID_OR_RUN_DIR"
-    lines = ["## How to use", ""]
-    if stock:
-        lines += ["```python", "from transformers import pipeline", "",
-                  f'classifier = pipeline("audio-classification", model="{ref}")',
-                  'print(classifier("clip.wav", top_k=3))', "```", ""]
-    else:
-        lines += ["This run has an emovox head (not a stock Transformers class): load it with emovox.", ""]
-    lines += ["```bash", "pip install emovox",
+    pipeline = ["```python", "from transformers import pipeline", "",
+                f'classifier = pipeline("audio-classification", model="{ref}")',
+                'print(classifier("clip.wav", top_k=3))', "```", ""]
+    emovox = ["```bash", "pip install emovox",
               f"emovox predict {ref} clip.wav other.flac   # JSON lines: label, score, top_k",
               "```", "", "```python", "import emovox", "",
               f'predictor = emovox.Predictor.from_run_dir("{ref}")',
-              'print(predictor.predict_files(["clip.wav"]))', "```", "",
-              "Input: speech at any sample rate (resampled to 16 kHz mono). `emovox predict` scores recordings longer "
+              'print(predictor.predict_files(["clip.wav"]))', "```", ""]
+    lines = ["## How to use", ""]
+    if differs == []:
+        lines += ["A plain Transformers pipeline gives the same scores as emovox does:", "", *pipeline,
+                  "Or with emovox:", "", *emovox]
+    elif differs is None:
+        lines += ["This run has an emovox head (not a stock Transformers class): load it with emovox.", "", *emovox]
+    else:
+        lines += ["Load it with emovox, which scores it as it was trained:", "", *emovox,
+                  "A plain `transformers.pipeline(\"audio-classification\")` loads this folder too, but does not "
+                  "give the same scores:", "", *[f"- {d}" for d in differs], ""]
+    lines += ["Input: speech at any sample rate (resampled to 16 kHz mono). `emovox predict` scores recordings longer "
               "than the training length in overlapping windows.", ""]
     return lines
 

@@ -1,4 +1,6 @@
 """Hyperparameter search: space parsing, the pruning callback, and a 3-trial study end to end."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -46,7 +48,7 @@ def test_space_parsing(tmp_path):
             parse_space({"x.y": bad})
     (tmp_path / "s.yaml").write_text("training.per_device_train_batch_size: {choice: [4, 8]}\n")
     assert load_space(tmp_path / "s.yaml")["training.per_device_train_batch_size"].args == (4, 8)
-    tiny = default_space("tiny")
+    tiny = default_space(load_config(None, ["model.name=tiny"]))
     assert {"training.learning_rate", "training.per_device_train_batch_size", "augment.strength",
             "model.hidden_dropout", "model.final_dropout"} <= set(tiny)
     if "model.freeze_layers" in tiny:  # present once ModelConfig has the key
@@ -112,3 +114,40 @@ def test_cli_search_rejects_bad_space_and_overrides(tiny_manifest, tmp_path, cap
     assert "training.learning_rate" in capsys.readouterr().err
     assert main([*args, "training.max_stepz=2"]) == 2
     assert "training.max_stepz" in capsys.readouterr().err
+
+
+def test_space_follows_the_config():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    demo = default_space(load_config(root / "demo.yaml", ["model.name=tiny"]))  # cached frozen features, AdamW
+    assert "model.pooling" not in demo  # layer weighting: mean only (never attentive on cached features)
+    stats = default_space(load_config(root / "demo.yaml", ["model.name=tiny", "model.layer_weighting=false"]))
+    assert stats["model.pooling"].args == ("mean", "stats")
+    assert not {"augment.enabled", "augment.strength", "model.freeze_layers", "model.hidden_dropout"} & set(demo)
+    probe = default_space(load_config(root / "whisper-probe.yaml", ["model.name=tiny"]))  # ridge
+    assert "training.head_l2" in probe and "training.learning_rate" not in probe
+    copies = default_space(load_config(root / "ravdess-whisper.yaml", ["model.name=tiny"]))  # augmented copies
+    assert "augment.strength" in copies
+    tuned = default_space(load_config(None, ["model.name=tiny"]))  # fine-tuning: the model's own levers
+    assert tuned["model.pooling"].args == ("mean", "attentive") and "model.hidden_dropout" in tuned
+
+
+def test_cli_search_with_the_demo_config_finishes_and_failed_trials_are_one_line(tiny_manifest, tmp_path, capsys):
+    from emovox.cli import main
+
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    args = ["search", "--config", str(demo), "--manifest", str(tiny_manifest), "--model", "tiny",
+            "training.max_steps=6", "training.eval_steps=3"]
+    assert main([*args, "--trials", "3", "--out", str(tmp_path / "ok")]) == 0
+    trials = pd.read_csv(tmp_path / "ok" / "trials.csv")
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"} and "model.pooling" not in trials
+    capsys.readouterr()
+    # a space that cannot run here: every trial fails with its reason, the search goes on to the end
+    (tmp_path / "space.yaml").write_text("model.pooling: {choice: [attentive]}\ntraining.learning_rate: {log: [1e-4, 1e-3]}\n")
+    assert main([*args, "--trials", "2", "--out", str(tmp_path / "bad"), "--space", str(tmp_path / "space.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    failed = [line for line in err.splitlines() if line.startswith("trial ")]
+    assert len(failed) == 2 and all("failed: cached features need" in line for line in failed), err
+    trials = pd.read_csv(tmp_path / "bad" / "trials.csv")
+    assert trials["state"].tolist() == ["FAIL", "FAIL"] and trials["error"].str.contains("pooling").all()
+    assert "no trial completed" in err.splitlines()[-1]

@@ -16,7 +16,8 @@ from typing import Iterable, Iterator, Sequence
 import pandas as pd
 
 from .audio import scan_audio
-from ..errors import BadAudio, BadManifest
+from ..errors import BadAudio, BadLabel, BadManifest
+from ..labels import LabelScheme
 
 COLUMNS = ("path", "speaker", "sentence", "emotion", "intensity", "label", "duration", "split", "corpus")
 SPLITS = ("train", "validation", "test")
@@ -82,6 +83,41 @@ def load_manifest(path: str | Path, *, split: str | None = None) -> pd.DataFrame
         if df.empty:
             raise BadManifest(f"{path}: no rows in split {split!r}")
     return df
+
+
+def scheme_file(manifest: str | Path) -> Path:
+    """Where ``prepare`` records the label scheme it decided, beside the manifest
+    (``manifest.csv`` -> ``manifest.scheme.json``)."""
+    path = Path(manifest)
+    path = path / MANIFEST_NAME if path.is_dir() else path
+    return path.with_suffix(".scheme.json")
+
+
+def save_manifest_scheme(manifest: str | Path, scheme: LabelScheme) -> Path:
+    """Record ``scheme`` with the manifest, so training uses the labels prepare decided on."""
+    import json
+
+    path = scheme_file(manifest)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps({"scheme": scheme.to_dict()}, indent=2) + "\n")
+    return path
+
+
+def manifest_scheme(manifest: str | Path) -> LabelScheme | None:
+    """The scheme recorded with a manifest by ``prepare`` (None for a manifest made elsewhere).
+
+    Raises:
+        BadManifest: the record exists but is not a valid scheme.
+    """
+    import json
+
+    path = scheme_file(manifest)
+    if not path.is_file():
+        return None
+    try:
+        return LabelScheme.from_dict(json.loads(path.read_text())["scheme"])
+    except (ValueError, KeyError, TypeError, BadLabel) as exc:
+        raise BadManifest(f"{path}: not a valid scheme record ({exc}); delete it or re-run `emovox prepare`") from None
 
 
 def manifest_fingerprint(df: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
-from .manifest import MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest
+from .manifest import MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest, save_manifest_scheme
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
 
 
@@ -49,8 +49,9 @@ def prepare(
         corpus: One of ``CORPORA`` (crema-d, ravdess, csv, folders, hf).
         root: The corpus folder (for csv also one CSV file).
         out: Folder for manifest.csv, the data report and (for hf) the clips as 16 kHz FLAC.
-        scheme: A built-in scheme name or comma-separated labels; default: the corpus's scheme,
-            else the smallest built-in scheme holding every label.
+        scheme: A built-in scheme name or comma-separated labels (in id order); default: the
+            corpus's scheme, else the built-in scheme with exactly the corpus's labels, else just
+            those labels. Recorded beside the manifest (``manifest.scheme.json``) for ``train``.
         hf_label, hf_speaker: For ``corpus="hf"``: the label and speaker columns (default: a
             ClassLabel or a column named label/emotion, and speaker/speaker_id/actor/client_id).
         hf_split: For ``corpus="hf"``: ``"train=train,validation=dev,test=test"`` or a dict,
@@ -91,10 +92,12 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     _write_invalid(problems, out)
     manifest = save_manifest(df, out / MANIFEST_NAME)  # COLUMNS, then group columns that hold values
+    save_manifest_scheme(manifest, chosen)
     from .report import write_data_report
 
     source = {"corpus": corpus, "root": str(Path(root).resolve()), "hub_ids": hub_ids_of(Path(root)) if corpus == "hf" else []}
-    report = write_data_report(df, out, notes=notes, title=f"Data report: {corpus} corpus at {root}", source=source)
+    report = write_data_report(df, out, notes=notes, title=f"Data report: {corpus} corpus at {root}", source=source,
+                               scheme=chosen)
     return PrepareResult(manifest, report, len(df), chosen, problems, notes)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..figures import save_figure
+from ..labels import LabelScheme
 from .manifest import SPLITS
 from .splits import leaked_speakers
 
@@ -92,12 +93,15 @@ def _where(df: pd.DataFrame, factor: str, conf: str, limit: int = 4) -> str:
 
 
 def write_data_report(df: pd.DataFrame, out_dir: str | Path, *, notes: list[str] = (),
-                      title: str = "Data report", source: dict | None = None) -> Path:
+                      title: str = "Data report", source: dict | None = None, scheme: LabelScheme | None = None) -> Path:
     """Write ``data_report.md``, ``data_report.json`` and ``class_balance.png`` (+ CSV) into ``out_dir``.
-    ``source`` (corpus, root, hub dataset ids) is kept in the JSON for the model card."""
+    ``source`` (corpus, root, hub dataset ids) is kept in the JSON for the model card; ``scheme``
+    (the labels training will use, in id order) is named in both and orders the label table."""
 
     out_dir = Path(out_dir)
     d = describe(df)
+    if scheme is not None:
+        d["scheme"] = scheme.to_dict()
     warns = list(notes) + confounds(df)
     if d["leaked_speakers"]:
         warns.insert(0, f"speakers in more than one split: {d['leaked_speakers']}; results will be optimistic")
@@ -112,6 +116,11 @@ def write_data_report(df: pd.DataFrame, out_dir: str | Path, *, notes: list[str]
 def render_markdown(d: dict, counts: pd.DataFrame, warns: list[str], title: str) -> str:
     """The report as markdown: warnings first, then splits, then counts per label."""
     lines = [f"# {title}", "", f"{d['n']} utterances, {len(d['labels'])} labels.", ""]
+    if d.get("scheme"):
+        sc = d["scheme"]
+        lines += [f"Label scheme for training: **{sc['name']}**, {len(sc['labels'])} classes in id order: "
+                  f"{', '.join(sc['labels'])} (recorded in manifest.scheme.json; `train` uses it unless the "
+                  "config names `data.scheme`).", ""]
     if warns:
         lines += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
     lines += ["## Splits", "", "| split | clips | speakers | hours | mean s | min s | max s | majority label | majority acc |",

@@ -220,9 +220,9 @@ def load_torch_classifier(source: str | Path, *, allow_pickle: bool = False) -> 
         BadRunDir: a local folder without config.json, or loading fails.
     """
     from ..models.loading import feature_extractor_for, load_trained
-    from ..models.source import check_ref, read_config_dict
+    from ..models.source import read_config_dict, resolve_ref
 
-    check_ref(source)
+    source = resolve_ref(source)
     if Path(source).exists():
         _require_files(Path(source), (CONFIG_FILE,), RUN_DIR_HINT)
     read_config_dict(str(source))  # malformed, or custom code (auto_map): one line

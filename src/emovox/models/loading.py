@@ -20,6 +20,7 @@ from ..labels import LabelScheme
 from .backbones import backbone_for
 from .heads import HEAD_FILE, WEIGHTS_FILE, EmovoxForAudioClassification, HeadConfig
 from .presets import PRESETS, label_kwargs, preset_config, preset_feature_extractor
+from .registry import model_choices, resolve_model_name
 from .tuning import add_lora, apply_freezing, backbone_of, merge_lora
 
 
@@ -59,8 +60,12 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
     go into the model config before the weights load; then freezing, LoRA and gradient
     checkpointing are applied as ``cfg`` says.
 
+    ``name`` may also be a registry name (``whisper-base``) or a hub id whose registry twin stands
+    in when the hub cannot be reached (:func:`~emovox.models.registry.resolve_model_name`).
+
     Raises:
-        BadConfig: the name is neither a preset, a directory nor a loadable hub id; bad settings.
+        BadConfig: the name is neither a preset, a directory, a registry name nor a loadable hub
+            id (the message lists what works); bad settings.
     """
     import torch
 
@@ -104,6 +109,7 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
     auto = AutoModelForAudioClassification if stock else AutoModel
     if name in PRESETS:
         return auto.from_config(preset_config(name, scheme, **overrides)), preset_feature_extractor(name)
+    asked, name = name, resolve_model_name(name, progress=True)
     with quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
@@ -120,10 +126,7 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
             (backbone_of(model) if stock else model).load_state_dict(state)
             return model, fe
         except (OSError, ValueError) as exc:
-            raise BadConfig(
-                f"cannot load model {name!r}: {str(exc).splitlines()[0]} "
-                f"(use a local directory, a reachable hub id, or a size: {', '.join(PRESETS)})"
-            ) from None
+            raise BadConfig(f"cannot load model {asked!r}: {str(exc).splitlines()[0]} ({model_choices()})") from None
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from ..data.audio import DEFAULT_MAX_SECONDS, is_audio_file
 from ..errors import BadRunDir
 from ..labels import LabelScheme, scheme_from_labels
 from ..rundir import META
+from .registry import REGISTRY, twin_of
 
 CONFIG_FILE = "config.json"
 # owner/name as the hub spells repository ids
@@ -54,10 +55,12 @@ class ModelSource:
 
 def looks_like_model(item: str | Path) -> bool:
     """Whether a command-line item names a model rather than audio: a folder with ``config.json``,
-    or a hub id (``owner/name``) that is no local path."""
+    a registry name, or a hub id (``owner/name``) that is no local path."""
     p = Path(item)
     if p.is_dir():
         return (p / CONFIG_FILE).is_file()
+    if str(item) in REGISTRY:
+        return True
     named_like_input = is_audio_file(p) or p.suffix.lower() == ".csv"  # a missing clip or manifest
     return not p.exists() and bool(_HUB_ID.match(str(item))) and not named_like_input
 
@@ -73,6 +76,22 @@ def check_ref(ref: str | Path) -> None:
                         "a save_pretrained folder with config.json, or a hub id")
 
 
+def resolve_ref(ref: str | Path) -> str:
+    """A scoring command's model reference, checked: a registry name or a hub id whose registry
+    twin is installed names a pretrained *encoder*, which has no emotion head to score with.
+
+    Raises:
+        BadRunDir: such an encoder name (the message says how to train a head on it), or a
+            reference that is neither a folder nor shaped like a hub id.
+    """
+    ref = str(ref)
+    if not Path(ref).exists() and (ref in REGISTRY or twin_of(ref)):
+        raise BadRunDir(f"model {ref} is a pretrained encoder without an emotion head; train one on it first "
+                        f"(emovox train --model {ref} --manifest M --out RUN) and give the run dir RUN")
+    check_ref(ref)
+    return ref
+
+
 def open_source(ref: str | Path, *, allow_pickle: bool = False) -> ModelSource:
     """Resolve a model reference, reading only configs (no weights).
 
@@ -81,9 +100,8 @@ def open_source(ref: str | Path, *, allow_pickle: bool = False) -> ModelSource:
             ``emovox.json``, a config that asks for custom code (``auto_map``), labels that
             disagree between the two, or a config without labels.
     """
-    ref = str(ref)
+    ref = resolve_ref(ref)
     path = Path(ref)
-    check_ref(ref)
     config = _config(ref)
     labels = _config_labels(ref, config)
     meta = _meta(path) if path.is_dir() else {}

@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from ..config import Config
-from ..data.manifest import load_manifest, manifest_fingerprint
+from ..data.manifest import load_manifest, manifest_fingerprint, manifest_scheme, scheme_file
 from ..errors import BadManifest
 from ..evaluation.plots import plot_curves
 from ..models.backbones import backbone_for
-from ..labels import LabelScheme, get_scheme, infer_scheme
+from ..labels import LabelScheme, get_scheme, infer_scheme, scheme_spec
 from ..models.loading import save_trained
 from ..modelcard import data_summary, write_model_card
 from ..rundir import RunDir, environment, write_meta
@@ -36,9 +36,25 @@ class TrainResult:
     primary: bool = True  # False on the other ranks of a data-parallel launch (rank 0 wrote the run)
 
 
-def scheme_for(cfg: Config, df: pd.DataFrame) -> LabelScheme:
-    """The configured scheme, else the one the manifest's labels imply."""
-    return get_scheme(cfg.data.scheme) if cfg.data.scheme else infer_scheme(df["label"])
+def scheme_for(cfg: Config, df: pd.DataFrame, manifest: str | Path | None = None) -> LabelScheme:
+    """The scheme a run trains with: the config's ``data.scheme``, else the one ``prepare`` recorded
+    with the manifest, else exactly the manifest's labels (:func:`~emovox.labels.infer_scheme`).
+    ``cfg.data.scheme`` is set to it, so the run's saved config says what was used.
+
+    Raises:
+        BadManifest: the manifest holds labels the scheme lacks (all of them named).
+        BadLabel: an unknown scheme name in the config.
+    """
+    recorded = manifest_scheme(manifest) if manifest is not None and not cfg.data.scheme else None
+    scheme = get_scheme(cfg.data.scheme) if cfg.data.scheme else recorded or infer_scheme(df["label"])
+    outside = sorted(set(df["label"]) - set(scheme.labels))
+    if outside:
+        where = "data.scheme" if cfg.data.scheme else f"the scheme recorded in {scheme_file(manifest)}"
+        raise BadManifest(f"{manifest}: label(s) {', '.join(outside)} are not in {where} {scheme.name!r} "
+                          f"({', '.join(scheme.labels)}); name a scheme that holds every label, or leave "
+                          "data.scheme unset to use the manifest's own")
+    cfg.data.scheme = scheme_spec(scheme)
+    return scheme
 
 
 def split_frames(manifest: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -29,6 +29,7 @@ from ..data.splits import fold_manifests
 from ..errors import BadRunDir
 from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
 from ..rundir import RunDir
+from .common import scheme_for
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -99,6 +100,7 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path, fo
     if model:
         cfg.model.name = model
     df = load_manifest(manifest)
+    scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
     rows = []
     for k, fold_df in enumerate(fold_manifests(df, folds=folds, seed=seed), start=1):
         speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))

@@ -269,7 +269,7 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     started, out = time.time(), Path(out)
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
-    scheme = scheme_for(cfg, df)
+    scheme = scheme_for(cfg, df, manifest)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # the head
     train_sets = _datasets(model, fe, train_df, scheme, cfg, copies=copies)

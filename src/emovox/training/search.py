@@ -101,39 +101,61 @@ def load_space(path: str | Path) -> dict[str, Param]:
     return parse_space(raw, source=str(path))
 
 
-def model_layers(name: str) -> int:
-    """Transformer layers of a size preset, local directory or cached hub model (12 when unknown)."""
+def model_config(name: str):
+    """The Transformers config of a size preset, local directory, registry name or cached hub model
+    (None when it cannot be read here)."""
     from ..models.presets import PRESETS
 
-    if name in PRESETS:
-        return int(PRESETS[name].get("num_hidden_layers", 12))
     try:
+        if name in PRESETS:
+            from transformers import Wav2Vec2Config
+
+            return Wav2Vec2Config(**PRESETS[name])
         from transformers import AutoConfig
 
-        return int(getattr(AutoConfig.from_pretrained(name), "num_hidden_layers", 12))
-    except (OSError, ValueError):
-        return 12
+        from ..models.registry import resolve_model_name
+
+        return AutoConfig.from_pretrained(resolve_model_name(name))
+    except (OSError, ValueError, EmovoxError):
+        return None
 
 
-def default_space(model: str) -> dict[str, Param]:
-    """Learning rate, batch size, augmentation, dropout, frozen layers and head.
+def default_space(cfg: Config) -> dict[str, Param]:
+    """The levers that change what ``cfg`` trains, and only those.
 
-    ``model.freeze_layers`` and ``model.pooling`` are searched only when ``ModelConfig`` has them.
+    On cached frozen features (``model.freeze_backbone`` and ``model.cache_features``) only the
+    head's settings count: its L2 penalty for the L-BFGS and ridge solvers (learning rate and batch
+    size for AdamW), the poolings cached features support, and augmentation only when augmented
+    copies are cached. Fine-tuning adds the model's own dropouts (those its config has), the
+    frozen layers and attentive pooling. Stats pooling is left out where layer weighting is on
+    (it reads every layer itself).
     """
-    from ..config import ModelConfig
+    from ..config import DROPOUT_KEYS, ModelConfig
 
-    space = parse_space({
-        "training.learning_rate": {"log": [1e-5, 1e-3]},
-        "training.per_device_train_batch_size": {"choice": [4, 8, 16]},
-        "augment.enabled": {"choice": [True, False]},
-        STRENGTH: {"float": [0.25, 2.0]},
-        "model.hidden_dropout": {"float": [0.0, 0.3]},
-        "model.final_dropout": {"float": [0.0, 0.3]},
-        "model.freeze_layers": {"int": [0, max(0, model_layers(model) - 1)]},
-        "model.pooling": {"choice": ["mean", "attentive"]},
-    })
+    m, solver = cfg.model, str(cfg.training.get("head_solver") or "adamw")
+    cached = bool(m.freeze_backbone and m.cache_features)
+    raw: dict[str, Any] = {}
+    if cached and solver in ("lbfgs", "ridge"):
+        raw["training.head_l2"] = {"log": [1e-3, 100.0]}
+    else:
+        raw["training.learning_rate"] = {"log": [1e-4, 1e-2] if m.freeze_backbone else [1e-5, 1e-3]}
+        raw["training.per_device_train_batch_size"] = {"choice": [4, 8, 16]}
+    if not cached or int(cfg.augment.feature_copies or 0) > 0:
+        raw["augment.enabled"] = {"choice": [True, False]}
+        raw[STRENGTH] = {"float": [0.25, 2.0]}
+    config = model_config(m.name)
+    if not m.freeze_backbone:
+        raw.update({f"model.{k}": {"float": [0.0, 0.3]} for k in ("hidden_dropout", "final_dropout")
+                    if k in DROPOUT_KEYS and config is not None and hasattr(config, k)})
+        layers = int(getattr(config, "num_hidden_layers", 12) or 12) if config is not None else 12
+        raw["model.freeze_layers"] = {"int": [0, max(0, layers - 1)]}
+    poolings = ["mean", "stats"] if cached else ["mean", "attentive"]
+    if m.layer_weighting:  # stats pooling reads every layer itself
+        poolings = [p for p in poolings if p != "stats"]
+    if len(poolings) > 1:
+        raw["model.pooling"] = {"choice": poolings}
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    return {k: p for k, p in space.items() if not k.startswith("model.") or k.split(".", 1)[1] in fields}
+    return {k: p for k, p in parse_space(raw).items() if not k.startswith("model.") or k.split(".", 1)[1] in fields}
 
 
 def strength_overrides(base: Config, strength: float) -> list[str]:
@@ -234,7 +256,7 @@ def search(*, config: str | Path | None = None, manifest: str | Path, trials: in
     base = load_config(config, overrides)
     if model:
         base.model.name = model
-    space = dict(space) if space is not None else default_space(base.model.name)
+    space = dict(space) if space is not None else default_space(base)
     _check_space(config, overrides, space, base)
     study = _study(out, seed, pruner)
     objective = _objective(config=config, manifest=manifest, out=out, model=model, overrides=overrides,
@@ -256,7 +278,7 @@ def _study(out: Path, seed: int, pruner):
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is printed by _printer, one line
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     done = 0
     if (out / "study.db").exists():
@@ -270,22 +292,38 @@ def _objective(*, config, manifest, out: Path, model, overrides, space, base: Co
     from .train import train
 
     def objective(trial) -> float:
+        import optuna
+
         params = suggest(trial, space)
-        cfg = load_config(config, [*overrides, *params_to_overrides(params, base)])
-        if model:
-            cfg.model.name = model
         run = out / f"trial-{trial.number}"
         trial.set_user_attr("run_dir", str(run))
-        res = train(config=cfg, manifest=manifest, out=run, progress=False, callbacks=[PruningCallback(trial)])
+        try:
+            cfg = load_config(config, [*overrides, *params_to_overrides(params, base)])
+            if model:
+                cfg.model.name = model
+            res = train(config=cfg, manifest=manifest, out=run, progress=False, callbacks=[PruningCallback(trial)])
+        except (optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed trial is a result: recorded, and the search goes on
+            trial.set_user_attr("error", one_line(exc))
+            return float("nan")
         return float(res.metrics[METRIC])
 
     return objective
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: emovox errors as they read, others with their type."""
+    text = (str(exc).splitlines() or [""])[0][:300]
+    return text if isinstance(exc, EmovoxError) else f"{type(exc).__name__}: {text}"
+
+
 def _printer(study, trial) -> None:
     value = "" if trial.value is None else f" {METRIC} {trial.value:.4f}"
     shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-    print(f"trial {trial.number}: {trial.state.name.lower()}{value} ({shown})", file=sys.stderr, flush=True)
+    error = trial.user_attrs.get("error")
+    state = f"failed: {error}" if error else trial.state.name.lower()
+    print(f"trial {trial.number}: {state}{value if not error else ''} ({shown})", file=sys.stderr, flush=True)
 
 
 def _short(v: Any) -> str:
@@ -302,9 +340,9 @@ def trials_table(study) -> pd.DataFrame:
         last = t.last_step
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "best_value": best,
                      "last_step": last, "last_reported": None if last is None else t.intermediate_values[last],
-                     **t.params})
+                     "error": t.user_attrs.get("error", ""), **t.params})
     return pd.DataFrame(rows, columns=None if rows else ["number", "state", "value", "best_value", "last_step",
-                                                         "last_reported"])
+                                                         "last_reported", "error"])
 
 
 def plot_history(table: pd.DataFrame, out_stem: Path) -> list[Path]:
@@ -318,7 +356,8 @@ def plot_history(table: pd.DataFrame, out_stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    table = table.assign(value=table["value"].fillna(table["last_reported"]))
+    table = table.assign(value=pd.to_numeric(table["value"], errors="coerce").fillna(
+        pd.to_numeric(table["last_reported"], errors="coerce")))
     table[["number", "state", "value", "best_value"]].to_csv(out_stem.with_suffix(".csv"), index=False)
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
@@ -339,7 +378,9 @@ def _best(study, table: pd.DataFrame, out: Path, config, overrides: Sequence[str
     try:
         best = study.best_trial
     except ValueError:
-        raise EmovoxError(f"no trial completed ({states}); see {out / 'trials.csv'}") from None
+        errors = sorted({e for e in table.get("error", pd.Series(dtype=str)).fillna("") if e})
+        why = f"; failures: {' | '.join(errors[:3])}" if errors else ""
+        raise EmovoxError(f"no trial completed ({states}); see {out / 'trials.csv'}{why}") from None
     cfg = load_config(config, [*overrides, *params_to_overrides(best.params, base)])
     cfg.model.name = base.model.name
     cfg.save(out / "best.yaml")

@@ -180,7 +180,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     checkpoint = _resume_point(out, resume)
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
-    scheme = scheme_for(cfg, df)
+    scheme = scheme_for(cfg, df, manifest)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(net)
     augment = build_augment(cfg.augment)

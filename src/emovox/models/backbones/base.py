@@ -113,6 +113,15 @@ class Backbone:
     def prepare_to_save(self, model: Any, feature_extractor: Any, *, window_seconds: float) -> None:
         """Adjust a trained model and its feature extractor before saving (nothing by default)."""
 
+    def pipeline_differences(self, settings: dict[str, Any]) -> list[str]:
+        """What a plain ``transformers.pipeline("audio-classification")`` does otherwise than emovox
+        for a run saved with these feature-extractor ``settings`` (its ``preprocessor_config.json``);
+        empty when the pipeline computes the same scores."""
+        if settings.get(TRIM_FLAG):
+            return [f"emovox cuts leading and trailing silence ({settings[TRIM_FLAG]:g} dB, model.trim_silence_db) "
+                    "before the encoder; the pipeline encodes the whole clip"]
+        return []
+
     # -- what can be frozen ----------------------------------------------------------------
     def freeze_front_end(self, encoder: Any) -> None:
         """No gradient into the front end (convolutional feature encoder)."""

@@ -130,6 +130,15 @@ class WhisperFamily(Backbone):
         if pad_to_window:
             _set_window(feature_extractor, _whole_seconds(window_seconds))
 
+    def pipeline_differences(self, settings: dict[str, Any]) -> list[str]:
+        out = super().pipeline_differences(settings)
+        if not settings.get(PAD_FLAG):
+            seconds = settings.get("chunk_length", "its")
+            out.append(f"the pipeline pads every clip to the saved {seconds} s window and averages the padding into "
+                       "the pooled features, while emovox encodes each clip at its own length and pools over real "
+                       "frames (train with model.pad_to_window=true for a run dir the pipeline reproduces exactly)")
+        return out
+
     def max_seconds(self, config: Any) -> float | None:
         return int(config.max_source_positions) * 2 * MEL_HOP / SAMPLE_RATE
 
