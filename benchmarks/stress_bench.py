@@ -151,10 +151,11 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-def splice(section: str, results_md: Path = ROOT / "RESULTS.md") -> Path:
-    """Put ``section`` into RESULTS.md in place of an earlier one, else before the run notes."""
+def splice(section: str, results_md: Path = ROOT / "RESULTS.md", *, title: str = SECTION_TITLE) -> Path:
+    """Put ``section`` into RESULTS.md in place of an earlier one titled ``title``, else before the
+    run notes."""
     text = results_md.read_text()
-    pattern = re.compile(re.escape(SECTION_TITLE) + r".*?(?=\n## |\Z)", re.S)
+    pattern = re.compile(re.escape(title) + r".*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip() + "\n", text)
     else:
