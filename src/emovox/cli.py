@@ -180,13 +180,15 @@ def stress_cmd(
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, speaker, ...): UAR per group under "
+                                           "every condition; repeatable."),
 ) -> None:
     """Re-score a split under noise, babble, reverberation, telephone band, codecs, gain, clipping and
     resampling (made in memory): UAR, accuracy, macro-F1 and ECE per condition, and the drop from clean."""
     from .evaluation.stress import stress as run
 
     r = run(model=models, manifest=manifest, out=out, split=split, conditions=conditions, seed=seed, backend=backend,
-            threads=threads, progress=sys.stderr.isatty(), allow_pickle=allow_pickle)
+            threads=threads, progress=sys.stderr.isatty(), allow_pickle=allow_pickle, by=by or ())
     typer.echo(f"clean: n={r['clean']['n']} UAR {r['clean']['uar']:.4f}")
     for row in r["conditions"]:
         typer.echo(f"{row['name']:>16}: UAR {row['uar']:.4f} ({row['uar_drop']:+.4f})")

@@ -60,3 +60,19 @@ def test_cli_stress_and_its_errors(tiny_run, tiny_manifest, tmp_path, capsys):
                  "--conditions", "white,hum"]) == 2
     assert "unknown stress condition 'hum'" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_by_a_column_gives_each_group_under_each_condition(tiny_run, tiny_manifest, tmp_path):
+    df = pd.read_csv(tiny_manifest, dtype=str, keep_default_na=False)
+    speakers = sorted(df["speaker"].unique())
+    df["gender"] = ["female" if speakers.index(s) % 2 else "male" for s in df["speaker"]]
+    df.to_csv(tmp_path / "m.csv", index=False)
+    r = stress(model=tiny_run, manifest=tmp_path / "m.csv", out=tmp_path / "s", split="train",
+               conditions="telephone", by=["gender"])
+    m = evaluate(runs=[tiny_run], manifest=tmp_path / "m.csv", out=tmp_path / "e", split="train", by=["gender"])
+    clean = r["clean"]["groups"]["gender"]
+    assert clean["uar"] == pytest.approx({g: v["uar"] for g, v in m["groups"]["gender"]["groups"].items()})
+    assert clean["gap"] == pytest.approx(m["groups"]["gender"]["gap"]["uar"]["value"])
+    assert set(r["conditions"][0]["groups"]["gender"]["uar"]) == {"female", "male"}
+    assert "uar[gender=female]" in pd.read_csv(tmp_path / "s" / "stress.csv").columns
+    assert "### UAR by gender" in (tmp_path / "s" / "report.md").read_text()

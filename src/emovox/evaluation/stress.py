@@ -20,6 +20,7 @@ from ..errors import BadAudio, BadManifest
 from ..inference.predict import Predictor
 from .conditions import Babble, Condition, bitrate, conditions as parse_conditions
 from .evaluate import labelled_split
+from .groups import group_metrics, group_values
 from .metrics import classification_metrics, paired_uar_difference
 
 ROW_KEYS = ("uar", "accuracy", "macro_f1", "ece", "n")
@@ -28,7 +29,8 @@ CHUNK = 32  # clips degraded and scored together (memory: one degraded copy of a
 
 def stress(*, model: str | Path | Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
            conditions: str | Sequence[str] | None = None, seed: int = 0, backend: str = "torch",
-           threads: int | None = None, progress: bool = False, allow_pickle: bool = False) -> dict:
+           threads: int | None = None, progress: bool = False, allow_pickle: bool = False,
+           by: Sequence[str] = ()) -> dict:
     """Score ``split`` clean and under each condition; write the stress report into ``out``.
 
     Args:
@@ -36,6 +38,8 @@ def stress(*, model: str | Path | Sequence[str | Path], manifest: str | Path, ou
         conditions: Names or family names, comma-separated or a list (see
             :mod:`emovox.evaluation.conditions`); default: every default condition.
         seed: Seeds every random degradation (noise, babble picks, room responses).
+        by: Manifest columns (gender, speaker, ...): every row also gets the UAR of each group and
+            the largest gap (``groups``), so a report shows whom a condition hurts most.
 
     Returns:
         What ``stress.json`` holds: ``model``, ``manifest``, ``split``, ``seed``, ``clean`` (uar,
@@ -52,24 +56,27 @@ def stress(*, model: str | Path | Sequence[str | Path], manifest: str | Path, ou
     predictor = Predictor.from_run_dir(models, backend=backend, threads=threads, allow_pickle=allow_pickle)
     scheme = predictor.scheme
     df = labelled_split(manifest, split, scheme)
+    for column in by:
+        group_values(df, column, where=str(manifest))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     waves, df = _decode(df, out)
     y = np.array([scheme.id(lab) for lab in df["label"]])
+    groups = {c: group_values(df, c, where=str(manifest)) for c in by}
     speakers = list(df["speaker"])
     babble = Babble(waves, speakers)
     bar = _bar((len(conds) + 1) * len(waves), progress)
     clean_probs = _probs(predictor, waves, bar)
-    clean = _metrics(y, clean_probs, scheme)
+    clean = _metrics(y, clean_probs, scheme, groups)
     rows = []
     for cond in conds:
         bar.set_postfix_str(cond.name)
         probs = np.concatenate([_probs(predictor, _degrade(cond, waves, speakers, start, seed, babble), bar)
                                 for start in range(0, len(waves), CHUNK)])
-        rows.append(_row(cond, y, clean_probs, probs, scheme, waves, seed))
+        rows.append(_row(cond, y, clean_probs, probs, scheme, waves, seed, groups))
     bar.close()
     result = {"model": [str(m) for m in models], "manifest": str(manifest), "split": split, "seed": seed,
-              "speakers": sorted(set(speakers)), "clean": clean, "conditions": rows}
+              "speakers": sorted(set(speakers)), "by": list(by), "clean": clean, "conditions": rows}
     from .stress_report import write_stress_report
 
     write_stress_report(out, result)
@@ -114,19 +121,26 @@ def _probs(predictor: Predictor, waves: list[np.ndarray], bar) -> np.ndarray:
     return out / np.bincount(owner, minlength=len(waves))[:, None]
 
 
-def _metrics(y: np.ndarray, probs: np.ndarray, scheme) -> dict:
+def _metrics(y: np.ndarray, probs: np.ndarray, scheme, groups: dict[str, list[str]]) -> dict:
     m = classification_metrics(y, probs, scheme)
-    return {k: m[k] for k in ROW_KEYS}
+    out = {k: m[k] for k in ROW_KEYS}
+    if groups:
+        out["groups"] = {}
+        for column, values in groups.items():
+            g = group_metrics(y, probs, values, scheme)
+            out["groups"][column] = {"uar": {k: v["uar"] for k, v in g["groups"].items()},
+                                     "gap": g["gap"]["uar"]["value"] if g["gap"] else None}
+    return out
 
 
 def _row(cond: Condition, y: np.ndarray, clean: np.ndarray, probs: np.ndarray, scheme, waves: list[np.ndarray],
-         seed: int) -> dict:
+         seed: int, groups: dict[str, list[str]]) -> dict:
     drop, lo, hi = paired_uar_difference(y, clean.argmax(axis=1), probs.argmax(axis=1), len(scheme), seed=seed)
     params = dict(cond.params)
     rates = [r for r in (bitrate(cond, w) for w in waves[:16]) if r is not None]
     if rates:
         params["measured_kbps"] = round(float(np.mean(rates)), 2)
-    return {"name": cond.name, "family": cond.family, "params": params, **_metrics(y, probs, scheme),
+    return {"name": cond.name, "family": cond.family, "params": params, **_metrics(y, probs, scheme, groups),
             "uar_drop": drop, "uar_drop_ci": [lo, hi],
             "flipped": float(np.mean(clean.argmax(axis=1) != probs.argmax(axis=1)))}
 

@@ -28,12 +28,21 @@ FAMILY_NOTES = {
 
 def stress_table(result: dict) -> pd.DataFrame:
     """One row per condition (clean first): name, family, params, metrics, drop and interval."""
-    clean = {"name": "clean", "family": "clean", "params": "", **result["clean"], "uar_drop": 0.0,
+    clean = {"name": "clean", "family": "clean", "params": "", **_flat(result["clean"]), "uar_drop": 0.0,
              "uar_drop_low": 0.0, "uar_drop_high": 0.0, "flipped": 0.0}
-    rows = [clean] + [{**{k: v for k, v in r.items() if k != "uar_drop_ci"}, "params": json.dumps(r["params"]),
+    rows = [clean] + [{**_flat({k: v for k, v in r.items() if k != "uar_drop_ci"}), "params": json.dumps(r["params"]),
                        "uar_drop_low": r["uar_drop_ci"][0], "uar_drop_high": r["uar_drop_ci"][1]}
                       for r in result["conditions"]]
     return pd.DataFrame(rows)
+
+
+def _flat(row: dict) -> dict:
+    """Per-group UARs as columns ``uar[gender=female]``, ``gap[gender]``."""
+    out = {k: v for k, v in row.items() if k != "groups"}
+    for column, g in row.get("groups", {}).items():
+        out.update({f"uar[{column}={k}]": v for k, v in g["uar"].items()})
+        out[f"gap[{column}]"] = g["gap"]
+    return out
 
 
 def write_stress_report(out: Path, result: dict) -> list[Path]:
@@ -79,6 +88,7 @@ def _markdown(result: dict, table: pd.DataFrame) -> str:
         ci = "" if r["name"] == "clean" else f" ({r['uar_drop_low']:+.3f}, {r['uar_drop_high']:+.3f})"
         lines.append(f"| {r['name']} | {r['params'] or '—'} | {r['uar']:.3f} | {r['uar_drop']:+.3f}{ci} | "
                      f"{r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['ece']:.3f} | {r['flipped']:.1%} |")
+    lines += _group_lines(result, table)
     worst = max(result["conditions"], key=lambda r: r["uar_drop"], default=None)
     if worst:
         lines += ["", f"Largest loss: **{worst['name']}**, UAR {worst['uar']:.3f} ({worst['uar_drop']:+.3f})."]
@@ -87,3 +97,18 @@ def _markdown(result: dict, table: pd.DataFrame) -> str:
     lines += ["", "Drop = clean UAR - condition UAR on the same clips; the interval resamples clips (paired). "
               "Flipped = share of clips whose predicted label changed. Numbers: `stress.json`, `stress.csv`.", ""]
     return "\n".join(lines)
+
+
+def _group_lines(result: dict, table: pd.DataFrame) -> list[str]:
+    """Per grouping column: UAR of each group under each condition, and the gap."""
+    lines = []
+    for column in result.get("by", []):
+        cols = [c for c in table.columns if c.startswith(f"uar[{column}=")]
+        names = [c[len(column) + 5:-1] for c in cols]
+        lines += ["", f"### UAR by {column}", "", "| condition | " + " | ".join(names) + " | gap |",
+                  "|---|" + "---:|" * (len(names) + 1)]
+        for r in table.to_dict("records"):
+            gap = r[f"gap[{column}]"]
+            lines.append(f"| {r['name']} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
+                         + f" | {'—' if gap is None or gap != gap else f'{gap:.3f}'} |")
+    return lines
