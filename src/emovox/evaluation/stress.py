@@ -66,7 +66,7 @@ def stress(*, model: str | Path | Sequence[str | Path], manifest: str | Path, ou
     speakers = list(df["speaker"])
     babble = Babble(waves, speakers)
     bar = _bar((len(conds) + 1) * len(waves), progress)
-    clean_probs = _probs(predictor, waves, bar)
+    clean_probs = np.concatenate([_probs(predictor, waves[i:i + CHUNK], bar) for i in range(0, len(waves), CHUNK)])
     clean = _metrics(y, clean_probs, scheme, groups)
     rows = []
     for cond in conds:
