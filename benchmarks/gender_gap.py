@@ -32,21 +32,21 @@ L2 = 4.0
 
 def features(run: Path, manifest: Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Stats features [N, D] of every manifest row, from the feature cache (encoding what is missing)."""
-    import torch
-
+    from emovox.config import load_config
     from emovox.data.dataset import AudioDataset
     from emovox.labels import get_scheme
     from emovox.models.backbones import backbone_for
-    from emovox.models.loading import feature_extractor_for, load_trained
+    from emovox.models.loading import load_model
     from emovox.models.tuning import backbone_of
     from emovox.training.feature_cache import cached_features
 
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    model = load_trained(str(run))
-    fe = feature_extractor_for(str(run), model.config)
+    cfg = load_config(run / "config.yaml")  # the encoder as training loaded it: the same feature-cache keys
+    scheme = get_scheme("ravdess-8")
+    model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     family = backbone_for(backbone_of(model))
-    ds = AudioDataset(df, get_scheme("ravdess-8"), lambda w: family.featurize(fe, w), max_seconds=5.0,
-                      input_name=family.input_name, seed=0)
+    ds = AudioDataset(df, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
+                      input_name=family.input_name, seed=cfg.seed)
     x = cached_features(model, fe, ds, progress=True)
     return x.reshape(len(df), -1).numpy().astype(np.float64), df
 
