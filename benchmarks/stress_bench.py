@@ -135,7 +135,8 @@ def render(r: dict) -> str:
                   f"(difference {white['uar'] - out['uar']:+.3f}).", ""]
     lines += ["**Groups** (`evaluate --by gender --by speaker`): " + ", ".join(
         f"{k} UAR {v['uar']:.3f} (n={v['n']})" for k, v in g["groups"].items())
-        + (f"; gap {g['gap']['uar']['value']:.3f}" if g["gap"] else "") + ". Per speaker: "
+        + (f"; gap {g['gap']['uar']['value']:.3f}" if g["gap"] else "") + " (the issue's target: at most 0.05; "
+        "`benchmarks.gender_gap` below tries levers). Per speaker: "
         + ", ".join(f"{k} {v['uar']:.3f}" for k, v in spk.items()) + ".", ""]
     v = a["validation"]
     if v["min_confidence"] is not None:
@@ -144,7 +145,12 @@ def render(r: dict) -> str:
                   f"accuracy {v['accuracy']:.3f} at coverage {v['coverage']:.0%} (target {v['target_accuracy']}); "
                   f"applied to the test speakers it answers {t['coverage']:.0%} of the clips at accuracy "
                   f"{t['accuracy']:.3f} (all clips: {r['test']['accuracy']:.3f}). Test AURC "
-                  f"{a['test_aurc']['aurc']:.3f} (oracle {a['test_aurc']['optimal']:.3f}).", ""]
+                  f"{a['test_aurc']['aurc']:.3f} (oracle {a['test_aurc']['optimal']:.3f})."
+                  + (" The recipe refits its head on train + validation (`training.head_refit`), so the validation "
+                     "speaker is not held out from the final model: its perfect accuracy makes this threshold the "
+                     "lowest confidence seen there, not a calibrated choice; choose P on speakers the final model "
+                     "has not seen (a run without the refit, or cross-validation)." if v["accuracy"] >= 0.999 else ""),
+                  ""]
     else:
         lines += [f"**Abstention**: no threshold reaches accuracy {v['target_accuracy']} on the validation speaker. "
                   f"Test AURC {a['test_aurc']['aurc']:.3f}.", ""]
