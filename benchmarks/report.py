@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import (flops, inference, long_audio, prepare_bench, ray_bench, stress_bench, training, whisper_infer,
-                        whisper_train)
+from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
+                        stress_bench, training, whisper_infer, whisper_train)
 from benchmarks.common import ROOT, fmt, load_result, marginal_spread, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
 SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray",
-            "stress")
+            "conversation", "cross-corpus", "stress")
 
 
 def _load(name: str) -> dict | None:
@@ -104,6 +104,9 @@ def targets(stored: dict[str, dict], machine: dict) -> str:
     if pr:
         b = pr["sides"]["workers=2"]["wall_s"]
         rows.append([f"prepare {pr['clips']:,} clips < 60 s (2 workers)", f"{fmt(b, 1)} s", _ok(b < 60)])
+    conv = (stored.get("conversation") or {}).get("result")
+    if conv:
+        rows += conversation.targets(conv)
     return "\n".join(["## Targets", "", table(["target", "measured", "status"], rows)])
 
 
@@ -116,7 +119,7 @@ HOW_TO_RUN = """## How to run
 ```bash
 make bench                                        # everything in the default run, rewrites this file (needs models/whisper-base: make whisper-base)
 .venv/bin/python -m benchmarks.run --only whisper-training,whisper   # the real-Whisper sections alone
-.venv/bin/python -m benchmarks.run --only inference          # one section (whisper-training, whisper, training, inference, long, flops, prepare, ray)
+.venv/bin/python -m benchmarks.run --only inference          # one section (whisper-training, whisper, training, inference, long, flops, prepare, ray, conversation, cross-corpus)
 .venv/bin/python -m benchmarks.run --only training,inference --extra   # + the wav2vec2 side studies (levers, variants, threads, batching, int8 choices)
 .venv/bin/python -m benchmarks.run --quick                   # smoke run: Whisper tiny.en, small models, few files/steps (numbers not comparable)
 ```
@@ -153,6 +156,10 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", prepare_bench.render(stored["prepare"]["result"])]
     if "ray" in stored:
         parts += ["", ray_bench.render(stored["ray"]["result"])]
+    if "conversation" in stored:
+        parts += ["", conversation.render(stored["conversation"]["result"])]
+    if "cross-corpus" in stored:
+        parts += ["", cross_corpus.render(stored["cross-corpus"]["result"])]
     if "stress" in stored:
         parts += ["", stress_bench.render(stored["stress"]["result"])]
     notes_path = ROOT / "NOTES.md"

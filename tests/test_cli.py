@@ -48,3 +48,25 @@ def test_demo_data_and_init_model(tmp_path):
 
     cfg = AutoConfig.from_pretrained(tmp_path / "m")
     assert cfg.num_labels == 21 and cfg.id2label[0] == "ANG_HI" and cfg.hidden_size == 32
+
+
+def test_prepare_label_mapping_options(tmp_path):
+    from emovox.testing import make_emovo_corpus, write_tone
+
+    root = tmp_path / "emovo"
+    make_emovo_corpus(root, speakers=("f1", "f2", "m1", "m2"), emotions=("gio", "rab", "neu"), sentences=("b1", "b2"))
+    # the EMOVO adapter lands in canonical names; a map merges or renames further, a scheme restricts
+    r = run("prepare", "--corpus", "emovo", "--root", root, "--out", tmp_path / "o", "--workers", "1",
+            "--label-map", "happy=positive,angry=negative", "--scheme", "positive,negative", "--unmapped", "drop")
+    assert r.returncode == 0, r.stderr
+    assert "dropped 8 clip(s) with unmapped labels: neutral (8)" in r.stderr and "## Label mapping" in r.stdout
+    # the same files as a folder corpus in EMOVO's codes: unknown labels are one line, exit 2
+    for code in ("gio", "rab", "xyz"):
+        write_tone(tmp_path / "folders" / code / "a.wav", 0.2)
+    r = run("prepare", "--corpus", "folders", "--root", tmp_path / "folders", "--out", tmp_path / "o2", "--canonical")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "xyz (1)" in lines[0] and "--unmapped drop" in lines[0], r.stderr
+    r = run("prepare", "--corpus", "folders", "--root", tmp_path / "folders", "--out", tmp_path / "o2",
+            "--label-map", "gio=happy,rab")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "'rab' is not FROM=TO" in lines[0], r.stderr

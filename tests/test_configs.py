@@ -110,3 +110,14 @@ def test_a_manifest_without_a_record_trains_on_exactly_its_labels(tiny_corpus, t
                 progress=False)
     labels = json.loads((res.run_dir / "emovox.json").read_text())["scheme"]["labels"]
     assert labels == ["neutral", "happy", "sad", "angry"]  # RAVDESS's order, without its four absent classes
+
+
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    from emovox.config import load_config
+    from emovox.errors import BadConfig
+
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("demo", "demo.yaml", "configs/demo.yaml"):
+        assert load_config(spelling).model.name == "whisper-tiny.en"
+    with pytest.raises(BadConfig, match="shipped configs, usable by name from any folder: .*ravdess-whisper"):
+        load_config("no-such-config.yaml")

@@ -55,3 +55,34 @@ def test_public_api_is_keyword_only_and_documented():
         assert "Raises:" in doc, f"emovox.{name} does not say what it raises"
     assert inspect.getdoc(emovox.Predictor.from_run_dir)
     assert set(emovox.__all__) <= set(dir(emovox))
+
+
+def bash_blocks(text: str) -> list[tuple[str | None, str]]:
+    """Each ```bash block with what the line above it says it needs (None: runs offline as written)."""
+    found = re.findall(r"^(?:<!-- needs: (.*?) -->\n)?```bash\n(.*?)^```", text, flags=re.S | re.M)
+    return [(need or None, code) for need, code in found]
+
+
+def test_readme_command_line_blocks_run_as_written_or_say_what_they_need(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    blocks = bash_blocks(README.read_text())
+    runnable = [code for need, code in blocks if need is None]
+    assert len(blocks) >= 6 and len(runnable) == 1, [need for need, _ in blocks]
+    (tmp_path / "configs").symlink_to(README.parent / "configs")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", runnable[0]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    clips = sorted((tmp_path / "corpus").glob("*.wav"))
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == len(clips) > 0
+    assert json.loads((tmp_path / "runs/demo/emovox.json").read_text())["model_source"] == "whisper-tiny.en"
+    assert json.loads((tmp_path / "runs/demo/eval/metrics.json").read_text())["n"] > 0
+    assert (tmp_path / "runs/demo-onnx/model.onnx").is_file() and (tmp_path / "cv/cv_metrics.json").is_file()
+    assert (tmp_path / "hp/best.yaml").is_file() and "1001_IEO_ANG_HI.wav" in done.stdout

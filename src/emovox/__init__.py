@@ -44,6 +44,8 @@ _LAZY = {
     "TrainResult": "emovox.training.common:TrainResult",
     "cv": "emovox.training.cv:cross_validate",
     "search": "emovox.training.search:search",
+    "matrix": "emovox.training.matrix:matrix",
+    "adapt": "emovox.training.adapt:adapt",
     "pseudo_label": "emovox.training.pseudo_label:pseudo_label",
     "evaluate": "emovox.evaluation.evaluate:evaluate",
     "baseline": "emovox.evaluation.baseline:run_baseline",

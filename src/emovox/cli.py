@@ -40,17 +40,21 @@ def demo_data_cmd(
     out: Path = typer.Option(..., help="Folder to write the synthetic CREMA-D-shaped corpus into."),
     speakers: int = typer.Option(16, help="Number of synthetic actors."),
     seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    sentences: Optional[str] = typer.Option(None, help="Comma-separated CREMA-D sentence codes (default: all 12), "
+                                            "e.g. DFA,IEO for a small corpus."),
 ) -> None:
     """Generate the built-in synthetic corpus (for the demo and tests only: not real speech)."""
     from .data.synthetic import make_demo_corpus
 
-    files = make_demo_corpus(out=out, speakers=speakers, seed=seed)
+    kwargs = {"sentences": _csv_list(sentences)} if sentences else {}
+    files = make_demo_corpus(out=out, speakers=speakers, seed=seed, **kwargs)
     typer.echo(f"wrote {len(files)} synthetic clips to {out}")
 
 
 @app.command()
 def prepare(
-    corpus: str = typer.Option(..., help="crema-d, ravdess, csv, folders or hf (a Hugging Face datasets folder)."),
+    corpus: str = typer.Option(..., help="crema-d, ravdess, emovo, emodb, iemocap, csv, folders or hf (a Hugging Face "
+                                         "datasets folder)."),
     root: Path = typer.Option(..., help="Corpus folder (for csv: a CSV file or a folder of split CSVs; for hf: a "
                                         "save_to_disk folder, Parquet files or an audiofolder)."),
     out: Path = typer.Option(..., help="Output folder for manifest.csv and the data report."),
@@ -64,13 +68,24 @@ def prepare(
                                              "client_id, ...)."),
     hf_split: Optional[str] = typer.Option(None, help="hf: emovox split = dataset split, e.g. "
                                            "train=train,validation=dev,test=test (default: the dataset's names)."),
+    canonical: bool = typer.Option(False, help="Rename labels into the canonical emotion names (ANG, anger, Wut, "
+                                   "rab -> angry; see README, Label vocabulary)."),
+    label_map: Optional[str] = typer.Option(None, help="Explicit renames, applied first: gio=happy,rab=angry,... or "
+                                            "a CSV file with two columns (from,to)."),
+    unmapped: str = typer.Option("error", help="error: refuse labels the mapping cannot name (or outside --scheme), "
+                                 "listing them; drop: drop those clips (listed in the data report)."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
     from .data.prepare import prepare as run
 
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
-              hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split)
+              hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
+              label_map=label_map, unmapped=unmapped)
+    dropped_labels = res.label_mapping.get("dropped") or {}
+    if dropped_labels:
+        _say(f"dropped {sum(dropped_labels.values())} clip(s) with unmapped labels: "
+             + ", ".join(f"{lab} ({n})" for lab, n in dropped_labels.items()))
     for path, reason in res.dropped:
         _say(f"dropped {path}: {reason}")
     if res.dropped:
@@ -95,22 +110,24 @@ def init_model_cmd(
 
 @app.command("import-ct2")
 def import_ct2_cmd(
-    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s) or installed package name(s); "
-                                        "a model split over several packages is joined in part order."),
+    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s), installed package name(s) or a "
+                                        "registry name (whisper-tiny.en, whisper-base); a model split over several "
+                                        "packages is joined in part order."),
     out: Path = typer.Option(..., help="Folder for the transformers Whisper model (must not exist or be empty)."),
 ) -> None:
     """Convert a CTranslate2 Whisper model (faster-whisper's format) into a transformers model dir
     that `--model DIR` and `from_pretrained` load."""
-    from .models.ct2_import import import_ct2
+    from .models.registry import import_sources
 
-    typer.echo(f"wrote {import_ct2(sources=sources, out=out, progress=sys.stderr.isatty())}")
+    typer.echo(f"wrote {import_sources(sources=sources, out=out, progress=sys.stderr.isatty())}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="manifest.csv from `emovox prepare`."),
+    manifest: List[Path] = typer.Option(..., help="manifest.csv from `emovox prepare`; repeat to train on several "
+                                        "corpora (each keeps its splits and speakers)."),
     out: Path = typer.Option(..., help="Run directory to create."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
@@ -138,6 +155,11 @@ def evaluate(
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    all_labels: bool = typer.Option(False, help="Score among all the model's labels even when the manifest has only "
+                                    "some of them (default: restricted to the manifest's labels, as cross-corpus "
+                                    "evaluation does)."),
+    adapt: Optional[str] = typer.Option(None, help="speaker: re-estimate a frozen-feature run's standardisation per "
+                                        "test speaker from their unlabelled clips (transductive, reported apart)."),
     by: Optional[List[str]] = typer.Option(None, help="Manifest column to report per group (gender, age, language, "
                                            "corpus, speaker, ...); repeatable."),
     target_accuracy: Optional[float] = typer.Option(None, help="Also find the --min-confidence threshold that reaches "
@@ -145,18 +167,30 @@ def evaluate(
     gap_warning: float = typer.Option(0.05, help="Warn when the UAR gap between groups exceeds this."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration, accuracy-coverage and error analysis for a split."""
-    from .evaluation.evaluate import evaluate as run
+    if adapt not in (None, "speaker"):
+        raise typer.BadParameter(f"--adapt {adapt!r}: the one adaptation at evaluation is 'speaker'")
+    if adapt:
+        if len(runs) != 1:
+            raise typer.BadParameter("--adapt speaker scores one run dir, not an ensemble")
+        from .training.adapt import evaluate_speaker_adapted
 
-    m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-            progress=sys.stderr.isatty(), allow_pickle=allow_pickle, by=by or (), target_accuracy=target_accuracy,
-            gap_warning=gap_warning)
+        m = evaluate_speaker_adapted(run=runs[0], manifest=manifest, out=out, split=split, all_labels=all_labels,
+                                     progress=sys.stderr.isatty())
+    else:
+        from .evaluation.evaluate import evaluate as run
+
+        m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
+                progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels, by=by or (),
+                target_accuracy=target_accuracy, gap_warning=gap_warning)
+    if m.get("left_out_labels"):
+        _say(f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}")
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
                f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
     for column, res in m.get("groups", {}).items():
         typer.echo(f"by {column}: " + ", ".join(f"{g} UAR {v['uar']:.4f} (n={v['n']})" for g, v in res["groups"].items()))
     for warning in m.get("group_warnings", []):
         _say(f"warning: {warning}")
-    target = m["abstention"].get("target")
+    target = m.get("abstention", {}).get("target")
     if target:
         typer.echo(f"target accuracy {target['target_accuracy']:g}: " + (
             f"--min-confidence {target['min_confidence']:.4f} (coverage {target['coverage']:.1%})"
@@ -214,6 +248,20 @@ def predict(
     num_actors: int = typer.Option(1, help="With --ray: actors in the pool (one model load each)."),
     cpus_per_actor: float = typer.Option(1.0, help="With --ray: CPUs reserved per actor."),
     gpus_per_actor: float = typer.Option(0.0, help="With --ray: GPUs reserved per actor."),
+    segment: Optional[str] = typer.Option(None, help="windows (as --windows) or vad: one row per speech segment "
+                                          "(start, end, label, ...) and a summary row per file; silence is not scored."),
+    speakers: Optional[str] = typer.Option(None, help="With --segment vad: N or auto; segments get speakers S1, S2, "
+                                           "... (in order of first appearance) and each speaker a summary row."),
+    min_speech: float = typer.Option(0.25, help="With --segment vad: shorter speech bursts are dropped (seconds)."),
+    min_silence: float = typer.Option(0.25, help="With --segment vad: shorter pauses do not end a segment (seconds)."),
+    max_segment: float = typer.Option(15.0, help="With --segment vad: longer speech is cut at its quietest point."),
+    vad_threshold: float = typer.Option(0.5, help="With --segment vad: speech probability that counts as speech."),
+    segment_margin: float = typer.Option(0.5, help="With --segment vad: seconds of silence framing each segment when "
+                                         "it is scored, as utterances are recorded (0: the bare segment)."),
+    rttm: Optional[Path] = typer.Option(None, help="With --segment vad: also write the turns as RTTM (emotion in "
+                                        "the orthography field, its probability as the confidence)."),
+    plot: Optional[Path] = typer.Option(None, help="With --segment vad: a folder for one timeline PNG (+ CSV) per "
+                                        "file: a lane per speaker, coloured by emotion, confidence as opacity."),
     min_confidence: Optional[float] = typer.Option(None, help="Abstain under this top score: the row keeps its "
                                                    "scores, with label null and abstained true (see evaluate "
                                                    "--target-accuracy)."),
@@ -225,7 +273,17 @@ def predict(
     common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
                   window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty(),
                   min_confidence=min_confidence)
-    if ray:
+    if segment is not None or speakers is not None or rttm or plot:
+        if ray:
+            raise typer.BadParameter("--segment/--speakers/--rttm/--plot run in-process; drop --ray")
+        from .inference.predict import predict as run
+        from .inference.vad import VadOptions
+
+        vad = VadOptions(threshold=vad_threshold, min_speech=min_speech, min_silence=min_silence,
+                         max_segment=max_segment)
+        rows = run(**common, segment=segment, speakers=speakers, vad=vad, segment_margin=segment_margin, rttm=rttm,
+                   plot=plot)
+    elif ray:
         from .inference.ray_predict import predict_ray
 
         rows = predict_ray(**common, address=ray_address, num_actors=num_actors, cpus_per_actor=cpus_per_actor,
@@ -234,7 +292,7 @@ def predict(
         from .inference.predict import predict as run
 
         rows = run(**common)
-    failed = write_rows(rows, out=out, fmt=format)
+    failed = write_rows(rows, out=out, fmt=format, segmented=segment == "vad")
     for path, error in failed:
         _say(f"failed: {path}: {error}")
     if failed:
@@ -308,7 +366,8 @@ def pseudo_label_cmd(
 def cv(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="Manifest; every row is used, its split column is ignored."),
+    manifest: List[Path] = typer.Option(..., help="Manifest; every row is used, its split column is ignored. "
+                                        "Repeat for several corpora."),
     folds: int = typer.Option(5, help="Number of speaker-grouped folds."),
     out: Path = typer.Option(..., help="Folder for fold-K/ runs and cv_metrics.json."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
@@ -327,7 +386,8 @@ def cv(
 def search(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: Path = typer.Option(..., help="Manifest with train and validation splits."),
+    manifest: List[Path] = typer.Option(..., help="Manifest with train and validation splits; repeat for several "
+                                        "corpora."),
     trials: int = typer.Option(20, help="Number of Optuna trials."),
     out: Path = typer.Option(..., help="Folder for trial-N/ runs, best.yaml, trials.csv and the history plot."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
@@ -343,6 +403,39 @@ def search(
               space=load_space(space) if space else None, seed=seed, timeout=timeout, progress=True)
     typer.echo(f"best: trial {res.best_trial}, validation UAR {res.best_value:.4f}; trials: {res.states}")
     typer.echo(f"config: {res.best_config} (emovox train --config {res.best_config} ...); run: {res.best_run}")
+
+
+@app.command()
+def adapt(
+    run: Path = typer.Argument(..., help="Run dir trained on cached frozen features (e.g. configs/whisper-probe.yaml)."),
+    targets: List[str] = typer.Argument(..., help="Unlabelled audio of the target domain: files, folders or "
+                                        "manifests/CSV lists (labels ignored)."),
+    out: Path = typer.Option(..., help="The adapted run dir to write (a new folder)."),
+) -> None:
+    """Re-estimate the run's feature standardisation on unlabelled target audio: a new run dir for that domain."""
+    from .training.adapt import adapt as run_adapt
+
+    res = run_adapt(run=run, targets=targets, out=out, progress=sys.stderr.isatty())
+    typer.echo(f"adapted on {res.clips} target clip(s)" + (f" ({len(res.skipped)} skipped)" if res.skipped else ""))
+    typer.echo(f"run dir: {res.run_dir}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def matrix(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
+    manifest: List[Path] = typer.Option(..., help="A prepared manifest per corpus; repeat (two or more)."),
+    out: Path = typer.Option(..., help="Folder for the runs, matrix.csv/.json/.png and report.md."),
+    model: Optional[str] = typer.Option(None, help="Hub id, local model dir, registry name or size."),
+    all_labels: bool = typer.Option(False, help="Keep every corpus's own labels (default: only those all share)."),
+) -> None:
+    """Cross-corpus grid: train on each corpus (and on all but one), score every corpus. Extra args: section.key=value."""
+    from .training.matrix import matrix as run
+
+    res = run(config=config, manifests=manifest, out=out, model=model, overrides=list(ctx.args),
+              shared_labels=not all_labels, progress=True)
+    typer.echo(res.uar.to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"grid: {res.csv}  heatmap: {res.png}  report: {res.report}")
 
 
 @app.command()

@@ -105,6 +105,7 @@ class DataConfig:
     group_by_length: bool = True  # batches of similar length (lengths from the manifest)
     prefetch: int = 8  # training clips prepared ahead in a thread (0: none; off with loader workers or augmentation)
     extra_train: list[str] = field(default_factory=list)  # more manifests added to train (pseudo-labels)
+    balance_corpora: bool = False  # several --manifest: repeat smaller corpora's train rows to the largest's count
 
 
 @dataclass
@@ -136,6 +137,7 @@ EXTRA_TRAINING_KEYS = {
     "head_l2": 0.0,  # lbfgs: (l2 / 2) * |W|^2 beside the mean loss; ridge: l2 * |W|^2 beside the mean squared error
     "head_max_iter": 300,  # lbfgs: iterations
     "head_refit": False,  # refit the head on train + validation after validating (final model)
+    "standardise_by": None,  # cached features: standardise each corpus or speaker by its own statistics for the fit
 }
 
 # TrainingArguments names that transformers 5 dropped, still valid in emovox configs and
@@ -196,7 +198,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw: dict = {}
     if path is not None:
-        raw = read_yaml_mapping(path, what="config file",
+        raw = read_yaml_mapping(shipped_config(path), what="config file",
                                 expected="sections data/model/augment/training at the top level")
     for item in overrides:
         key, value = _parse_override(item)
@@ -208,6 +210,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return from_dict(raw, source=str(path or "overrides"))
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ (editable install)
+
+
+def shipped_config(path: str | Path) -> Path:
+    """``path`` itself when it exists, else the shipped config of that name (``demo``,
+    ``demo.yaml`` or ``configs/demo.yaml`` from any working folder), else ``path`` unchanged."""
+    path = Path(path)
+    if path.exists():
+        return path
+    candidate = SHIPPED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    return candidate if candidate.is_file() else path
+
+
 def read_yaml_mapping(path: str | Path, *, what: str, expected: str) -> dict:
     """A YAML file that must hold a mapping.
 
@@ -216,7 +231,9 @@ def read_yaml_mapping(path: str | Path, *, what: str, expected: str) -> dict:
     """
     path = Path(path)
     if not path.exists():
-        raise BadConfig(f"{path}: {what} not found")
+        shipped = sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml")) if what == "config file" else []
+        hint = f" (shipped configs, usable by name from any folder: {', '.join(shipped)})" if shipped else ""
+        raise BadConfig(f"{path}: {what} not found{hint}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -24,7 +24,7 @@ def run_demo(*, out: str | Path = "demo", speakers: int = 12, config: str | Path
     """
     from .config import load_config
     from .data.synthetic import make_demo_corpus
-    from .models.registry import REGISTRY, registry_model
+    from .models.registry import REGISTRY
     from .evaluation.evaluate import evaluate
     from .inference.output import write_rows
     from .inference.predict import predict
@@ -40,18 +40,15 @@ def run_demo(*, out: str | Path = "demo", speakers: int = 12, config: str | Path
     prep = prepare(corpus="crema-d", root=out / "corpus", out=out / "prepared", scheme="crema-d-6")
     print(prep.report.read_text())
     name = load_config(config, overrides).model.name
-    model = None
-    if name in REGISTRY:
+    if name in REGISTRY:  # train resolves the registry name itself (converted once into the cache)
         step(f"3/5 {name}: a real pretrained encoder, frozen; a head trains on its cached features")
-        model = str(registry_model(name, progress=True))
-        print(f"    encoder: {model}")
     else:
         step(f"3/5 train {name} on the train split, early-stopped on validation")
     if (out / "run").exists():
         import shutil
 
         shutil.rmtree(out / "run")
-    res = train(config=config, manifest=prep.manifest, out=out / "run", model=model, overrides=list(overrides),
+    res = train(config=config, manifest=prep.manifest, out=out / "run", overrides=list(overrides),
                 progress=True)
     step("4/5 evaluate on held-out speakers")
     m = evaluate(runs=[out / "run"], manifest=prep.manifest, out=out / "eval", split="test")

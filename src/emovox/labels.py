@@ -2,11 +2,16 @@
 
 A composite scheme (e.g. CREMA-D emotion x intensity) has labels ``EMOTION_INTENSITY`` that split
 into ``(emotion, intensity)`` and join back. Flat schemes have one label per emotion.
+
+The emotion vocabulary lives here too: the canonical emotion names (``CANONICAL``, RAVDESS's
+names plus the ones other corpora add) and the names and codes corpora use for them
+(``ALIASES``, ``CORPUS_CODES``), so ``prepare --canonical`` lands every corpus in one vocabulary.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .errors import BadLabel
 
@@ -17,6 +22,46 @@ CREMA_EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 CREMA_INTENSITIES = ("HI", "LO", "MD", "XX")
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 RAVDESS_INTENSITIES = ("normal", "strong")
+
+# The canonical emotion names, in the order schemes list them: RAVDESS's eight first (the names
+# emovo's RAVDESS schemes already use), then what other corpora add. ``undecided`` is not an emotion:
+# IEMOCAP's ``xxx``, utterances whose evaluators reached no majority.
+CANONICAL = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised", "boredom",
+             "excited", "frustration", "contempt", "other", "undecided")
+
+# Names and codes corpora use, by canonical name. Spelling is normalised before look-up (case,
+# accents, spaces/hyphens/underscores), so ``Ärger``, ``aerger`` and ``ANGER`` all match. Only
+# codes that mean the same wherever they occur are here (CREMA-D's ANG..SAD, IEMOCAP's ang..xxx and
+# EMOVO's dis..tri agree where they overlap); one-letter and numeric codes are in CORPUS_CODES.
+_NAMES: dict[str, tuple[str, ...]] = {
+    "neutral": ("neu", "neutral", "neutrality", "neutrale", "neutro", "neutra"),
+    "calm": ("calm", "calmness", "calmo", "ruhig"),
+    "happy": ("hap", "happy", "happiness", "joy", "joyful", "glad", "gio", "gioia", "felice", "felicità",
+              "freude", "fröhlich", "glücklich"),
+    "sad": ("sad", "sadness", "sorrow", "tri", "tristezza", "triste", "trauer", "traurig"),
+    "angry": ("ang", "angry", "anger", "rab", "rabbia", "arrabbiato", "wut", "ärger", "wütend", "verärgert"),
+    "fearful": ("fea", "fear", "fearful", "afraid", "scared", "pau", "paura", "angst", "ängstlich"),
+    "disgust": ("dis", "disgust", "disgusted", "disgusto", "ekel", "angeekelt"),
+    "surprised": ("sur", "surprise", "surprised", "pleasant surprise", "ps", "sor", "sorpresa", "sorpreso",
+                  "überraschung", "überrascht"),
+    "boredom": ("boredom", "bored", "noia", "annoiato", "langeweile", "gelangweilt"),
+    "excited": ("exc", "excited", "excitement"),
+    "frustration": ("fru", "frustration", "frustrated"),
+    "contempt": ("contempt",),
+    "other": ("oth", "other"),
+    "undecided": ("xxx",),
+}
+
+# Codes that mean an emotion only inside one corpus (a SAVEE "a" is anger, an EmoDB "A" is fear), as
+# the corpus spells them (case counts). ``--canonical`` uses a code set only when every label the
+# names above do not know is one of its codes.
+CORPUS_CODES: dict[str, dict[str, str]] = {
+    "ravdess": {f"{i:02d}": name for i, name in enumerate(RAVDESS_EMOTIONS, start=1)},
+    # EmoDB: W Wut/Ärger, L Langeweile, E Ekel, A Angst, F Freude, T Trauer, N neutral
+    "emodb": {"W": "angry", "L": "boredom", "E": "disgust", "A": "fearful", "F": "happy", "T": "sad",
+              "N": "neutral"},
+}
+KNOWN_INTENSITIES = frozenset((*CREMA_INTENSITIES, *RAVDESS_INTENSITIES))
 
 
 @dataclass(frozen=True)
@@ -129,6 +174,11 @@ def _ravdess15() -> LabelScheme:
     return LabelScheme("ravdess-15", tuple(labels), composite=True)
 
 
+def _canonical_scheme(name: str, emotions: Iterable[str]) -> LabelScheme:
+    wanted = set(emotions)
+    return LabelScheme(name, tuple(e for e in CANONICAL if e in wanted))
+
+
 BUILTIN: dict[str, LabelScheme] = {
     s.name: s
     for s in (
@@ -136,10 +186,14 @@ BUILTIN: dict[str, LabelScheme] = {
         LabelScheme("crema-d-6", CREMA_EMOTIONS),
         LabelScheme("ravdess-8", RAVDESS_EMOTIONS),
         _ravdess15(),
+        _canonical_scheme("emovo-7", ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")),
+        _canonical_scheme("emodb-7", ("neutral", "happy", "sad", "angry", "fearful", "disgust", "boredom")),
     )
 }
 
-DEFAULT_FOR_CORPUS = {"crema-d": "crema-d-21", "ravdess": "ravdess-8"}
+# IEMOCAP has none: its labels are kept as the corpus gives them (see the README for the usual
+# four-class selection with ``excited`` merged into ``happy``).
+DEFAULT_FOR_CORPUS = {"crema-d": "crema-d-21", "ravdess": "ravdess-8", "emovo": "emovo-7", "emodb": "emodb-7"}
 
 
 def get_scheme(spec: str | Sequence[str] | LabelScheme) -> LabelScheme:
@@ -159,8 +213,16 @@ def get_scheme(spec: str | Sequence[str] | LabelScheme) -> LabelScheme:
                 "or give a comma-separated list of labels"
             )
         spec = [s.strip() for s in spec.split(",") if s.strip()]
-    composite = any(s.composite and set(spec) <= set(s.labels) for s in BUILTIN.values())
+    composite = (any(s.composite and set(spec) <= set(s.labels) for s in BUILTIN.values())
+                 or all(_canonical_composite(lab) for lab in spec))
     return LabelScheme("custom", tuple(spec), composite)
+
+
+def _canonical_composite(label: str) -> bool:
+    """``angry_HI``-shaped: a canonical emotion joined to a known intensity (a composite scheme
+    mapped into canonical names, e.g. crema-d-21 with ``--canonical``)."""
+    emotion, sep, intensity = label.rpartition(SEP)
+    return bool(sep) and emotion in CANONICAL and intensity in KNOWN_INTENSITIES
 
 
 def infer_scheme(labels: Iterable[str]) -> LabelScheme:
@@ -176,6 +238,8 @@ def infer_scheme(labels: Iterable[str]) -> LabelScheme:
         return fits[0]
     if fits:
         return LabelScheme("custom", tuple(lab for lab in fits[0].labels if lab in present), fits[0].composite)
+    if present <= set(CANONICAL):
+        return _canonical_scheme("custom", present)
     return LabelScheme("custom", tuple(sorted(present)))
 
 
@@ -198,3 +262,77 @@ def scheme_from_labels(labels: Sequence[str]) -> LabelScheme:
         if scheme.labels == labels:
             return scheme
     return LabelScheme("custom", labels)
+
+
+def normalise_name(text: str) -> str:
+    """A label as the vocabulary compares it: Unicode-normalised, case-folded, spaces, hyphens and
+    underscores as one space (``Pleasant_Surprise`` -> ``pleasant surprise``)."""
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    return " ".join(text.replace("-", " ").replace("_", " ").split())
+
+
+def _plain(text: str) -> str:
+    """``text`` without accents or umlauts (``ärger`` -> ``arger``, ``felicità`` -> ``felicita``)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _aliases() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for canonical, names in _NAMES.items():
+        for name in (canonical, *names):
+            key = normalise_name(name)
+            for k in (key, _plain(key), key.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue")):
+                if table.setdefault(k, canonical) != canonical:
+                    raise ValueError(f"alias {k!r} names both {table[k]} and {canonical}")
+    return table
+
+
+ALIASES: dict[str, str] = _aliases()  # normalised name or code -> canonical name
+
+
+def canonical_name(label: str) -> str | None:
+    """The canonical emotion ``label`` names (``ANG``, ``anger``, ``Wut``, ``gio`` -> ...), or None
+    when the vocabulary does not know it. Corpus-only codes (EmoDB letters, RAVDESS numbers) are
+    not tried here: see :func:`canonical_names`."""
+    key = normalise_name(label)
+    return ALIASES.get(key) or ALIASES.get(_plain(key))
+
+
+def canonical_names(labels: Iterable[str]) -> dict[str, str | None]:
+    """Each distinct label -> its canonical emotion name, or None when none is known.
+
+    Names and shared codes come from ``ALIASES``. Labels still unknown are read as one corpus's
+    codes (``CORPUS_CODES``: EmoDB's letters, RAVDESS's numbers) only when all of them are codes of
+    that one corpus, so a folder corpus named ``W L E A F T N`` lands in canonical names while one
+    SAVEE-style ``a`` (anger there, fear in EmoDB) among other names is left unmapped.
+    """
+    out = {lab: canonical_name(lab) for lab in dict.fromkeys(str(x).strip() for x in labels)}
+    unknown = {lab for lab, name in out.items() if name is None}
+    if unknown:
+        fits = [codes for codes in CORPUS_CODES.values() if unknown <= set(codes)]
+        if len(fits) == 1:
+            out.update({lab: fits[0][lab] for lab in unknown})
+    return out
+
+
+def map_scheme(scheme: LabelScheme, emotion_map: Mapping[str, str | None]) -> LabelScheme:
+    """``scheme`` with each label's emotion renamed through ``emotion_map`` (composite labels keep
+    their intensity: ``ANG_HI`` -> ``angry_HI``). Emotions mapped to None leave the scheme; two
+    emotions mapped to one name become one class, in the place of the first. The scheme itself
+    when nothing changes.
+
+    Raises:
+        BadLabel: no label is left.
+    """
+    labels = []
+    for lab in scheme.labels:
+        emotion, intensity = scheme.split(lab)
+        new = emotion_map.get(emotion, emotion)
+        if new is not None:
+            labels.append(scheme.join(new, intensity) if scheme.composite else new)
+    labels = list(dict.fromkeys(labels))
+    if tuple(labels) == scheme.labels:
+        return scheme
+    if not labels:
+        raise BadLabel(f"no label of scheme {scheme.name!r} ({', '.join(scheme.labels)}) is left after the label mapping")
+    return LabelScheme("custom", tuple(labels), scheme.composite)

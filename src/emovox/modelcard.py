@@ -231,8 +231,20 @@ def _body(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
     lines += ["## Labels", "", "| id | label |", "|---:|---|"] + [f"| {i} | {lab} |" for i, lab in enumerate(labels)]
     if scheme.get("composite"):
         lines += ["", "Labels are `EMOTION_INTENSITY` pairs; emovox also reports emotion and intensity alone."]
-    lines += ["", *_training_section(meta), *_data_section(meta), *_usage_section(run, meta), *_limitations(meta)]
+    lines += ["", *_training_section(meta), *_adaptation_section(meta), *_data_section(meta),
+              *_usage_section(run, meta), *_limitations(meta)]
     return lines
+
+
+def _adaptation_section(meta: Mapping[str, Any]) -> list[str]:
+    a = meta.get("adaptation")
+    if not a:
+        return []
+    return ["## Adaptation", "",
+            f"Adapted with `emovox adapt` from `{a.get('from_run')}`: {a.get('method')}, on {a.get('clips')} unlabelled "
+            f"clips of the target ({', '.join(map(str, a.get('target', [])))}). The head and the encoder are the "
+            "original run's; only the standardisation of the features it reads changed. Results on the source corpus "
+            "are those of the original run, not of this one.", ""]
 
 
 def _results_section(meta: Mapping[str, Any]) -> list[str]:

@@ -50,6 +50,72 @@ def make_crema_corpus(root: str | Path, *, actors: Iterable[int] = range(1001, 1
     return out
 
 
+def _emotion_pitch(code: str) -> float:
+    """A pitch per emotion code, so generated corpora are learnable and codes stay apart."""
+    return 120.0 + (sum(map(ord, code)) * 37) % 240
+
+
+EMOVO_SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
+EMOVO_CODES = ("dis", "gio", "neu", "pau", "rab", "sor", "tri")
+EMOVO_SENTENCES = ("b1", "b2", "b3", "d1", "d2", "l1", "l2", "l3", "l4", "n1", "n2", "n3", "n4", "n5")
+
+
+def make_emovo_corpus(root: str | Path, *, speakers: Iterable[str] = EMOVO_SPEAKERS,
+                      emotions: Iterable[str] = EMOVO_CODES, sentences: Iterable[str] = ("b1", "n2"),
+                      ext: str = "wav", seconds: float = 0.3) -> list[Path]:
+    """An EMOVO-named corpus of tones: ``SPEAKER/EMO-SPEAKER-SENTENCE.EXT`` (e.g. ``f1/dis-f1-b1.wav``)."""
+    root, out = Path(root), []
+    for k, spk in enumerate(speakers):
+        for emo in emotions:
+            for j, sen in enumerate(sentences):
+                path = root / spk / f"{emo}-{spk}-{sen}.{ext}"
+                write_tone(path, seconds, freq=_emotion_pitch(emo) * (1 + k / 40), seed=k * 1000 + j + len(out))
+                out.append(path)
+    return out
+
+
+EMODB_SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
+
+
+def make_emodb_corpus(root: str | Path, *, speakers: Iterable[str] = ("03", "08", "10", "13"),
+                      emotions: Iterable[str] = tuple("WLEAFTN"), texts: Iterable[str] = ("a01", "b02"),
+                      seconds: float = 0.3) -> list[Path]:
+    """An EmoDB-named corpus of tones: ``wav/SSTTTEV.wav`` (e.g. ``wav/03a01Fa.wav``)."""
+    root, out = Path(root), []
+    for k, spk in enumerate(speakers):
+        for emo in emotions:
+            for j, text in enumerate(texts):
+                path = root / "wav" / f"{spk}{text}{emo}{'ab'[j % 2]}.wav"
+                write_tone(path, seconds, freq=_emotion_pitch(emo) * (1 + k / 40), seed=k * 1000 + j + len(out))
+                out.append(path)
+    return out
+
+
+def make_iemocap_corpus(root: str | Path, *, sessions: Iterable[int] = (1, 2, 3),
+                        categories: Iterable[str] = ("neu", "hap", "exc", "sad", "ang", "fru", "xxx"),
+                        seconds: float = 0.3) -> list[Path]:
+    """An IEMOCAP-shaped release of tones: per session one improvised dialog whose utterances
+    alternate between the female and the male actor, ``SessionN/sentences/wav/DIALOG/UTT.wav``,
+    with the summary lines in ``SessionN/dialog/EmoEvaluation/DIALOG.txt``."""
+    root, out = Path(root), []
+    for s in sessions:
+        dialog = f"Ses{s:02d}F_impro01"
+        lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+        for i, cat in enumerate(categories):
+            for letter in "FM":
+                utt = f"{dialog}_{letter}{i:03d}"
+                path = root / f"Session{s}" / "sentences" / "wav" / dialog / f"{utt}.wav"
+                write_tone(path, seconds, freq=_emotion_pitch(cat) * (1.1 if letter == "F" else 0.9), seed=s * 100 + i)
+                out.append(path)
+                lines += [f"[{2.0 * i:.4f} - {2.0 * i + 1.5:.4f}]\t{utt}\t{cat}\t[2.5000, 3.0000, 3.5000]",
+                          f"C-E1:\tNeutral;\t()", "A-E1:\tval 3; act 3; dom  3;\t()", ""]
+        ev = root / f"Session{s}" / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        ev.parent.mkdir(parents=True, exist_ok=True)
+        ev.write_text("\n".join(lines) + "\n")
+        (ev.parent / "Categorical").mkdir(exist_ok=True)  # the release's per-evaluator folders: not read
+    return out
+
+
 BROKEN_KINDS = ("corrupt", "empty", "text", "zero_samples", "nan", "silence", "unknown_code", "unparseable")
 
 

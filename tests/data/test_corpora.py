@@ -69,5 +69,62 @@ def test_folders(tmp_path):
 
 
 def test_unknown_corpus(tmp_path):
-    with pytest.raises(BadManifest, match="valid: crema-d, ravdess, csv, folders"):
-        scan_corpus("iemocap", tmp_path)
+    with pytest.raises(BadManifest, match="valid: crema-d, ravdess, emovo, emodb, iemocap, csv, folders, hf"):
+        scan_corpus("savee", tmp_path)
+
+
+def test_emovo_names_parse_into_canonical_emotions_and_gender(tmp_path):
+    from emovox.testing import make_emovo_corpus
+
+    files = make_emovo_corpus(tmp_path, speakers=("f1", "m3"), sentences=("b1", "n5"), ext="flac")
+    write_tone(tmp_path / "f1" / "xyz-f1-b1.wav", 0.3)  # unknown emotion code
+    write_tone(tmp_path / "f1" / "dis_f1_b1.wav", 0.3)  # wrong separators
+    scan = scan_corpus("emovo", tmp_path)
+    assert len(scan.rows) == len(files) == 2 * 7 * 2 and len(scan.problems) == 2
+    assert any("unknown emotion code 'xyz'" in reason for _, reason in scan.problems)
+    rows = {Path(r["path"]).name: r for r in scan.rows}
+    r = rows["gio-m3-n5.flac"]
+    assert (r["speaker"], r["sentence"], r["emotion"], r["gender"]) == ("m3", "n5", "happy", "male")
+    assert {r["emotion"] for r in scan.rows} == {"disgust", "happy", "neutral", "fearful", "angry", "surprised", "sad"}
+    assert {r["speaker"]: r["gender"] for r in scan.rows} == {"f1": "female", "m3": "male"}
+
+
+def test_emodb_names_parse_into_canonical_emotions_and_documented_gender(tmp_path):
+    from emovox.testing import EMODB_SPEAKERS, make_emodb_corpus
+
+    make_emodb_corpus(tmp_path, speakers=EMODB_SPEAKERS, emotions=("W", "L", "N"), texts=("a01",))
+    write_tone(tmp_path / "wav" / "03a01Xa.wav", 0.3)  # unknown emotion letter
+    write_tone(tmp_path / "wav" / "3a01Fa.wav", 0.3)  # one-digit speaker
+    write_tone(tmp_path / "wav" / "99b10Tc.wav", 0.3)  # not a documented actor: kept, gender unknown
+    scan = scan_corpus("emodb", tmp_path)
+    assert len(scan.rows) == 10 * 3 + 1 and len(scan.problems) == 2
+    assert any("unknown emotion letter 'X'" in reason for _, reason in scan.problems)
+    rows = {Path(r["path"]).name: r for r in scan.rows}
+    r = rows["03a01Wa.wav"]
+    assert (r["speaker"], r["sentence"], r["emotion"], r["gender"]) == ("03", "a01", "angry", "male")
+    assert rows["16a01La.wav"]["emotion"] == "boredom" and rows["99b10Tc.wav"]["emotion"] == "sad"
+    genders = {r["speaker"]: r["gender"] for r in scan.rows}
+    assert [s for s, g in genders.items() if g == "male"] == ["03", "10", "11", "12", "15"]
+    assert [s for s, g in genders.items() if g == "female"] == ["08", "09", "13", "14", "16"]
+    assert genders["99"] == "" and any("99" in n for n in scan.notes)
+
+
+def test_iemocap_release_layout_labels_speakers_and_gender(tmp_path):
+    from emovox.testing import make_iemocap_corpus
+
+    files = make_iemocap_corpus(tmp_path, sessions=(1, 5))
+    write_tone(tmp_path / "Session1" / "dialog" / "wav" / "Ses01F_impro01.wav", 0.3)  # dialog audio: not a row
+    write_tone(tmp_path / "Session1" / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F099.wav", 0.3)
+    (files[0]).unlink()  # labelled, audio missing
+    scan = scan_corpus("iemocap", tmp_path)
+    assert len(scan.rows) == len(files) - 1
+    reasons = {Path(p).name: reason for p, reason in scan.problems}
+    assert "no label" in reasons["Ses01F_impro01_F099.wav"] and "missing" in reasons[files[0].name]
+    rows = {Path(r["path"]).stem: r for r in scan.rows}
+    r = rows["Ses05F_impro01_M001"]
+    assert (r["speaker"], r["emotion"], r["gender"]) == ("05M", "happy", "male")
+    assert rows["Ses05F_impro01_F002"]["emotion"] == "excited"  # kept apart from happy
+    assert rows["Ses01F_impro01_M006"]["emotion"] == "undecided"  # xxx: no majority
+    assert {r["speaker"] for r in scan.rows} == {"01F", "01M", "05F", "05M"}
+    with pytest.raises(BadManifest, match="EmoEvaluation"):
+        scan_corpus("iemocap", tmp_path / "Session1" / "sentences")

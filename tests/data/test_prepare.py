@@ -1,7 +1,9 @@
+import json
+
 import pandas as pd
 import pytest
 
-from emovox.errors import InvalidCorpus
+from emovox.errors import BadLabel, InvalidCorpus
 from emovox.data.manifest import COLUMNS, load_manifest
 from emovox.data.prepare import prepare
 from emovox.data.splits import leaked_speakers
@@ -103,3 +105,119 @@ def test_real_48k_durations(real_data, tmp_path):
 
     for p, d in zip(df["path"], df["duration"]):
         assert d == pytest.approx(sf.info(p).duration, abs=1e-3)
+
+
+# A folder corpus labelled in each vocabulary the issue names -> the canonical names it lands in.
+FOLDER_VOCABULARIES = {
+    "emodb-letters": {"W": "angry", "L": "boredom", "F": "happy", "N": "neutral"},
+    "emodb-german": {"Wut": "angry", "Langeweile": "boredom", "Freude": "happy", "Trauer": "sad"},
+    "emovo-codes": {"gio": "happy", "rab": "angry", "pau": "fearful", "tri": "sad"},
+    "ravdess-numbers": {"01": "neutral", "02": "calm", "05": "angry", "08": "surprised"},
+    "iemocap": {"ang": "angry", "exc": "excited", "fru": "frustration", "neu": "neutral"},
+    "crema-d": {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "SAD": "sad"},
+    "english": {"anger": "angry", "happiness": "happy", "fear": "fearful", "surprise": "surprised"},
+}
+
+
+def _folders(root, labels, per_label=2):
+    for k, lab in enumerate(labels):
+        for j in range(per_label):
+            write_tone(root / lab / f"{j}.wav", 0.2, freq=150 + 40 * k + 5 * j, seed=10 * k + j)
+    return root
+
+
+@pytest.mark.parametrize("vocabulary", sorted(FOLDER_VOCABULARIES))
+def test_folders_in_any_vocabulary_land_in_canonical_names(vocabulary, tmp_path):
+    table = FOLDER_VOCABULARIES[vocabulary]
+    res = prepare(corpus="folders", root=_folders(tmp_path / "c", table), out=tmp_path / "o", canonical=True,
+                  workers=1)
+    df = load_manifest(res.manifest)
+    assert sorted(df["label"]) == sorted(name for name in table.values() for _ in range(2))
+    assert set(res.scheme.labels) == set(table.values())
+    assert {(r["from"], r["to"]) for r in res.label_mapping["renamed"]} == {
+        (a, b) for a, b in table.items() if a != b}
+
+
+def test_csv_and_label_map_file(tmp_path):
+    for i in range(12):
+        write_tone(tmp_path / f"c{i}.wav", 0.2, freq=120 + 15 * i)
+    labels = ["Ärger", "gioia", "neutral", "joy"] * 3
+    pd.DataFrame({"path": [f"c{i}.wav" for i in range(12)], "emotion": labels,
+                  "speaker": [f"s{i % 6}" for i in range(12)]}).to_csv(tmp_path / "m.csv", index=False)
+    res = prepare(corpus="csv", root=tmp_path / "m.csv", out=tmp_path / "o", canonical=True, workers=1)
+    assert list(load_manifest(res.manifest)["label"]) == ["angry", "happy", "neutral", "happy"] * 3
+    (tmp_path / "map.csv").write_text("from,to\nÄrger,negative\ngioia,positive\njoy,positive\nneutral,neutral\n")
+    res = prepare(corpus="csv", root=tmp_path / "m.csv", out=tmp_path / "o2", label_map=tmp_path / "map.csv",
+                  scheme="negative,neutral,positive", workers=1)
+    assert list(load_manifest(res.manifest)["label"]) == ["negative", "positive", "neutral", "positive"] * 3
+    assert res.scheme.labels == ("negative", "neutral", "positive")
+
+
+def test_hf_dataset_lands_in_canonical_names(tmp_path):
+    pytest.importorskip("datasets")
+    from emovox.testing import make_hf_dataset
+
+    root = make_hf_dataset(tmp_path / "ds", labels=("anger", "joy", "neutral", "sadness"))
+    res = prepare(corpus="hf", root=root, out=tmp_path / "o", canonical=True, workers=1)
+    assert set(load_manifest(res.manifest)["label"]) == {"angry", "happy", "neutral", "sad"}
+    assert res.scheme.labels == ("neutral", "happy", "sad", "angry")
+
+
+def test_crema_composite_scheme_maps_its_emotion_part(tmp_path):
+    root = tmp_path / "c"
+    make_crema_corpus(root, actors=range(1001, 1005), emotions=("ANG", "NEU"), seconds=0.2)
+    write_tone(root / "1001_IEO_ANG_HI.wav", 0.3, freq=333)
+    res = prepare(corpus="crema-d", root=root, out=tmp_path / "o", canonical=True, workers=1)
+    df = load_manifest(res.manifest)
+    assert res.scheme.composite and len(res.scheme) == 21 and res.scheme.split("angry_HI") == ("angry", "HI")
+    assert set(df["label"]) == {"angry_XX", "angry_HI", "neutral_XX"}
+    assert set(df["emotion"]) == {"angry", "neutral"} and set(df["intensity"]) == {"XX", "HI"}
+    six = prepare(corpus="crema-d", root=root, out=tmp_path / "o6", canonical=True, scheme="crema-d-6", workers=1)
+    assert six.scheme.labels == ("angry", "disgust", "fearful", "happy", "neutral", "sad")
+    assert set(load_manifest(six.manifest)["label"]) == {"angry", "neutral"}
+
+
+def test_unmapped_labels_refused_in_one_line_or_dropped_and_reported(tmp_path):
+    root = _folders(tmp_path / "c", ["anger", "gioia", "a", "sa"])
+    with pytest.raises(BadLabel) as exc:
+        prepare(corpus="folders", root=root, out=tmp_path / "o", canonical=True, workers=1)
+    assert "\n" not in str(exc.value) and "a (2), sa (2)" in str(exc.value)
+    assert not (tmp_path / "o" / "manifest.csv").exists()
+    res = prepare(corpus="folders", root=root, out=tmp_path / "o", canonical=True, unmapped="drop", workers=1)
+    assert sorted(set(load_manifest(res.manifest)["label"])) == ["angry", "happy"] and res.rows == 4
+    assert res.label_mapping["dropped"] == {"a": 2, "sa": 2}
+    report = res.report.read_text()
+    assert "## Label mapping" in report and "Dropped 4 clip(s) with unmapped labels: a (2), sa (2)" in report
+    assert json.loads((tmp_path / "o" / "data_report.json").read_text())["label_mapping"]["dropped"] == {"a": 2, "sa": 2}
+
+
+def test_emodb_and_iemocap_prepare_end_to_end(tmp_path):
+    from emovox.testing import make_emodb_corpus, make_iemocap_corpus
+
+    make_emodb_corpus(tmp_path / "emodb")
+    emodb = prepare(corpus="emodb", root=tmp_path / "emodb",
+                    out=tmp_path / "o1", workers=1)
+    assert emodb.scheme.name == "emodb-7" and set(load_manifest(emodb.manifest)["label"]) == set(emodb.scheme.labels)
+    make_iemocap_corpus(tmp_path / "iemocap", sessions=(1, 2, 3, 4, 5))
+    full = prepare(corpus="iemocap", root=tmp_path / "iemocap", out=tmp_path / "o2", workers=1)
+    assert full.scheme.labels == ("neutral", "happy", "sad", "angry", "excited", "frustration", "undecided")
+    # the usual four classes: excited merged into happy, the rest dropped and listed
+    four = prepare(corpus="iemocap", root=tmp_path / "iemocap", out=tmp_path / "o3", label_map="exc=happy",
+                   scheme="neutral,happy,sad,angry", unmapped="drop", workers=1)
+    df = load_manifest(four.manifest)
+    assert df["label"].value_counts().to_dict() == {"happy": 20, "neutral": 10, "sad": 10, "angry": 10}
+    assert four.label_mapping["dropped"] == {"frustration": 10, "undecided": 10}
+    assert not leaked_speakers(df) and df["speaker"].nunique() == 10
+
+
+def test_real_emovo_588(real_data, tmp_path):
+    if not (real_data / "emovo16k").is_dir():
+        pytest.skip("EMOVO (emovo16k) is not in EMOVOX_TEST_DATA")
+    res = prepare(corpus="emovo", root=real_data / "emovo16k", out=tmp_path / "e")
+    df = load_manifest(res.manifest)
+    assert res.rows == 588 and not res.dropped and res.scheme.name == "emovo-7"
+    assert df.groupby("speaker").size().to_dict() == {s: 98 for s in ("f1", "f2", "f3", "m1", "m2", "m3")}
+    assert df["label"].value_counts().to_dict() == {e: 84 for e in
+                                                    ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")}
+    assert (df["emotion"] == df["label"]).all() and df["sentence"].nunique() == 14
+    assert not leaked_speakers(df) and set(df["split"]) == {"train", "validation", "test"}

@@ -13,6 +13,7 @@ from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
 from .manifest import MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest, save_manifest_scheme
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
+from .label_map import map_rows, parse_label_map, rename_scheme
 
 
 @dataclass
@@ -25,6 +26,7 @@ class PrepareResult:
     scheme: LabelScheme
     dropped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    label_mapping: dict = field(default_factory=dict)  # renamed (from, to, clips) and dropped label -> clips
 
 
 def prepare(
@@ -42,11 +44,14 @@ def prepare(
     hf_label: str | None = None,
     hf_speaker: str | None = None,
     hf_split: str | Mapping[str, str] | None = None,
+    canonical: bool = False,
+    label_map: str | Path | Mapping[str, str] | None = None,
+    unmapped: str = "error",
 ) -> PrepareResult:
     """Scan, validate every file, label, split and report.
 
     Args:
-        corpus: One of ``CORPORA`` (crema-d, ravdess, csv, folders, hf).
+        corpus: One of ``CORPORA`` (crema-d, ravdess, emovo, emodb, iemocap, csv, folders, hf).
         root: The corpus folder (for csv also one CSV file).
         out: Folder for manifest.csv, the data report and (for hf) the clips as 16 kHz FLAC.
         scheme: A built-in scheme name or comma-separated labels (in id order); default: the
@@ -56,6 +61,15 @@ def prepare(
             ClassLabel or a column named label/emotion, and speaker/speaker_id/actor/client_id).
         hf_split: For ``corpus="hf"``: ``"train=train,validation=dev,test=test"`` or a dict,
             emovox split -> dataset split (default: the dataset's own split names).
+        canonical: Rename labels into the canonical emotion names (``ANG``/``anger``/``Wut``/``rab``
+            -> ``angry``; see :mod:`emovox.labels`); the corpus's default scheme is renamed too
+            (crema-d-21's ``ANG_HI`` -> ``angry_HI``).
+        label_map: Explicit renames, applied first: ``"gio=happy,rab=angry"``, a two-column CSV
+            file (from, to) or a dict. Composite labels map their emotion part.
+        unmapped: ``"error"`` (default) refuses labels the mapping cannot name (and, with a
+            ``scheme``, names outside it) in one line with their counts; ``"drop"`` drops those
+            rows and the data report lists them. Only used when a mapping is asked for
+            (``canonical``, ``label_map``) or with ``"drop"``.
 
     Returns:
         A :class:`PrepareResult` (manifest and report paths, rows kept, scheme, dropped files).
@@ -63,18 +77,21 @@ def prepare(
     Raises:
         InvalidCorpus: some files are invalid and ``drop_invalid`` is off (carries every problem).
         BadManifest: unusable root, CSV, dataset columns or splits.
-        BadLabel: unknown scheme. BadConfig: a malformed ``hf_split``.
+        BadLabel: unknown scheme, or unmapped labels with ``unmapped="error"``.
+        BadConfig: a malformed ``hf_split``, ``label_map`` or ``unmapped``.
     """
     hf = HFOptions(label=hf_label, speaker=hf_speaker, splits=parse_split_map(hf_split))
     scan = scan_corpus(corpus, root, audio_dir=Path(out) / "audio", hf=hf, progress=progress)
-    chosen = get_scheme(scheme) if scheme else (get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS else None)
+    mapping = _map_labels(scan, corpus=corpus, root=root, scheme=scheme, canonical=canonical, label_map=label_map,
+                          unmapped=unmapped)
+    chosen = mapping["scheme"]
     problems = list(scan.problems)
     base = ["path", "speaker", "sentence", "emotion", "intensity", "label", "split"]
     df = pd.DataFrame(scan.rows, columns=[*base, *(k for k in dict.fromkeys(k for r in scan.rows for k in r) if k not in base)])
     checked = inspect_files(list(df["path"]), workers=workers, progress=progress)
     df["duration"] = [c[0] for c in checked]
     bad = {i: c[2] for i, c in enumerate(checked) if c[2]}
-    chosen = chosen or infer_scheme(df["label"][~df.index.isin(list(bad))])
+    chosen = chosen or infer_scheme(df["label"].where(df["label"] != "", df["emotion"])[~df.index.isin(list(bad))])
     for i, reason in _label_problems(df, chosen).items():
         bad.setdefault(i, reason)
     dup_problems, dup_warnings = duplicates(list(df["path"]), [c[1] for c in checked], list(df["label"]))
@@ -97,8 +114,29 @@ def prepare(
 
     source = {"corpus": corpus, "root": str(Path(root).resolve()), "hub_ids": hub_ids_of(Path(root)) if corpus == "hf" else []}
     report = write_data_report(df, out, notes=notes, title=f"Data report: {corpus} corpus at {root}", source=source,
-                               scheme=chosen)
-    return PrepareResult(manifest, report, len(df), chosen, problems, notes)
+                               scheme=chosen, label_mapping=mapping.get("summary"))
+    return PrepareResult(manifest, report, len(df), chosen, problems, notes, mapping.get("summary") or {})
+
+
+def _map_labels(scan, *, corpus: str, root, scheme: str | None, canonical: bool, label_map, unmapped: str) -> dict:
+    """Rename the scan's labels in place when a mapping is asked for; return the scheme (the one
+    given, else the corpus's default, renamed the same way; None: infer it from the labels) and the
+    mapping's summary. A given scheme's names the vocabulary does not know stay as written."""
+    chosen = get_scheme(scheme) if scheme else (get_scheme(DEFAULT_FOR_CORPUS[corpus]) if corpus in DEFAULT_FOR_CORPUS
+                                                else None)
+    renames = parse_label_map(label_map)
+    if not (canonical or renames or unmapped != "error"):
+        return {"scheme": chosen}
+    if chosen is not None:
+        chosen = rename_scheme(chosen, label_map=renames, canonical=canonical, keep_unknown=bool(scheme))
+    mapped = map_rows(scan.rows, label_map=renames, canonical=canonical, unmapped=unmapped,
+                      scheme=chosen if scheme else None, where=str(root))
+    if scan.rows and not mapped.rows:
+        raise BadLabel(f"{root}: no clip is left after the label mapping (dropped: "
+                       f"{', '.join(f'{lab} ({n})' for lab, n in mapped.dropped.items())})")
+    scan.rows = mapped.rows
+    summary = {"canonical": canonical, "label_map": renames, "unmapped": unmapped, **mapped.summary()}
+    return {"scheme": chosen, "summary": summary}
 
 
 def _label_problems(df: pd.DataFrame, scheme: LabelScheme) -> dict[int, str]:

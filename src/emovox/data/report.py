@@ -93,15 +93,19 @@ def _where(df: pd.DataFrame, factor: str, conf: str, limit: int = 4) -> str:
 
 
 def write_data_report(df: pd.DataFrame, out_dir: str | Path, *, notes: list[str] = (),
-                      title: str = "Data report", source: dict | None = None, scheme: LabelScheme | None = None) -> Path:
+                      title: str = "Data report", source: dict | None = None, scheme: LabelScheme | None = None,
+                      label_mapping: dict | None = None) -> Path:
     """Write ``data_report.md``, ``data_report.json`` and ``class_balance.png`` (+ CSV) into ``out_dir``.
     ``source`` (corpus, root, hub dataset ids) is kept in the JSON for the model card; ``scheme``
-    (the labels training will use, in id order) is named in both and orders the label table."""
+    (the labels training will use, in id order) is named in both and orders the label table;
+    ``label_mapping`` (prepare's renames and the labels it dropped) gets its own section."""
 
     out_dir = Path(out_dir)
     d = describe(df)
     if scheme is not None:
         d["scheme"] = scheme.to_dict()
+    if label_mapping is not None:
+        d["label_mapping"] = label_mapping
     warns = list(notes) + confounds(df)
     if d["leaked_speakers"]:
         warns.insert(0, f"speakers in more than one split: {d['leaked_speakers']}; results will be optimistic")
@@ -123,6 +127,8 @@ def render_markdown(d: dict, counts: pd.DataFrame, warns: list[str], title: str)
                   "config names `data.scheme`).", ""]
     if warns:
         lines += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
+    if d.get("label_mapping") is not None:
+        lines += mapping_markdown(d["label_mapping"])
     lines += ["## Splits", "", "| split | clips | speakers | hours | mean s | min s | max s | majority label | majority acc |",
               "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for s, v in d["splits"].items():
@@ -138,6 +144,21 @@ def render_markdown(d: dict, counts: pd.DataFrame, warns: list[str], title: str)
         lines.append(f"| {lab} | " + " | ".join(str(int(x)) for x in r) + f" | {int(r.sum())} |")
     lines += ["", "![class balance](class_balance.png)", ""]
     return "\n".join(lines)
+
+
+def mapping_markdown(m: dict) -> list[str]:
+    """The label-mapping section: how labels were renamed and which rows were dropped."""
+    how = ", ".join(x for x in ("canonical names" if m.get("canonical") else "",
+                                "--label-map" if m.get("label_map") else "") if x) or "no renames"
+    lines = ["## Label mapping", "", f"Labels mapped with {how}; unmapped labels: {m.get('unmapped', 'error')}.", ""]
+    if m.get("renamed"):
+        lines += ["| from | to | clips |", "|---|---|---:|"] + [f"| {r['from']} | {r['to']} | {r['clips']} |"
+                                                              for r in m["renamed"]] + [""]
+    dropped = m.get("dropped") or {}
+    if dropped:
+        lines += [f"Dropped {sum(dropped.values())} clip(s) with unmapped labels: "
+                  + ", ".join(f"{lab or '(empty)'} ({n})" for lab, n in dropped.items()) + ".", ""]
+    return lines
 
 
 def plot_class_balance(counts: pd.DataFrame, out_path: Path) -> Path:

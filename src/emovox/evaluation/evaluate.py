@@ -16,6 +16,7 @@ from ..modelcard import record_evaluation
 from ..models.source import ModelSource
 from .abstention import aurc, check_target, coverage_curve, threshold_for_accuracy
 from .groups import DEFAULT_GAP_WARNING, gap_warnings, group_metrics, group_values, groups_markdown
+from .label_subset import LabelSubset, label_subset
 from .metrics import classification_metrics, compare_table, confusion, reliability_bins
 
 KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
@@ -23,7 +24,8 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
              backend: str = "torch", compare: bool = False, progress: bool = False,
-             allow_pickle: bool = False, by: Sequence[str] = (), target_accuracy: float | None = None,
+             allow_pickle: bool = False, all_labels: bool = False, scorer=None, method: str | None = None,
+             by: Sequence[str] = (), target_accuracy: float | None = None,
              gap_warning: float = DEFAULT_GAP_WARNING) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
@@ -34,6 +36,12 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     Files that cannot be decoded are listed in ``errors.csv`` and left out of the metrics.
     A single emovox run dir keeps the split's headline metrics in ``emovox.json`` and its model card
     (``README.md``, ``model-index``) is rewritten with them.
+    A manifest whose labels are a subset of the model's (another corpus) is scored among its own
+    labels only (``label_subset``: probabilities restricted and renormalised; the report and
+    ``metrics.json`` name the labels left out) unless ``all_labels``.
+    ``scorer`` (rows of the split -> (probabilities or None per row, errors)) replaces the
+    predictor's scoring, e.g. per-speaker adaptation; ``method`` then says in the report how the
+    scores were made.
 
     Every report has the accuracy-coverage curve of the top-1 confidence (``coverage.png``/``.csv``)
     and its area (``aurc``); ``target_accuracy`` adds the threshold that reaches it on this split
@@ -51,14 +59,15 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     """
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
-    df = labelled_split(manifest, split, scheme)
+    df, present = labelled_split(manifest, split, scheme)
     for column in by:  # a wrong column fails before anything is scored
         group_values(df, column, where=str(manifest))
     if target_accuracy is not None:
         check_target(target_accuracy)
+    subset = None if all_labels else label_subset(scheme, present)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    probs, errors = _score(predictor, list(df["path"]), progress)
+    probs, errors = scorer(df) if scorer is not None else _score(predictor, list(df["path"]), progress)
     ok = [p is not None for p in probs]
     if errors:
         pd.DataFrame(errors, columns=["path", "error"]).to_csv(out / "errors.csv", index=False)
@@ -66,37 +75,45 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     if df.empty:
         raise BadManifest(f"{manifest}: no file of split {split!r} could be scored (see {out / 'errors.csv'})")
     P = np.stack([p for p in probs if p is not None])
+    if subset is not None:
+        P, scheme = subset.apply(P), subset.scheme
     y = np.array([scheme.id(lab) for lab in df["label"]])
     metrics = classification_metrics(y, P, scheme)
     metrics.update(split=split, n_errors=len(errors), manifest_fingerprint=manifest_fingerprint(df))
+    if subset is not None:
+        metrics.update(restricted_to=list(scheme.labels), left_out_labels=list(subset.left_out))
+    if method:
+        metrics["method"] = method
     metrics.update(_abstention(out, y, P, target_accuracy))
     if by:
         metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme) for c in by}
         metrics["group_warnings"] = gap_warnings(metrics["groups"], gap_warning)
-    members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle) if len(runs) > 1 else {}
+    members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle, subset) if len(runs) > 1 else {}
     if members:
         metrics["runs" if compare else "members"] = members
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_tables(out, df, y, P, scheme, metrics)
     _write_report(out, runs, manifest, split, metrics, members, compare, predictor.sources[0])
-    if len(runs) == 1 and backend == "torch":  # one emovox run dir: its model card gets the results
+    if len(runs) == 1 and backend == "torch" and scorer is None:  # one emovox run dir: its card gets the results
         record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
 
 
-def labelled_split(manifest: str | Path, split: str, scheme) -> pd.DataFrame:
-    """The manifest's ``split`` with labels in the run's spelling (``scheme.coerce``).
+def labelled_split(manifest: str | Path, split: str, scheme) -> tuple[pd.DataFrame, set[str]]:
+    """The manifest's ``split`` with labels in the run's spelling (``scheme.coerce``), and the
+    labels the whole manifest uses.
 
     Raises:
         BadManifest: labels outside the scheme, or an empty or unknown split.
     """
+    present = {scheme.coerce(lab) for lab in load_manifest(manifest)["label"]}
     df = load_manifest(manifest, split=split)
     df["label"] = [scheme.coerce(lab) for lab in df["label"]]
-    unknown = sorted(set(df["label"]) - set(scheme.labels))
+    unknown = sorted(present - set(scheme.labels))
     if unknown:
         raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
-                          f"{scheme.name!r} ({', '.join(scheme.labels)})")
-    return df
+                          f"{scheme.name!r} ({', '.join(scheme.labels)}); the model cannot answer them")
+    return df, present
 
 
 def _abstention(out: Path, y: np.ndarray, P: np.ndarray, target: float | None) -> dict:
@@ -119,11 +136,13 @@ def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list
     return probs, errors
 
 
-def _member_metrics(runs, df, y, scheme, backend: str, progress: bool, allow_pickle: bool = False) -> dict[str, dict]:
+def _member_metrics(runs, df, y, scheme, backend: str, progress: bool, allow_pickle: bool = False,
+                    subset: LabelSubset | None = None) -> dict[str, dict]:
     out = {}
     for run in runs:
         p, _ = _score(Predictor.from_run_dir(run, backend=backend, allow_pickle=allow_pickle), list(df["path"]), progress)
-        m = classification_metrics(y, np.stack(p), scheme)
+        p = np.stack(p)
+        m = classification_metrics(y, subset.apply(p) if subset is not None else p, scheme)
         out[str(run)] = {k: v for k, v in m.items() if k in KEYS or k.startswith(("emotion_", "intensity_"))}
     return out
 
@@ -153,7 +172,8 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
     lines = [f"# Evaluation: {split} split", "",
              f"- models: {', '.join(map(str, runs))}", f"- manifest: {manifest} (fingerprint {m['manifest_fingerprint']})",
              f"- clips: {m['n']} ({m['n_errors']} could not be scored)",
-             f"- training data fingerprint: {meta.get('manifest_fingerprint', 'unknown')}", *assumed, "",
+             f"- training data fingerprint: {meta.get('manifest_fingerprint', 'unknown')}", *assumed, *_subset_lines(m),
+             *([f"- scores: {m['method']}"] if m.get("method") else []), "",
              "## Headline", "",
              compare_table({"model": m, "majority baseline": {"accuracy": m["majority_accuracy"],
                                                               "uar": 1.0 / max(1, len([c for c in m["per_class"].values() if c["support"]])),
@@ -179,6 +199,14 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
               "## Training config", "", "```yaml", _yaml(meta.get("config", {"unknown": "not an emovox run"})),
               "```", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def _subset_lines(m: dict) -> list[str]:
+    if not m.get("left_out_labels"):
+        return []
+    return [f"- scored among the manifest's {len(m['restricted_to'])} labels only ({', '.join(m['restricted_to'])}); "
+            f"the model's labels left out: {', '.join(m['left_out_labels'])} (probabilities restricted and "
+            "renormalised; `--all-labels` scores among all)"]
 
 
 def _abstention_markdown(m: dict) -> list[str]:

@@ -138,6 +138,21 @@ def plot_curves(log_rows: list[dict], out_path: Path) -> list[Path]:
     return paths
 
 
+def plot_matrix(table: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """A heatmap of a train x test score table (values written in the cells, 0..1 colour scale)."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(table.columns) + 3, 0.9 * len(table.index) + 2), constrained_layout=True)
+    im = ax.imshow(table.to_numpy(dtype=float), vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(table.columns)), list(table.columns))
+    ax.set_yticks(range(len(table.index)), list(table.index))
+    ax.set(xlabel="test corpus", ylabel="trained on", title=title)
+    for i in range(len(table.index)):
+        for j in range(len(table.columns)):
+            value = float(table.iat[i, j])
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="UAR")
+    return save_figure(fig, path)
+
+
 def plot_coverage(points: list[dict], out_stem: Path, *, aurc: float, chosen: dict | None = None) -> list[Path]:
     """Accuracy against coverage when answering only above a confidence threshold (and the
     threshold itself), with the chosen operating point marked.

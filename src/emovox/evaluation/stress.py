@@ -55,7 +55,7 @@ def stress(*, model: str | Path | Sequence[str | Path], manifest: str | Path, ou
     models = [model] if isinstance(model, (str, Path)) else list(model)
     predictor = Predictor.from_run_dir(models, backend=backend, threads=threads, allow_pickle=allow_pickle)
     scheme = predictor.scheme
-    df = labelled_split(manifest, split, scheme)
+    df, _ = labelled_split(manifest, split, scheme)
     for column in by:
         group_values(df, column, where=str(manifest))
     out = Path(out)

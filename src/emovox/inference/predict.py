@@ -9,7 +9,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ..labels import LabelScheme
 from ..models.backbones import Backbone, backbone_for
 from ..models.source import ModelSource, open_source
 from .abstain import abstain, check_min_confidence
+
+if TYPE_CHECKING:
+    from .vad import VadOptions
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_WINDOW_SECONDS = 10.0
@@ -276,13 +279,23 @@ def _bar(total: int, enabled: bool):
 
 def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
-            progress: bool = False, allow_pickle: bool = False, min_confidence: float | None = None) -> Iterator[dict]:
+            progress: bool = False, allow_pickle: bool = False, segment: str | None = None,
+            speakers: int | str | None = None, vad: "VadOptions | None" = None, segment_margin: float = 0.5,
+            rttm: str | Path | None = None, plot: str | Path | None = None,
+            min_confidence: float | None = None) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Args:
         runs: Models (run dirs, ``save_pretrained`` folders, hub ids; ONNX exports for ``onnx``);
             several are an ensemble.
         inputs: Audio files, folders (searched recursively) and manifests.
+        segment: ``"windows"`` (as ``windows``) or ``"vad"``: one row per speech segment plus
+            summary rows (``inference.conversation``), silence never scored.
+        speakers: with ``segment="vad"``, a speaker count or ``"auto"``: segments get ``S1, S2, ...``.
+        vad: how speech is found and cut (``VadOptions``: threshold, min speech/silence, max segment).
+        segment_margin: seconds of silence framing each segment when it is scored (as utterances
+            are recorded; ``ConversationOptions``).
+        rttm, plot: with ``segment="vad"``, an RTTM file and a folder of timeline PNGs to write.
         min_confidence: Rows whose top score is under it get ``"label": None, "abstained": True``
             (scores kept); the others ``"abstained": False``.
 
@@ -292,12 +305,25 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
 
     Raises:
         BadRunDir: a run dir cannot be loaded. BadAudio: the inputs hold no audio file.
-        BadConfig: ``min_confidence`` outside [0, 1].
+        BadConfig: an unknown ``segment``, ``speakers``/``rttm``/``plot`` without ``segment="vad"``,
+            or a VAD option out of range; ``min_confidence`` outside [0, 1].
     """
     check_min_confidence(min_confidence)
+    if segment is not None or speakers is not None or rttm or plot:
+        from .conversation import check_segment_mode
+
+        check_segment_mode(segment, speakers, rttm=rttm, plot=plot)
+        if vad is not None:
+            vad.check()
     predictor = Predictor.from_run_dir(runs, backend=backend, threads=threads, window_seconds=window_seconds,
                                        allow_pickle=allow_pickle)
     files = expand_inputs(inputs)
     if not files:
         raise BadAudio(f"no audio files found in {', '.join(map(str, inputs))}")
-    return abstain(predictor.predict_files(files, top_k=top_k, windows=windows, progress=progress), min_confidence)
+    if segment == "vad":
+        from .conversation import predict_conversations
+
+        return abstain(predict_conversations(predictor, files, speakers=speakers, vad=vad, margin=segment_margin,
+                                             rttm=rttm, plot=plot, top_k=top_k, progress=progress), min_confidence)
+    return abstain(predictor.predict_files(files, top_k=top_k, windows=windows or segment == "windows",
+                                           progress=progress), min_confidence)

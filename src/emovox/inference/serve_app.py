@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 from ..errors import EmovoxError
 from .predict import Predictor
 from .serve_io import (AUDIO_SUFFIXES, RAW_TYPES, ServeSettings, new_upload_dir, remove_dir, save_stream,
-                       score_files, temp_path, upload_name)
+                       score_conversations, score_files, temp_path, upload_name)
 
 LOG = logging.getLogger("emovox.serve")
 OPEN_PATHS = ("/v1/health", "/v1/ready")
@@ -255,6 +255,10 @@ RAW_BODY = {"requestBody": {"required": True, "description": "The audio file's b
     t: {"schema": {"type": "string", "format": "binary"}} for t in ("audio/*", *RAW_TYPES)}}}
 TOP_K = Query(None, ge=1, le=1000, description="Labels listed per file (default: the server's --top-k).")
 WINDOWS = Query(False, description="Add the per-window timeline (start, end, label, scores).")
+SEGMENTS = Query(None, description="vad: score each speech segment (silence is not scored): the file's emotion "
+                                   "shares over speech time and a `segments` list (start, end, label, score, top_k).")
+SPEAKERS = Query(None, description="With segments=vad: a speaker count (1-32) or auto; segments get speakers "
+                                   "S1, S2, ... and a `speakers` list summarises each.")
 
 
 def _routes(app: FastAPI, state: ServeState) -> None:
@@ -281,24 +285,40 @@ def _routes(app: FastAPI, state: ServeState) -> None:
 
     @app.post("/v1/predict", summary="Score uploaded files (multipart field `file`, repeatable).")
     async def predict(file: List[UploadFile] = File(..., description="One or more audio files."),
-                      windows: bool = WINDOWS, top_k: Optional[int] = TOP_K) -> JSONResponse:
-        return await _predict_uploads(state, file, windows=windows, top_k=top_k)
+                      windows: bool = WINDOWS, top_k: Optional[int] = TOP_K, segments: Optional[str] = SEGMENTS,
+                      speakers: Optional[str] = SPEAKERS) -> JSONResponse:
+        mode = _segment_mode(segments, speakers)
+        return await _predict_uploads(state, file, windows=windows, top_k=top_k, **mode)
 
     @app.post("/v1/predict/raw", summary="Score one file sent as the request body.", openapi_extra=RAW_BODY)
     async def predict_raw(request: Request, windows: bool = WINDOWS, top_k: Optional[int] = TOP_K,
-                          filename: Optional[str] = Query(None, description="Name to report as `path`.")
-                          ) -> JSONResponse:
-        return await _predict_body(state, request, windows=windows, top_k=top_k, filename=filename)
+                          filename: Optional[str] = Query(None, description="Name to report as `path`."),
+                          segments: Optional[str] = SEGMENTS, speakers: Optional[str] = SPEAKERS) -> JSONResponse:
+        mode = _segment_mode(segments, speakers)
+        return await _predict_body(state, request, windows=windows, top_k=top_k, filename=filename, **mode)
+
+
+def _segment_mode(segments: str | None, speakers: str | None) -> dict:
+    """``segments``/``speakers`` checked before the body is read (422 naming the field)."""
+    from .conversation import check_segment_mode
+    from .speakers import parse_speakers
+
+    try:
+        check_segment_mode(segments, speakers)
+        n = parse_speakers(speakers)
+    except EmovoxError as exc:
+        raise HTTPException(422, str(exc).replace("--segment", "segments").replace("--speakers", "speakers")) from None
+    return {"segments": segments, "speakers": n}
 
 
 async def _predict_uploads(state: ServeState, uploads: List[UploadFile], *, windows: bool,
-                           top_k: int | None) -> JSONResponse:
+                           top_k: int | None, **mode: Any) -> JSONResponse:
     folder = new_upload_dir(state.settings)
     names = [upload_name(u.filename, i) for i, u in enumerate(uploads)]
     pairs = [(n, temp_path(folder, i, n, u.content_type)) for i, (n, u) in enumerate(zip(names, uploads))]
     try:
         rows = await state.run(_save_and_score, state, [u.file for u in uploads], pairs, folder,
-                               windows=windows, top_k=top_k)
+                               windows=windows, top_k=top_k, **mode)
     finally:
         remove_dir(folder)
         for u in uploads:
@@ -312,26 +332,30 @@ async def _predict_uploads(state: ServeState, uploads: List[UploadFile], *, wind
 
 
 def _save_and_score(state: ServeState, sources: list, pairs: list[tuple[str, Path]], folder: str, *,
-                    windows: bool, top_k: int | None) -> list[dict]:
+                    windows: bool, top_k: int | None, **mode: Any) -> list[dict]:
     """Worker job: spooled uploads to disk, scored, and the folder removed whatever happens."""
     try:
         for src, (_, path) in zip(sources, pairs):
             src.seek(0)
             save_stream(src, path)
-        return _score(state, pairs, windows=windows, top_k=top_k)
+        return _score(state, pairs, windows=windows, top_k=top_k, **mode)
     finally:
         remove_dir(folder)
 
 
-def _score(state: ServeState, pairs: list[tuple[str, Path]], *, windows: bool, top_k: int | None) -> list[dict]:
+def _score(state: ServeState, pairs: list[tuple[str, Path]], *, windows: bool, top_k: int | None,
+           segments: str | None = None, speakers: int | str | None = None) -> list[dict]:
     if state.predictor is None:
         raise HTTPException(503, state.not_ready())
-    return score_files(state.predictor, pairs, settings=state.settings, top_k=top_k or state.settings.top_k,
-                       windows=windows)
+    k = top_k or state.settings.top_k
+    if segments == "vad":
+        return score_conversations(state.predictor, pairs, settings=state.settings, top_k=k, speakers=speakers)
+    return score_files(state.predictor, pairs, settings=state.settings, top_k=k,
+                       windows=windows or segments == "windows")
 
 
 async def _predict_body(state: ServeState, request: Request, *, windows: bool, top_k: int | None,
-                        filename: str | None) -> JSONResponse:
+                        filename: str | None, **mode: Any) -> JSONResponse:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and not (ctype.startswith("audio/") or ctype in RAW_TYPES or ctype in AUDIO_SUFFIXES):
         raise HTTPException(415, f"Content-Type {ctype} is not audio; send the file's bytes as audio/* "
@@ -343,7 +367,7 @@ async def _predict_body(state: ServeState, request: Request, *, windows: bool, t
         with open(path, "wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
-        rows = await state.run(_score, state, [(name, path)], windows=windows, top_k=top_k)
+        rows = await state.run(_score, state, [(name, path)], windows=windows, top_k=top_k, **mode)
     finally:
         remove_dir(folder)
     row = rows[0]

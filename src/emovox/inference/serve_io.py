@@ -174,3 +174,33 @@ def _clean(reason: str, path: Path, name: str) -> str:
     """A reason without the server's temp path in it."""
     return _strip(reason, path).replace(str(path), name).replace(str(path.parent) + "/", "")
 
+
+
+def score_conversations(predictor: Predictor, files: Sequence[tuple[str, Path]], *, settings: ServeSettings,
+                        top_k: int, speakers: int | str | None = None) -> list[dict]:
+    """``?segments=vad`` rows for uploaded files: per file its summary (``label``, ``score``,
+    ``speech_seconds``, ``shares``), ``segments`` (``start``, ``end``, ``speaker``?, ``label``,
+    ``score``, ``top_k``) and, with ``speakers``, a ``speakers`` list of per-speaker summaries.
+    A file that cannot be scored gets ``{"path", "error", "status"}`` as in :func:`score_files`."""
+    from .conversation import ConversationOptions, conversation_rows
+
+    options = ConversationOptions(speakers=speakers).check()
+    out = []
+    for name, path in files:
+        reason = _refusal(path, settings.max_seconds)
+        if reason:
+            out.append({"path": name, "error": _clean(reason, path, name), "status": status_for(reason)})
+            continue
+        rows = list(conversation_rows(predictor, [str(path)], options=options, top_k=top_k))
+        if "error" in rows[0]:
+            out.append({"path": name, "error": _clean(rows[0]["error"], path, name), "status": status_for(rows[0]["error"])})
+            continue
+        strip = ("path", "summary")
+        file_row = {k: v for k, v in rows[-1].items() if k not in strip and k != "segments"}
+        segs = [{k: v for k, v in r.items() if k != "path"} for r in rows if "summary" not in r]
+        result = {"path": name, **file_row, "segments": segs}
+        if speakers is not None:
+            result["speakers"] = [{k: v for k, v in r.items() if k not in strip} for r in rows
+                                  if r.get("summary") == "speaker"]
+        out.append(result)
+    return out

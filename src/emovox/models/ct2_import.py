@@ -455,8 +455,8 @@ def import_ct2(*, sources: Sequence[str | Path], out: str | Path, progress: bool
     """Convert a CTranslate2 Whisper model into a transformers Whisper model folder.
 
     Args:
-        sources: CTranslate2 model folders, names of installed packages holding one, or registry
-            names (``whisper-base``: its packages); all are searched together, so a model split into ``model.bin.partN`` over packages works.
+        sources: CTranslate2 model folders or names of installed packages holding one; all are
+            searched together, so a model split into ``model.bin.partN`` over packages works.
         out: the folder to write (must not exist or be empty): ``model.safetensors`` (float32),
             ``config.json``, ``generation_config.json`` and the processor files.
         progress: show a tqdm bar while reading the weights.
@@ -469,10 +469,7 @@ def import_ct2(*, sources: Sequence[str | Path], out: str | Path, progress: bool
             corrupt, not a Whisper model, or disagrees with its config, vocabulary or tokenizer;
             or ``out`` is not empty.
     """
-    from .registry import expand_registry_sources
-
     out = Path(out)
-    sources = expand_registry_sources([str(s) for s in sources])
     if not sources:
         raise BadModel("no sources given: pass CTranslate2 Whisper folders or package names")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -149,9 +149,16 @@ def model_choices() -> str:
             f"a size ({', '.join(PRESETS)}), or a registry name: {registry}")
 
 
-def expand_registry_sources(sources: list[str]) -> list[str]:
-    """``import-ct2`` sources with registry names replaced by their packages."""
-    out: list[str] = []
-    for s in sources:
-        out += list(REGISTRY[s].packages) if s in REGISTRY and not Path(s).exists() else [s]
-    return out
+def import_sources(*, sources: list[str], out: str | Path, progress: bool = False) -> Path:
+    """``emovox import-ct2``: CTranslate2 folders, installed packages or registry names
+    (``whisper-base``: its packages), converted into one transformers model dir.
+
+    Raises:
+        BadModel: as ``ct2_import.import_ct2``.
+    """
+    from .ct2_import import import_ct2
+
+    expanded: list[str] = []
+    for s in map(str, sources):
+        expanded += list(REGISTRY[s].packages) if s in REGISTRY and not Path(s).exists() else [s]
+    return import_ct2(sources=expanded, out=out, progress=progress)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..config import Config
+from ..data.combine import combine_manifests, manifest_list
 from ..data.manifest import load_manifest, manifest_fingerprint, manifest_scheme, scheme_file
 from ..errors import BadManifest
 from ..evaluation.plots import plot_curves
@@ -55,6 +56,20 @@ def scheme_for(cfg: Config, df: pd.DataFrame, manifest: str | Path | None = None
                           "data.scheme unset to use the manifest's own")
     cfg.data.scheme = scheme_spec(scheme)
     return scheme
+
+
+def training_manifest(manifest: str | Path | Sequence[str | Path], out: str | Path, cfg: Config) -> Path:
+    """The one manifest a run reads: ``manifest`` itself, or several combined into ``out/manifest.csv``
+    (each keeping its splits and speakers, ``corpus`` per manifest; ``data.balance_corpora`` evens
+    out their train rows), so the run dir holds exactly what it trained on.
+
+    Raises:
+        BadManifest: an unreadable manifest.
+    """
+    paths = manifest_list(manifest)
+    if len(paths) == 1:
+        return paths[0]
+    return combine_manifests(paths, Path(out) / "manifest.csv", balance=bool(cfg.data.balance_corpora))
 
 
 def split_frames(manifest: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

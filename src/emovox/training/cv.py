@@ -29,7 +29,7 @@ from ..data.splits import fold_manifests
 from ..errors import BadRunDir
 from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
 from ..rundir import RunDir
-from .common import scheme_for
+from .common import scheme_for, training_manifest
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -72,7 +72,8 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
 
 
 @holds_run_lock("cv")
-def cross_validate(*, config: str | Path | None = None, manifest: str | Path, folds: int, out: str | Path,
+def cross_validate(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path], folds: int,
+                   out: str | Path,
                    model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
                    progress: bool = True) -> CVResult:
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
@@ -83,7 +84,8 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path, fo
 
     Args:
         config: Training config YAML (defaults when None).
-        manifest: Any manifest; its ``split`` column is ignored.
+        manifest: Any manifest, or several (combined as ``train`` does: folds then mix corpora);
+            its ``split`` column is ignored.
         folds: Number of folds (at least 2, at most the number of speakers).
         out: Folder for the folds and the summary.
         model: Model override (hub id, directory or size), as for ``train``.
@@ -99,6 +101,7 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path, fo
     cfg = load_config(config, overrides)
     if model:
         cfg.model.name = model
+    manifest = training_manifest(manifest, out, cfg)  # several: combined into out/manifest.csv
     df = load_manifest(manifest)
     scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
     rows = []

@@ -110,3 +110,70 @@ def scaler_for(model: torch.nn.Module, x: torch.Tensor) -> "FeatureScaler | Stat
         if kind.applies(model):
             return kind(x)
     return None
+
+
+UNSCALED_HEAD = "head_unscaled.safetensors"  # in a run dir: the head as fitted, before the scaling fold
+
+
+def head_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable (head) parameters, copied."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_unscaled_head(params: dict[str, torch.Tensor], run_dir) -> None:
+    """Keep the head as fitted on standardised features, so ``emovox adapt`` can fold another
+    corpus's standardisation into it later."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    save_file({n: t.contiguous() for n, t in params.items()}, str(Path(run_dir) / UNSCALED_HEAD))
+
+
+def load_unscaled_head(run_dir) -> dict[str, torch.Tensor] | None:
+    """The head before its standardisation fold (None for runs that were not fitted that way)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / UNSCALED_HEAD
+    return load_file(str(path)) if path.is_file() else None
+
+
+def refold(model: torch.nn.Module, unscaled: dict[str, torch.Tensor], x: torch.Tensor) -> None:
+    """Put the fitted head back and fold the standardisation of features ``x`` (another corpus's
+    own statistics) into it: the head then sees that corpus standardised as it saw its training data.
+
+    Raises:
+        ValueError: the head has no standardisation to refold, or ``unscaled`` is not its head.
+    """
+    params = dict(model.named_parameters())
+    missing = [n for n in unscaled if n not in params]
+    if missing:
+        raise ValueError(f"the saved head does not fit the model (e.g. {missing[0]})")
+    with torch.no_grad():
+        for n, t in unscaled.items():
+            params[n].copy_(t.to(params[n].dtype))
+    scaler = scaler_for(model, x)
+    if scaler is None:
+        raise ValueError("this head has no feature standardisation to re-estimate")
+    scaler.fold_into(model)
+
+
+def standardise_by_group(model: torch.nn.Module, x: torch.Tensor, groups, reference=None) -> torch.Tensor:
+    """``x`` standardised within each group (corpus or speaker) by that group's own statistics:
+    those of its rows in ``reference`` = (features, groups) when the group is there (a training
+    corpus), else of its rows in ``x`` itself. A group of one row keeps the pooled statistics."""
+    import numpy as np
+
+    groups = np.asarray(groups, dtype=object)
+    pooled = scaler_for(model, x if reference is None else reference[0])
+    out = pooled(x)
+    ref_x, ref_g = (x, groups) if reference is None else (reference[0], np.asarray(reference[1], dtype=object))
+    for g in dict.fromkeys(groups):
+        rows = torch.from_numpy(np.flatnonzero(groups == g))
+        ref_rows = np.flatnonzero(ref_g == g)
+        basis = ref_x[torch.from_numpy(ref_rows)] if len(ref_rows) > 1 else x[rows]
+        if len(basis) > 1:
+            out[rows] = scaler_for(model, basis)(x[rows])
+    return out

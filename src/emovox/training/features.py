@@ -43,7 +43,7 @@ from ..rundir import RunDir
 from .common import TrainResult, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .distributed import barrier, start_group
 from .feature_cache import cache_root, cached_features
-from .feature_scaling import scaler_for
+from .feature_scaling import UNSCALED_HEAD, head_params, save_unscaled_head, scaler_for, standardise_by_group
 from .head_solvers import evaluate_head, fit_head_lbfgs, fit_head_ridge, head_loss
 
 
@@ -285,7 +285,9 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
     try:
-        state = _fit_scaled(model, solver, train, val, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+        groups = _groups(cfg, train_df, val_df, copies, refit)
+        state = _fit_scaled(model, solver, train, val, None if groups is None else (groups[0], groups[1][:n_val]),
+                            cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
         loss_fn = head_loss(model, cfg, train[1], len(scheme))
         metrics = {**evaluate_head(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch,
                    "eval_n": len(val[1])}
@@ -294,24 +296,62 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
         if refit:
             model.load_state_dict(initial, strict=False)
             both = (torch.cat([train[0], val_all[0]]), torch.cat([train[1], val_all[1]]))
-            refit_state = _fit_scaled(model, solver, both, None, cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+            refit_state = _fit_scaled(model, solver, both, None, None if groups is None else
+                                      (groups[0] + groups[1], None), cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
             state.log_history += refit_state.log_history
             metrics["refit_on_validation"] = True
     finally:
         torch.set_num_threads(threads)
     model.eval()
     metrics["temperature"] = round(float(fit_temperature(logits, val[1].numpy())), 4)
+    if model.unscaled_head is not None:
+        save_unscaled_head(model.unscaled_head, out)
+    else:
+        (out / UNSCALED_HEAD).unlink(missing_ok=True)
     save_run(HeadRun(model, state), fe, cfg, scheme, df, manifest, out, metrics, time.time() - started)
     return TrainResult(out, metrics, state.global_step, None)
 
 
-def _fit_scaled(model, solver, train, val, **kw):
+def _groups(cfg: Config, train_df, val_df, copies: int, refit: bool) -> tuple[list, list] | None:
+    """Per feature row of train and validation (copies included), the group ``training.standardise_by``
+    names (a manifest column: corpus or speaker), or None.
+
+    Raises:
+        BadConfig: an unknown column.
+    """
+    by = cfg.training.get("standardise_by")
+    if not by:
+        return None
+    if by not in ("corpus", "speaker"):
+        raise BadConfig(f"training.standardise_by={by!r}: valid are corpus, speaker (or null: pooled)")
+    return (list(train_df[by].astype(str)) * (copies + 1),
+            list(val_df[by].astype(str)) * ((copies if refit else 0) + 1))
+
+
+def clip_features(model: torch.nn.Module, fe: Any, part, scheme: LabelScheme, cfg: Config, *,
+                  progress: bool) -> torch.Tensor:
+    """The cached frozen-encoder features of ``part``'s clips (encoded once each, as training does)."""
+    return _encode(model, fe, _datasets(model, fe, part, scheme, cfg, copies=0), progress=progress)[0]
+
+
+def _fit_scaled(model, solver, train, val, groups=None, **kw):
     """Fit the head with ``solver`` on standardised features (``feature_scaling``), then fold the
-    standardisation into the head so that it runs on raw features."""
+    standardisation into the head so that it runs on raw features.
+
+    With ``groups`` (train's and val's corpus or speaker per row, ``training.standardise_by``) each
+    group is standardised by its own statistics for the fit; the saved head folds the pooled ones
+    (``emovox adapt`` folds a target's own)."""
     scaler = scaler_for(model, train[0])
-    scale = (lambda part: part) if scaler is None else (lambda part: (scaler(part[0]), part[1]))
-    state = solver(model, scale(train), None if val is None else scale(val), **kw)
+    if scaler is not None and groups is not None:
+        ref = (train[0], groups[0])
+        scale = lambda part, g: (standardise_by_group(model, part[0], g, ref), part[1])  # noqa: E731
+        state = solver(model, scale(train, groups[0]), None if val is None else scale(val, groups[1]), **kw)
+    else:
+        scale1 = (lambda part: part) if scaler is None else (lambda part: (scaler(part[0]), part[1]))
+        state = solver(model, scale1(train), None if val is None else scale1(val), **kw)
+    model.unscaled_head = None
     if scaler is not None:
+        model.unscaled_head = head_params(model)  # what `emovox adapt` refolds with a target's statistics
         scaler.fold_into(model)
     model.eval()
     return state

@@ -226,14 +226,16 @@ def _check_space(config, overrides: Sequence[str], space: Mapping[str, Param], b
 
 
 @holds_run_lock("search")
-def search(*, config: str | Path | None = None, manifest: str | Path, trials: int, out: str | Path,
+def search(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path], trials: int,
+           out: str | Path,
            model: str | None = None, overrides: Sequence[str] = (), space: Mapping[str, Param] | None = None,
            seed: int = 0, timeout: float | None = None, pruner=None, progress: bool = True) -> SearchResult:
     """Tune the training recipe on the manifest's validation split.
 
     Args:
         config: Training config YAML (defaults when None).
-        manifest: Manifest with train and validation splits (test is never looked at).
+        manifest: Manifest with train and validation splits (test is never looked at), or several
+            (combined as ``train`` does).
         trials: Number of trials.
         out: Folder for ``trial-N`` runs, ``best.yaml``, ``trials.csv`` and the history plot.
         model: Model override, as for ``train``; also written into ``best.yaml``.
@@ -256,6 +258,9 @@ def search(*, config: str | Path | None = None, manifest: str | Path, trials: in
     base = load_config(config, overrides)
     if model:
         base.model.name = model
+    from .common import training_manifest
+
+    manifest = training_manifest(manifest, out, base)  # several: combined into out/manifest.csv
     space = dict(space) if space is not None else default_space(base)
     _check_space(config, overrides, space, base)
     study = _study(out, seed, pruner)

@@ -19,7 +19,7 @@ from ..models.loading import load_model
 from ..models.tuning import param_groups
 from ..rundir import RunDir
 from .common import (KeptEvaluations, TrainResult, class_weights, make_compute_metrics, save_run, scheme_for,
-                     split_frames, with_extra_train)
+                     split_frames, training_manifest, with_extra_train)
 from .features import train_head_on_features
 from .runlock import holds_run_lock, resumable_checkpoints
 
@@ -151,12 +151,15 @@ def tensorboard_callback(folder: Path, *, main: bool = True):
 
 
 @holds_run_lock("train")
-def train(*, config: Config | str | Path | None = None, manifest: str | Path, out: str | Path,
+def train(*, config: Config | str | Path | None = None, manifest: str | Path | Sequence[str | Path], out: str | Path,
           model: str | None = None, resume: bool = False, overrides: Sequence[str] = (),
           progress: bool = True, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Fine-tune an encoder on a manifest's train split, early-stopped on its validation split.
 
     ``callbacks`` are extra ``TrainerCallback`` objects (e.g. Optuna pruning in ``search``).
+    Several manifests train one model on all of them: they are combined into ``out/manifest.csv``
+    (each keeping its splits and speakers, with a ``corpus`` column; ``data.balance_corpora``
+    evens out their train rows).
 
     Returns:
         A :class:`TrainResult`: the run dir (model, feature extractor, ``emovox.json``, model
@@ -174,6 +177,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path, ou
     if cfg.model.multitask and (cfg.training.get("class_weighted_loss") or cfg.training.get("label_smoothing_factor")):
         raise BadConfig("model.multitask has its own three-part loss; it cannot be combined with "
                         "training.class_weighted_loss or training.label_smoothing_factor (use balanced_sampling)")
+    manifest = training_manifest(manifest, out, cfg)
     if cfg.model.freeze_backbone and cfg.model.cache_features:  # head only, on cached features
         return train_head_on_features(cfg=cfg, manifest=manifest, out=out, progress=progress)
     out = Path(out)

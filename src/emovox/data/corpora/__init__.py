@@ -12,8 +12,11 @@ from typing import Callable
 from ...errors import BadManifest
 from .crema_d import prepare_crema_d
 from .csv_table import prepare_csv
+from .emodb import prepare_emodb
+from .emovo import prepare_emovo
 from .folders import prepare_folders
 from .hf import HFOptions, hub_ids_of, parse_split_map, prepare_hf
+from .iemocap import prepare_iemocap
 from .ravdess import prepare_ravdess
 from .scan import Scan, audio_files, row
 
@@ -21,11 +24,11 @@ __all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "hub_ids_of", "parse_s
 
 
 def _adapters() -> dict[str, Callable[[Path], Scan]]:
-    return {"crema-d": prepare_crema_d, "ravdess": prepare_ravdess, "csv": prepare_csv,
-            "folders": prepare_folders}
+    return {"crema-d": prepare_crema_d, "ravdess": prepare_ravdess, "emovo": prepare_emovo, "emodb": prepare_emodb,
+            "iemocap": prepare_iemocap, "csv": prepare_csv, "folders": prepare_folders}
 
 
-CORPORA = ("crema-d", "ravdess", "csv", "folders", "hf")
+CORPORA = ("crema-d", "ravdess", "emovo", "emodb", "iemocap", "csv", "folders", "hf")
 
 
 def scan_corpus(corpus: str, root: str | Path, *, audio_dir: str | Path | None = None,

@@ -1,6 +1,7 @@
 """What every corpus adapter shares: the scan result and the row it builds."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -16,6 +17,18 @@ class Scan:
     rows: list[dict] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def named_files(root: Path, pattern: re.Pattern[str], scan: Scan, expected: str) -> Iterator[tuple[Path, re.Match[str]]]:
+    """Audio files under ``root`` whose name (without extension) matches ``pattern``, with the match;
+    each other audio file becomes a problem of ``scan`` saying the name does not match ``expected``
+    (the convention and an example: the adapters of file-name corpora start here)."""
+    for path in audio_files(root):
+        m = pattern.match(path.stem)
+        if m:
+            yield path, m
+        else:
+            scan.problems.append((str(path), f"file name does not match {expected}"))
 
 
 def audio_files(root: Path) -> Iterator[Path]:

