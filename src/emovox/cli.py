@@ -160,10 +160,8 @@ def evaluate(
                                     "evaluation does)."),
     adapt: Optional[str] = typer.Option(None, help="speaker: re-estimate a frozen-feature run's standardisation per "
                                         "test speaker from their unlabelled clips (transductive, reported apart)."),
-    by: Optional[List[str]] = typer.Option(None, help="Manifest column to report per group (gender, age, language, "
-                                           "corpus, speaker, ...); repeatable."),
-    target_accuracy: Optional[float] = typer.Option(None, help="Also find the --min-confidence threshold that reaches "
-                                                    "this accuracy on the split (use the validation split)."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, age, speaker, ...) to report per group."),
+    target_accuracy: Optional[float] = typer.Option(None, help="Find the --min-confidence that reaches this accuracy."),
     gap_warning: float = typer.Option(0.05, help="Warn when the UAR gap between groups exceeds this."),
 ) -> None:
     """Accuracy, UAR, macro-F1, confusion matrix, calibration, accuracy-coverage and error analysis for a split."""
@@ -182,51 +180,34 @@ def evaluate(
         m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
                 progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels, by=by or (),
                 target_accuracy=target_accuracy, gap_warning=gap_warning)
-    if m.get("left_out_labels"):
-        _say(f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}")
-    typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-               f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
-    for column, res in m.get("groups", {}).items():
-        typer.echo(f"by {column}: " + ", ".join(f"{g} UAR {v['uar']:.4f} (n={v['n']})" for g, v in res["groups"].items()))
-    for warning in m.get("group_warnings", []):
-        _say(f"warning: {warning}")
-    target = m.get("abstention", {}).get("target")
-    if target:
-        typer.echo(f"target accuracy {target['target_accuracy']:g}: " + (
-            f"--min-confidence {target['min_confidence']:.4f} (coverage {target['coverage']:.1%})"
-            if target["min_confidence"] is not None else "no threshold reaches it"))
-    if m["n_errors"]:
-        _say(f"{m['n_errors']} file(s) could not be scored: see {out / 'errors.csv'}")
-    typer.echo(f"report: {out / 'report.md'}")
+    from .evaluation.evaluate import result_lines
+    shown, said = result_lines(m, split=split, out=out)
+    typer.echo("\n".join(shown))
+    for line in said:
+        _say(line)
 
 
 @app.command("stress")
 def stress_cmd(
-    models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids; "
-                                                  "several are scored as an ensemble."),
+    models: List[str] = typer.Argument(..., help="Model(s), as evaluate takes them (several: an ensemble)."),
     manifest: Path = typer.Option(..., help="Manifest to score."),
     out: Path = typer.Option(..., help="Report folder (stress.json, stress.csv, stress.png, report.md)."),
     split: str = typer.Option("test", help="train, validation or test."),
-    conditions: Optional[str] = typer.Option(None, help="Comma-separated conditions or families (default: all): "
-                                             "white, pink, babble, reverb, telephone, gsm, mp3, opus, vorbis, gain, "
-                                             "clip, resample, or names such as white-5dB, reverb-0.6s, mp3-16k."),
+    conditions: Optional[str] = typer.Option(None, help="Comma-separated families (white, babble, reverb, telephone, "
+                                             "mp3, ...) or names (white-5dB, reverb-0.6s, mp3-16k); default: all."),
     seed: int = typer.Option(0, help="Seed of every random degradation."),
     backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
-    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, speaker, ...): UAR per group under "
-                                           "every condition; repeatable."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, speaker, ...): UAR per group too."),
 ) -> None:
-    """Re-score a split under noise, babble, reverberation, telephone band, codecs, gain, clipping and
-    resampling (made in memory): UAR, accuracy, macro-F1 and ECE per condition, and the drop from clean."""
+    """Re-score a split under noise, babble, reverberation, telephone band, codecs, gain, clipping and resampling."""
     from .evaluation.stress import stress as run
+    from .evaluation.stress_report import summary_lines
 
     r = run(model=models, manifest=manifest, out=out, split=split, conditions=conditions, seed=seed, backend=backend,
             threads=threads, progress=sys.stderr.isatty(), allow_pickle=allow_pickle, by=by or ())
-    typer.echo(f"clean: n={r['clean']['n']} UAR {r['clean']['uar']:.4f}")
-    for row in r["conditions"]:
-        typer.echo(f"{row['name']:>16}: UAR {row['uar']:.4f} ({row['uar_drop']:+.4f})")
-    typer.echo(f"report: {out / 'report.md'}")
+    typer.echo("\n".join(summary_lines(r, out)))
 
 
 @app.command()
@@ -262,9 +243,7 @@ def predict(
                                         "the orthography field, its probability as the confidence)."),
     plot: Optional[Path] = typer.Option(None, help="With --segment vad: a folder for one timeline PNG (+ CSV) per "
                                         "file: a lane per speaker, coloured by emotion, confidence as opacity."),
-    min_confidence: Optional[float] = typer.Option(None, help="Abstain under this top score: the row keeps its "
-                                                   "scores, with label null and abstained true (see evaluate "
-                                                   "--target-accuracy)."),
+    min_confidence: Optional[float] = typer.Option(None, help="Under this top score: label null, abstained true."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
@@ -335,8 +314,7 @@ def serve_cmd(
     top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
     body_timeout: float = typer.Option(15.0, help="Seconds an upload may stall before it is cut off (408)."),
-    min_confidence: Optional[float] = typer.Option(None, help="Abstain under this top score (label null, "
-                                                   "abstained true; scores kept)."),
+    min_confidence: Optional[float] = typer.Option(None, help="Under this top score: label null, abstained true."),
 ) -> None:
     """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
     from .inference.serve import serve as run

@@ -41,7 +41,8 @@ def test_threshold_for_target_accuracy():
 
 
 def test_evaluate_writes_the_curve_and_the_threshold(tiny_run, tiny_manifest, tmp_path):
-    m = evaluate(runs=[tiny_run], manifest=tiny_manifest, out=tmp_path / "e", split="validation", target_accuracy=0.5)
+    m = evaluate(runs=[tiny_run], manifest=tiny_manifest, out=tmp_path / "e", split="validation", target_accuracy=0.5,
+                 all_labels=True)  # scored over every label, as predict scores: the curve ends at the accuracy
     saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert saved["aurc"] == pytest.approx(m["abstention"]["aurc"]) and saved["abstention"]["target"]["target_accuracy"] == 0.5
     curve = pd.read_csv(tmp_path / "e" / "coverage.csv")

@@ -75,6 +75,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     if df.empty:
         raise BadManifest(f"{manifest}: no file of split {split!r} could be scored (see {out / 'errors.csv'})")
     P = np.stack([p for p in probs if p is not None])
+    answered = _answers(P, scheme, df)  # what predict --min-confidence sees: scores over all the model's labels
     if subset is not None:
         P, scheme = subset.apply(P), subset.scheme
     y = np.array([scheme.id(lab) for lab in df["label"]])
@@ -84,7 +85,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
         metrics.update(restricted_to=list(scheme.labels), left_out_labels=list(subset.left_out))
     if method:
         metrics["method"] = method
-    metrics.update(_abstention(out, y, P, target_accuracy))
+    metrics.update(_abstention(out, *answered, target_accuracy))
     if by:
         metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme) for c in by}
         metrics["group_warnings"] = gap_warnings(metrics["groups"], gap_warning)
@@ -116,11 +117,35 @@ def labelled_split(manifest: str | Path, split: str, scheme) -> tuple[pd.DataFra
     return df, present
 
 
-def _abstention(out: Path, y: np.ndarray, P: np.ndarray, target: float | None) -> dict:
-    """``aurc`` and ``abstention`` for metrics.json; coverage.png/.csv written."""
+def result_lines(m: dict, *, split: str, out: str | Path) -> tuple[list[str], list[str]]:
+    """What ``emovox evaluate`` prints: lines for standard output, and notes and warnings for standard error."""
+    shown = [f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+             f"(majority baseline accuracy {m['majority_accuracy']:.4f})"]
+    said = [f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}"
+            ] if m.get("left_out_labels") else []
+    shown += [f"by {column}: " + ", ".join(f"{g} UAR {v['uar']:.4f} (n={v['n']})" for g, v in res["groups"].items())
+              for column, res in m.get("groups", {}).items()]
+    said += [f"warning: {w}" for w in m.get("group_warnings", [])]
+    target = m.get("abstention", {}).get("target")
+    if target:
+        shown.append(f"target accuracy {target['target_accuracy']:g}: " + (
+            f"--min-confidence {target['min_confidence']:.4f} (coverage {target['coverage']:.1%})"
+            if target["min_confidence"] is not None else "no threshold reaches it"))
+    if m["n_errors"]:
+        said.append(f"{m['n_errors']} file(s) could not be scored: see {Path(out) / 'errors.csv'}")
+    return shown + [f"report: {Path(out) / 'report.md'}"], said
+
+
+def _answers(P: np.ndarray, scheme, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Top score and whether the top label is right, as ``predict`` answers (before any label subset)."""
+    return P.max(axis=1), np.array([scheme.labels[i] for i in P.argmax(axis=1)]) == df["label"].to_numpy()
+
+
+def _abstention(out: Path, conf: np.ndarray, correct: np.ndarray, target: float | None) -> dict:
+    """``aurc`` and ``abstention`` for metrics.json (on the scores ``predict`` gives, over all the
+    model's labels); coverage.png/.csv written."""
     from .plots import plot_coverage
 
-    conf, correct = P.max(axis=1), P.argmax(axis=1) == y
     area = aurc(conf, correct)
     chosen = threshold_for_accuracy(conf, correct, target) if target is not None else None
     plot_coverage(coverage_curve(conf, correct), out / "coverage", aurc=area["aurc"], chosen=chosen)

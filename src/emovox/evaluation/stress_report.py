@@ -45,6 +45,13 @@ def _flat(row: dict) -> dict:
     return out
 
 
+def summary_lines(result: dict, out: str | Path) -> list[str]:
+    """What ``emovox stress`` prints: the clean UAR, each condition's UAR and drop, the report's path."""
+    lines = [f"clean: n={result['clean']['n']} UAR {result['clean']['uar']:.4f}"]
+    lines += [f"{r['name']:>16}: UAR {r['uar']:.4f} ({r['uar_drop']:+.4f})" for r in result["conditions"]]
+    return lines + [f"report: {Path(out) / 'report.md'}"]
+
+
 def write_stress_report(out: Path, result: dict) -> list[Path]:
     """Write the four files into ``out``; returns their paths."""
     out = Path(out)
