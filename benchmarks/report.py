@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench, training,
-                        whisper_infer, whisper_train)
+from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
+                        stress_bench, training, whisper_infer, whisper_train)
 from benchmarks.common import ROOT, fmt, load_result, marginal_spread, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
 SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray",
-            "conversation", "cross-corpus")
+            "conversation", "cross-corpus", "stress")
 
 
 def _load(name: str) -> dict | None:
@@ -160,6 +160,8 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", conversation.render(stored["conversation"]["result"])]
     if "cross-corpus" in stored:
         parts += ["", cross_corpus.render(stored["cross-corpus"]["result"])]
+    if "stress" in stored:
+        parts += ["", stress_bench.render(stored["stress"]["result"])]
     notes_path = ROOT / "NOTES.md"
     if notes_path.exists():
         parts += ["", notes_path.read_text().strip()]

@@ -1,7 +1,9 @@
 """``python -m benchmarks.run``: run the comparisons and rewrite ``benchmarks/RESULTS.md``.
 
 Sections (``--only a,b``): whisper-training, whisper (inference, long audio, FLOPs on a real
-Whisper model trained on RAVDESS), training, inference, long, flops, prepare, ray, conversation, cross-corpus. Each section's result is
+Whisper model trained on RAVDESS), training, inference, long, flops, prepare, ray, conversation, cross-corpus;
+and, only when named, compile and stress (stress tests, groups and abstention on RAVDESS;
+``benchmarks.stress_bench``). Each section's result is
 stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
 is rebuilt from all stored sections.
 """
@@ -17,16 +19,16 @@ from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, ver
 from benchmarks.loadmon import LoadMonitor
 
 ORDER = ("whisper-training", "whisper", "flops", "inference", "training", "long", "prepare", "ray", "conversation", "cross-corpus")
-OPTIONAL = ("compile",)  # run only when named in --only
+OPTIONAL = ("compile", "stress")  # run only when named in --only
 
 
 def _module(name: str):
     from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
-                            training, whisper_infer, whisper_train)
+                            stress_bench, training, whisper_infer, whisper_train)
 
     return {"whisper-training": whisper_train, "whisper": whisper_infer, "flops": flops, "inference": inference, "training": training, "long": long_audio,
             "prepare": prepare_bench, "ray": ray_bench, "conversation": conversation, "cross-corpus": cross_corpus,
-            "compile": _Compile}[name]
+            "compile": _Compile, "stress": stress_bench}[name]
 
 
 class _Compile:

@@ -9,6 +9,7 @@ functions (keyword-only arguments; errors a user can fix are :class:`EmovoxError
     predict        run dir(s) + files -> iterator of result rows        (``emovox predict``)
     Predictor      a loaded model (or ensemble) to score files or waves
     export         run dir -> ONNX (fp32/int8) with a parity check       (``emovox export``)
+    stress         run dir(s) + manifest split under degradations -> report (``emovox stress``)
     baseline       eGeMAPS + logistic regression on a manifest           (``emovox baseline``)
     cv, search     speaker-grouped cross-validation, Optuna search       (``emovox cv``/``search``)
     push           run dir -> Hugging Face Hub model repo                (``emovox push``)
@@ -48,6 +49,7 @@ _LAZY = {
     "pseudo_label": "emovox.training.pseudo_label:pseudo_label",
     "evaluate": "emovox.evaluation.evaluate:evaluate",
     "baseline": "emovox.evaluation.baseline:run_baseline",
+    "stress": "emovox.evaluation.stress:stress",
     "predict": "emovox.inference.predict:predict",
     "Predictor": "emovox.inference.predict:Predictor",
     "write_rows": "emovox.inference.output:write_rows",

@@ -160,8 +160,11 @@ def evaluate(
                                     "evaluation does)."),
     adapt: Optional[str] = typer.Option(None, help="speaker: re-estimate a frozen-feature run's standardisation per "
                                         "test speaker from their unlabelled clips (transductive, reported apart)."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, age, speaker, ...) to report per group."),
+    target_accuracy: Optional[float] = typer.Option(None, help="Find the --min-confidence that reaches this accuracy."),
+    gap_warning: float = typer.Option(0.05, help="Warn when the UAR gap between groups exceeds this."),
 ) -> None:
-    """Accuracy, UAR, macro-F1, confusion matrix, calibration and error analysis for a split."""
+    """Accuracy, UAR, macro-F1, confusion matrix, calibration, accuracy-coverage and error analysis for a split."""
     if adapt not in (None, "speaker"):
         raise typer.BadParameter(f"--adapt {adapt!r}: the one adaptation at evaluation is 'speaker'")
     if adapt:
@@ -175,14 +178,36 @@ def evaluate(
         from .evaluation.evaluate import evaluate as run
 
         m = run(runs=runs, manifest=manifest, out=out, split=split, backend=backend, compare=compare,
-                progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels)
-    if m.get("left_out_labels"):
-        _say(f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}")
-    typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-               f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
-    if m["n_errors"]:
-        _say(f"{m['n_errors']} file(s) could not be scored: see {out / 'errors.csv'}")
-    typer.echo(f"report: {out / 'report.md'}")
+                progress=sys.stderr.isatty(), allow_pickle=allow_pickle, all_labels=all_labels, by=by or (),
+                target_accuracy=target_accuracy, gap_warning=gap_warning)
+    from .evaluation.evaluate import result_lines
+    shown, said = result_lines(m, split=split, out=out)
+    typer.echo("\n".join(shown))
+    for line in said:
+        _say(line)
+
+
+@app.command("stress")
+def stress_cmd(
+    models: List[str] = typer.Argument(..., help="Model(s), as evaluate takes them (several: an ensemble)."),
+    manifest: Path = typer.Option(..., help="Manifest to score."),
+    out: Path = typer.Option(..., help="Report folder (stress.json, stress.csv, stress.png, report.md)."),
+    split: str = typer.Option("test", help="train, validation or test."),
+    conditions: Optional[str] = typer.Option(None, help="Comma-separated families (white, babble, reverb, telephone, "
+                                             "mp3, ...) or names (white-5dB, reverb-0.6s, mp3-16k); default: all."),
+    seed: int = typer.Option(0, help="Seed of every random degradation."),
+    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
+    allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, speaker, ...): UAR per group too."),
+) -> None:
+    """Re-score a split under noise, babble, reverberation, telephone band, codecs, gain, clipping and resampling."""
+    from .evaluation.stress import stress as run
+    from .evaluation.stress_report import summary_lines
+
+    r = run(model=models, manifest=manifest, out=out, split=split, conditions=conditions, seed=seed, backend=backend,
+            threads=threads, progress=sys.stderr.isatty(), allow_pickle=allow_pickle, by=by or ())
+    typer.echo("\n".join(summary_lines(r, out)))
 
 
 @app.command()
@@ -218,13 +243,15 @@ def predict(
                                         "the orthography field, its probability as the confidence)."),
     plot: Optional[Path] = typer.Option(None, help="With --segment vad: a folder for one timeline PNG (+ CSV) per "
                                         "file: a lane per speaker, coloured by emotion, confidence as opacity."),
+    min_confidence: Optional[float] = typer.Option(None, help="Under this top score: label null, abstained true."),
 ) -> None:
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
 
     runs, inputs = _split_models(items, "the files or folders to score")
     common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
-                  window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty())
+                  window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty(),
+                  min_confidence=min_confidence)
     if segment is not None or speakers is not None or rttm or plot:
         if ray:
             raise typer.BadParameter("--segment/--speakers/--rttm/--plot run in-process; drop --ray")
@@ -287,13 +314,14 @@ def serve_cmd(
     top_k: int = typer.Option(3, help="Labels listed per file unless a request asks for top_k."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
     body_timeout: float = typer.Option(15.0, help="Seconds an upload may stall before it is cut off (408)."),
+    min_confidence: Optional[float] = typer.Option(None, help="Under this top score: label null, abstained true."),
 ) -> None:
     """HTTP API (POST /v1/predict, docs at /docs) and a web page at / around the predictor."""
     from .inference.serve import serve as run
 
     run(models=models, host=host, port=port, backend=backend, workers=workers, threads=threads,
         max_upload_mb=max_upload_mb, max_seconds=max_seconds, api_key_env=api_key_env, top_k=top_k,
-        allow_pickle=allow_pickle, body_timeout=body_timeout)
+        allow_pickle=allow_pickle, body_timeout=body_timeout, min_confidence=min_confidence)
 
 
 @app.command("pseudo-label")

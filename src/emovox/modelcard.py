@@ -178,7 +178,7 @@ def record_evaluation(run_dir: str | Path, metrics: Mapping[str, Any], *, split:
         return None
     run = RunDir(Path(run_dir))
     meta = read_meta(run)
-    keep = ("accuracy", "uar", "macro_f1", "majority_accuracy", "n", "manifest_fingerprint")
+    keep = ("accuracy", "uar", "macro_f1", "majority_accuracy", "n", "manifest_fingerprint", "group_warnings")
     result = {k: metrics[k] for k in keep if k in metrics}
     corpora = meta.get("data", {}).get("corpora", [])
     result.update(manifest=str(Path(manifest).resolve()), corpus=corpora[0] if len(corpora) == 1 else "")
@@ -259,6 +259,7 @@ def _results_section(meta: Mapping[str, Any]) -> list[str]:
                   f"{m.get('macro_f1', 0):.4f} | {m.get('majority_accuracy', 0):.4f} |" for s, m in evals.items()]
         lines += ["", "UAR (unweighted average recall, balanced accuracy) and macro-F1 weigh every emotion equally; "
                   "accuracy alone rewards predicting the frequent classes."]
+        lines += [f"\n**Warning ({s} split):** {w}." for s, m in evals.items() for w in m.get("group_warnings", [])]
     return lines + [""]
 
 

@@ -142,3 +142,16 @@ def test_split_map_syntax_and_options_for_other_corpora(tmp_path):
         prepare(corpus="crema-d", root=tmp_path / "c", out=tmp_path / "o", hf_label="emotion")
     with pytest.raises(BadManifest, match="not a Hugging Face dataset folder"):
         prepare(corpus="hf", root=tmp_path / "c", out=tmp_path / "o")
+
+
+def test_group_columns_are_passed_through(tmp_path):
+    import datasets
+
+    recs = hf_records({"train": ("s1", "s2"), "validation": ("s3",), "test": ("s4",)})
+    rows = [dict(r, gender="F" if r["speaker_id"] in ("s1", "s3") else "M", age=30) for rs in recs.values() for r in rs]
+    ds = datasets.Dataset.from_list(rows)
+    ds.save_to_disk(str(tmp_path / "ds"))
+    res = prepare(corpus="hf", root=tmp_path / "ds", out=tmp_path / "p", workers=1)
+    df = pd.read_csv(res.manifest, dtype=str)
+    assert dict(zip(df["speaker"], df["gender"])) == {"s1": "female", "s2": "male", "s3": "female", "s4": "male"}
+    assert set(df["age"]) == {"30"}

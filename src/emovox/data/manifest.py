@@ -40,11 +40,18 @@ def replacing(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def extra_columns(df: pd.DataFrame) -> list[str]:
+    """Columns beyond ``COLUMNS`` that hold a value in some row (gender, age, language, ...)."""
+    return [c for c in df.columns if c not in COLUMNS
+            and df[c].fillna("").astype(str).str.strip().ne("").any()]
+
+
 def save_manifest(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write the manifest CSV with the fixed column order, atomically (see :func:`replacing`)."""
+    """Write the manifest CSV with the fixed column order, then any extra column that holds a
+    value (speaker groups such as gender), atomically (see :func:`replacing`)."""
     path = Path(path)
     with replacing(path) as tmp:
-        df.loc[:, list(COLUMNS)].to_csv(tmp, index=False, float_format="%.4f")
+        df.loc[:, [*COLUMNS, *extra_columns(df)]].to_csv(tmp, index=False, float_format="%.4f")
     return path
 
 

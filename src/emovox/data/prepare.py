@@ -11,8 +11,7 @@ import pandas as pd
 from .corpora import HFOptions, hub_ids_of, parse_split_map, scan_corpus
 from ..errors import BadLabel, InvalidCorpus
 from ..labels import DEFAULT_FOR_CORPUS, LabelScheme, get_scheme, infer_scheme
-from .manifest import (COLUMNS, MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest,
-                       save_manifest_scheme)
+from .manifest import MANIFEST_NAME, duplicates, inspect_files, replacing, save_manifest, save_manifest_scheme
 from .splits import DEFAULT_FRACTIONS, random_holdout, speaker_holdout
 from .label_map import map_rows, parse_label_map, rename_scheme
 
@@ -87,7 +86,8 @@ def prepare(
                           unmapped=unmapped)
     chosen = mapping["scheme"]
     problems = list(scan.problems)
-    df = pd.DataFrame(scan.rows, columns=["path", "speaker", "sentence", "emotion", "intensity", "label", "split"])
+    base = ["path", "speaker", "sentence", "emotion", "intensity", "label", "split"]
+    df = pd.DataFrame(scan.rows, columns=[*base, *(k for k in dict.fromkeys(k for r in scan.rows for k in r) if k not in base)])
     checked = inspect_files(list(df["path"]), workers=workers, progress=progress)
     df["duration"] = [c[0] for c in checked]
     bad = {i: c[2] for i, c in enumerate(checked) if c[2]}
@@ -108,7 +108,7 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_invalid(problems, out)
-    manifest = save_manifest(df[list(COLUMNS)], out / MANIFEST_NAME)
+    manifest = save_manifest(df, out / MANIFEST_NAME)  # COLUMNS, then group columns that hold values
     save_manifest_scheme(manifest, chosen)
     from .report import write_data_report
 

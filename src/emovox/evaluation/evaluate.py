@@ -14,6 +14,8 @@ from ..errors import BadManifest
 from ..inference.predict import Predictor
 from ..modelcard import record_evaluation
 from ..models.source import ModelSource
+from .abstention import aurc, check_target, coverage_curve, threshold_for_accuracy
+from .groups import DEFAULT_GAP_WARNING, gap_warnings, group_metrics, group_values, groups_markdown
 from .label_subset import LabelSubset, label_subset
 from .metrics import classification_metrics, compare_table, confusion, reliability_bins
 
@@ -22,7 +24,9 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
              backend: str = "torch", compare: bool = False, progress: bool = False,
-             allow_pickle: bool = False, all_labels: bool = False, scorer=None, method: str | None = None) -> dict:
+             allow_pickle: bool = False, all_labels: bool = False, scorer=None, method: str | None = None,
+             by: Sequence[str] = (), target_accuracy: float | None = None,
+             gap_warning: float = DEFAULT_GAP_WARNING) -> dict:
     """Score ``split`` of ``manifest`` and write metrics.json, confusion matrices, reliability diagram,
     misclassified.csv, predictions.csv and report.md into ``out``.
 
@@ -39,21 +43,27 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     predictor's scoring, e.g. per-speaker adaptation; ``method`` then says in the report how the
     scores were made.
 
+    Every report has the accuracy-coverage curve of the top-1 confidence (``coverage.png``/``.csv``)
+    and its area (``aurc``); ``target_accuracy`` adds the threshold that reaches it on this split
+    (run it on validation, then ``predict --min-confidence`` that threshold). Each ``by`` column of
+    the manifest (gender, age, language, corpus, speaker, ...) gets per-group metrics and the
+    largest gap; a UAR gap above ``gap_warning`` is a warning in the report and on the model card.
+
     Returns:
-        The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, ...).
+        The metrics written to ``metrics.json`` (accuracy, uar, macro_f1, loss, n, per_class, aurc,
+        abstention, and with ``by`` groups and group_warnings).
 
     Raises:
-        BadManifest: labels outside the run's scheme or an empty split; BadRunDir: bad run dirs.
+        BadManifest: labels outside the run's scheme, an empty split, or a ``by`` column that is
+        missing or empty; BadConfig: a target accuracy outside (0, 1]; BadRunDir: bad run dirs.
     """
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
-    present = {scheme.coerce(lab) for lab in load_manifest(manifest)["label"]}
-    df = load_manifest(manifest, split=split)
-    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
-    unknown = sorted(present - set(scheme.labels))
-    if unknown:
-        raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
-                          f"{scheme.name!r} ({', '.join(scheme.labels)}); the model cannot answer them")
+    df, present = labelled_split(manifest, split, scheme)
+    for column in by:  # a wrong column fails before anything is scored
+        group_values(df, column, where=str(manifest))
+    if target_accuracy is not None:
+        check_target(target_accuracy)
     subset = None if all_labels else label_subset(scheme, present)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +75,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     if df.empty:
         raise BadManifest(f"{manifest}: no file of split {split!r} could be scored (see {out / 'errors.csv'})")
     P = np.stack([p for p in probs if p is not None])
+    answered = _answers(P, scheme, df)  # what predict --min-confidence sees: scores over all the model's labels
     if subset is not None:
         P, scheme = subset.apply(P), subset.scheme
     y = np.array([scheme.id(lab) for lab in df["label"]])
@@ -74,6 +85,10 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
         metrics.update(restricted_to=list(scheme.labels), left_out_labels=list(subset.left_out))
     if method:
         metrics["method"] = method
+    metrics.update(_abstention(out, *answered, target_accuracy))
+    if by:
+        metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme) for c in by}
+        metrics["group_warnings"] = gap_warnings(metrics["groups"], gap_warning)
     members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle, subset) if len(runs) > 1 else {}
     if members:
         metrics["runs" if compare else "members"] = members
@@ -83,6 +98,58 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     if len(runs) == 1 and backend == "torch" and scorer is None:  # one emovox run dir: its card gets the results
         record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
+
+
+def labelled_split(manifest: str | Path, split: str, scheme) -> tuple[pd.DataFrame, set[str]]:
+    """The manifest's ``split`` with labels in the run's spelling (``scheme.coerce``), and the
+    labels the whole manifest uses.
+
+    Raises:
+        BadManifest: labels outside the scheme, or an empty or unknown split.
+    """
+    present = {scheme.coerce(lab) for lab in load_manifest(manifest)["label"]}
+    df = load_manifest(manifest, split=split)
+    df["label"] = [scheme.coerce(lab) for lab in df["label"]]
+    unknown = sorted(present - set(scheme.labels))
+    if unknown:
+        raise BadManifest(f"{manifest}: labels {', '.join(unknown)} are not in the run's scheme "
+                          f"{scheme.name!r} ({', '.join(scheme.labels)}); the model cannot answer them")
+    return df, present
+
+
+def result_lines(m: dict, *, split: str, out: str | Path) -> tuple[list[str], list[str]]:
+    """What ``emovox evaluate`` prints: lines for standard output, and notes and warnings for standard error."""
+    shown = [f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+             f"(majority baseline accuracy {m['majority_accuracy']:.4f})"]
+    said = [f"note: scored among the manifest's labels only; left out: {', '.join(m['left_out_labels'])}"
+            ] if m.get("left_out_labels") else []
+    shown += [f"by {column}: " + ", ".join(f"{g} UAR {v['uar']:.4f} (n={v['n']})" for g, v in res["groups"].items())
+              for column, res in m.get("groups", {}).items()]
+    said += [f"warning: {w}" for w in m.get("group_warnings", [])]
+    target = m.get("abstention", {}).get("target")
+    if target:
+        shown.append(f"target accuracy {target['target_accuracy']:g}: " + (
+            f"--min-confidence {target['min_confidence']:.4f} (coverage {target['coverage']:.1%})"
+            if target["min_confidence"] is not None else "no threshold reaches it"))
+    if m["n_errors"]:
+        said.append(f"{m['n_errors']} file(s) could not be scored: see {Path(out) / 'errors.csv'}")
+    return shown + [f"report: {Path(out) / 'report.md'}"], said
+
+
+def _answers(P: np.ndarray, scheme, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Top score and whether the top label is right, as ``predict`` answers (before any label subset)."""
+    return P.max(axis=1), np.array([scheme.labels[i] for i in P.argmax(axis=1)]) == df["label"].to_numpy()
+
+
+def _abstention(out: Path, conf: np.ndarray, correct: np.ndarray, target: float | None) -> dict:
+    """``aurc`` and ``abstention`` for metrics.json (on the scores ``predict`` gives, over all the
+    model's labels); coverage.png/.csv written."""
+    from .plots import plot_coverage
+
+    area = aurc(conf, correct)
+    chosen = threshold_for_accuracy(conf, correct, target) if target is not None else None
+    plot_coverage(coverage_curve(conf, correct), out / "coverage", aurc=area["aurc"], chosen=chosen)
+    return {"aurc": area["aurc"], "abstention": {**area, **({"target": chosen} if chosen else {})}}
 
 
 def _score(predictor: Predictor, paths: list[str], progress: bool) -> tuple[list, list]:
@@ -146,6 +213,9 @@ def _write_report(out: Path, runs, manifest, split: str, m: dict, members: dict,
         lines += ["## Runs side by side", "", compare_table(members, keys=keys)]
     elif members:
         lines += ["## Ensemble vs members", "", compare_table({"ensemble": m, **members}, keys=KEYS)]
+    lines += _abstention_markdown(m)
+    if "groups" in m:
+        lines += groups_markdown(m["groups"], m["group_warnings"])
     lines += ["## Per class", "", "| label | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
               for lab, c in m["per_class"].items()]
@@ -162,6 +232,21 @@ def _subset_lines(m: dict) -> list[str]:
     return [f"- scored among the manifest's {len(m['restricted_to'])} labels only ({', '.join(m['restricted_to'])}); "
             f"the model's labels left out: {', '.join(m['left_out_labels'])} (probabilities restricted and "
             "renormalised; `--all-labels` scores among all)"]
+
+
+def _abstention_markdown(m: dict) -> list[str]:
+    a = m["abstention"]
+    lines = ["## Abstaining when unsure", "",
+             f"Answering only above a confidence threshold trades coverage for accuracy: AURC {a['aurc']:.3f} "
+             f"(an oracle ranking: {a['optimal']:.3f}; excess {a['excess']:.3f}). Curve: `coverage.csv`.", ""]
+    t = a.get("target")
+    if t and t["min_confidence"] is not None:
+        lines += [f"Target accuracy {t['target_accuracy']:g}: `--min-confidence {t['min_confidence']:.4f}` answers "
+                  f"{t['coverage']:.1%} of the clips at accuracy {t['accuracy']:.3f} on this split "
+                  "(choose it on validation, apply it to new audio with `emovox predict --min-confidence`).", ""]
+    elif t:
+        lines += [f"No threshold reaches accuracy {t['target_accuracy']:g} on this split.", ""]
+    return lines + ["![accuracy-coverage](coverage.png)", ""]
 
 
 def _yaml(d: dict) -> str:

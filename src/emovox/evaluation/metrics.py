@@ -286,3 +286,32 @@ def compare_table(
     for name, metrics in named_metrics.items():
         lines.append("| " + " | ".join([name, *(_cell(metrics.get(k)) for k in keys)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def uar_of(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """UAR of each row of ``y_true``/``y_pred`` (2-D: one resample per row; 1-D is one row): the
+    mean recall over the classes present in that row, as :func:`classification_metrics` has it."""
+    y_true, y_pred = np.atleast_2d(y_true), np.atleast_2d(y_pred)
+    recalls, present = [], []
+    for c in range(n_classes):
+        support = (y_true == c).sum(axis=1)
+        hits = ((y_true == c) & (y_pred == c)).sum(axis=1)
+        recalls.append(np.divide(hits, support, out=np.zeros(len(support)), where=support > 0))
+        present.append(support > 0)
+    return np.sum(recalls, axis=0) / np.maximum(np.sum(present, axis=0), 1)
+
+
+def paired_uar_difference(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int], n_classes: int, *,
+                          reps: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """UAR(a) - UAR(b) on the same clips and its percentile bootstrap interval (clips resampled
+    together for a and b, so the interval reflects the change, not the spread of each).
+
+    Returns:
+        ``(difference, low, high)``.
+    """
+    y, a, b = (np.asarray(v, dtype=np.int64) for v in (y_true, pred_a, pred_b))
+    diff = float(uar_of(y, a, n_classes)[0] - uar_of(y, b, n_classes)[0])
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(reps, len(y)))
+    boot = uar_of(y[idx], a[idx], n_classes) - uar_of(y[idx], b[idx], n_classes)
+    tail = (1.0 - level) / 2 * 100
+    return diff, float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))

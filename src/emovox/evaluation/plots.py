@@ -151,3 +151,31 @@ def plot_matrix(table: pd.DataFrame, path: Path, *, title: str) -> Path:
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if value < 0.6 else "black")
     fig.colorbar(im, ax=ax, label="UAR")
     return save_figure(fig, path)
+
+
+def plot_coverage(points: list[dict], out_stem: Path, *, aurc: float, chosen: dict | None = None) -> list[Path]:
+    """Accuracy against coverage when answering only above a confidence threshold (and the
+    threshold itself), with the chosen operating point marked.
+
+    Args:
+        points: Output of :func:`emovox.evaluation.abstention.coverage_curve`.
+        aurc: Area under the risk-coverage curve, shown in the title.
+        chosen: Output of ``threshold_for_accuracy`` (marked when it found a threshold).
+
+    Returns:
+        ``{stem}.png`` and ``{stem}.csv`` (threshold, coverage, accuracy, n per point).
+    """
+    table = pd.DataFrame(points, columns=["threshold", "coverage", "accuracy", "n"])
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    ax.plot(table["coverage"], table["accuracy"], color="tab:blue", label="accuracy on answered clips")
+    ax.plot(table["coverage"], table["threshold"], color="tab:gray", linestyle="--", label="threshold (min confidence)")
+    if chosen and chosen.get("min_confidence") is not None:
+        ax.plot([chosen["coverage"]], [chosen["accuracy"]], "o", color="tab:red",
+                label=f"target {chosen['target_accuracy']:g}: P={chosen['min_confidence']:.3f}, "
+                      f"coverage {chosen['coverage']:.1%}")
+    ax.set(xlabel="coverage (share of clips answered)", ylabel="accuracy / threshold", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"accuracy-coverage (AURC {aurc:.3f}, lower is better)")
+    ax.legend(loc="lower left", fontsize=8)
+    paths = [save_figure(fig, beside(out_stem, ".png")), beside(out_stem, ".csv")]
+    table.to_csv(paths[1], index=False, float_format="%.6f")
+    return paths

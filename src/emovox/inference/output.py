@@ -10,7 +10,7 @@ from typing import IO, Iterable
 from ..errors import BadConfig
 
 FORMATS = ("jsonl", "csv", "parquet")
-COLUMNS = ["path", "label", "score", "top_k", "start", "end", "error"]
+COLUMNS = ["path", "label", "score", "top_k", "start", "end", "error", "abstained"]
 # ``--segment vad`` rows add these (inference.conversation): a segment's speaker; a summary row's
 # kind (speaker or file), speech time, segment count and emotion shares.
 SEGMENT_COLUMNS = ["speaker", "summary", "speech_seconds", "segments", "shares"]
@@ -21,7 +21,8 @@ def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "json
     """Stream rows to ``out`` (stdout when None; Parquet needs a file); return (path, error) for
     rows that failed.
 
-    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error; with
+    CSV columns: path, label, score, top_k (as ``label:score;...``), start, end, error, abstained
+    (``--min-confidence``); with
     ``segmented`` also speaker, summary, speech_seconds, segments, shares (as ``label:share;...``).
     Parquet has the same columns with ``top_k`` a list of {label, score} and ``shares`` a list of
     {label, share}, written in row groups as rows arrive.
@@ -72,7 +73,7 @@ def _write_parquet(rows: Iterable[dict], out: Path, group: int = 1024, *,
 
     top = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
     fields = [("path", pa.string()), ("label", pa.string()), ("score", pa.float64()), ("top_k", top),
-              ("start", pa.float64()), ("end", pa.float64()), ("error", pa.string())]
+              ("start", pa.float64()), ("end", pa.float64()), ("error", pa.string()), ("abstained", pa.bool_())]
     if segmented:
         fields += [("speaker", pa.string()), ("summary", pa.string()), ("speech_seconds", pa.float64()),
                    ("segments", pa.int64()), ("shares", pa.list_(pa.struct([("label", pa.string()),

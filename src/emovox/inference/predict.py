@@ -18,6 +18,7 @@ from ..errors import BadAudio, BadRunDir, EmovoxError
 from ..labels import LabelScheme
 from ..models.backbones import Backbone, backbone_for
 from ..models.source import ModelSource, open_source
+from .abstain import abstain, check_min_confidence
 
 if TYPE_CHECKING:
     from .vad import VadOptions
@@ -280,7 +281,8 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
             progress: bool = False, allow_pickle: bool = False, segment: str | None = None,
             speakers: int | str | None = None, vad: "VadOptions | None" = None, segment_margin: float = 0.5,
-            rttm: str | Path | None = None, plot: str | Path | None = None) -> Iterator[dict]:
+            rttm: str | Path | None = None, plot: str | Path | None = None,
+            min_confidence: float | None = None) -> Iterator[dict]:
     """Library entry point of ``emovox predict``: rows for every input file.
 
     Args:
@@ -294,6 +296,8 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
         segment_margin: seconds of silence framing each segment when it is scored (as utterances
             are recorded; ``ConversationOptions``).
         rttm, plot: with ``segment="vad"``, an RTTM file and a folder of timeline PNGs to write.
+        min_confidence: Rows whose top score is under it get ``"label": None, "abstained": True``
+            (scores kept); the others ``"abstained": False``.
 
     Returns:
         A lazy iterator of rows in input order: ``{"path", "label", "score", "top_k"}``, or
@@ -302,8 +306,9 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
     Raises:
         BadRunDir: a run dir cannot be loaded. BadAudio: the inputs hold no audio file.
         BadConfig: an unknown ``segment``, ``speakers``/``rttm``/``plot`` without ``segment="vad"``,
-            or a VAD option out of range.
+            or a VAD option out of range; ``min_confidence`` outside [0, 1].
     """
+    check_min_confidence(min_confidence)
     if segment is not None or speakers is not None or rttm or plot:
         from .conversation import check_segment_mode
 
@@ -318,6 +323,7 @@ def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend
     if segment == "vad":
         from .conversation import predict_conversations
 
-        return predict_conversations(predictor, files, speakers=speakers, vad=vad, margin=segment_margin, rttm=rttm,
-                                     plot=plot, top_k=top_k, progress=progress)
-    return predictor.predict_files(files, top_k=top_k, windows=windows or segment == "windows", progress=progress)
+        return abstain(predict_conversations(predictor, files, speakers=speakers, vad=vad, margin=segment_margin,
+                                             rttm=rttm, plot=plot, top_k=top_k, progress=progress), min_confidence)
+    return abstain(predictor.predict_files(files, top_k=top_k, windows=windows or segment == "windows",
+                                           progress=progress), min_confidence)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import BadAudio, BadConfig
 from ..models.source import open_source
+from .abstain import abstain, check_min_confidence
 from .predict import Predictor, expand_inputs
 
 
@@ -62,7 +63,8 @@ def predict_ray(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], add
                 num_actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0,
                 batch_size: int = 32, backend: str = "torch", top_k: int = 3, windows: bool = False,
                 window_seconds: float | None = None, threads: int | None = None,
-                progress: bool = False, allow_pickle: bool = False) -> Iterator[dict]:
+                progress: bool = False, allow_pickle: bool = False,
+                min_confidence: float | None = None) -> Iterator[dict]:
     """Rows for every input file, as ``predict.predict`` gives them, scored on a Ray cluster.
 
     ``threads`` (torch threads per actor) defaults to ``cpus_per_actor``. Uses the running Ray
@@ -75,15 +77,16 @@ def predict_ray(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], add
     if num_actors < 1 or cpus_per_actor <= 0 or gpus_per_actor < 0 or batch_size < 1:
         raise BadConfig(f"--num-actors ({num_actors}) and --cpus-per-actor ({cpus_per_actor}) must be positive, "
                         f"--gpus-per-actor ({gpus_per_actor}) not negative, the batch size ({batch_size}) positive")
+    check_min_confidence(min_confidence)
     refs = [str(r) for r in runs]
     for ref in refs:  # fail here with one line, not in an actor with a remote traceback
         open_source(ref, allow_pickle=allow_pickle)
     files = expand_inputs(inputs)
     if not files:
         raise BadAudio(f"no audio files found in {', '.join(map(str, inputs))}")
-    return _rows(refs, files, address=address, num_actors=num_actors, cpus=cpus_per_actor, gpus=gpus_per_actor,
+    return abstain(_rows(refs, files, address=address, num_actors=num_actors, cpus=cpus_per_actor, gpus=gpus_per_actor,
                  batch_size=batch_size, scorer=(backend, threads or max(1, int(cpus_per_actor)), window_seconds,
-                                                top_k, windows, allow_pickle), progress=progress)
+                                                top_k, windows, allow_pickle), progress=progress), min_confidence)
 
 
 def _rows(refs: list[str], files: list[str], *, address: str | None, num_actors: int, cpus: float, gpus: float,

@@ -20,7 +20,7 @@ LOG_NAME = "emovox.serve"
 def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
           workers: int = 2, threads: int | None = None, max_upload_mb: float = 25.0, max_seconds: float = 600.0,
           api_key_env: str | None = None, top_k: int = 3, allow_pickle: bool = False,
-          body_timeout: float = 15.0) -> None:
+          body_timeout: float = 15.0, min_confidence: float | None = None) -> None:
     """Load ``models`` (several = an ensemble, as in predict) and serve them until interrupted.
 
     The socket is bound and the model references checked before anything starts, so a busy port
@@ -37,7 +37,8 @@ def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, b
     from .serve_io import ServeSettings
 
     settings = ServeSettings(max_upload_bytes=int(max_upload_mb * 2**20), max_seconds=max_seconds, workers=workers,
-                             api_key=_api_key(api_key_env), top_k=top_k, body_timeout=body_timeout).check()
+                             api_key=_api_key(api_key_env), top_k=top_k, body_timeout=body_timeout,
+                             min_confidence=min_confidence).check()
     _check_models(models, backend, allow_pickle)
     threads = threads or max(1, _cores() // workers)
     app = create_app(lambda: Predictor.from_run_dir(list(models), backend=backend, threads=threads,

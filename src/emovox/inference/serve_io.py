@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.audio import read_info
 from ..errors import BadAudio, BadConfig
+from .abstain import check_min_confidence, mark
 from .predict import Predictor
 
 # Content-Type of a raw body -> the suffix its temp file gets (the decoder reads the header anyway)
@@ -42,6 +43,7 @@ class ServeSettings:
         tmp_dir: Where uploads are written (the system temp dir when None).
         body_timeout: Seconds a request body may pause between chunks before it is cut off (408);
             the whole body gets ten times that: slow-loris uploads cannot hold a connection.
+        min_confidence: Rows whose top score is under it abstain (``label`` null, ``abstained`` true).
     """
 
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -51,6 +53,7 @@ class ServeSettings:
     top_k: int = 3
     tmp_dir: str | None = None
     body_timeout: float = 15.0
+    min_confidence: float | None = None
 
     def check(self) -> "ServeSettings":
         """Refuse settings no server can run with.
@@ -68,6 +71,7 @@ class ServeSettings:
             raise BadConfig(f"--body-timeout must be positive (got {self.body_timeout:g})")
         if self.top_k < 1:
             raise BadConfig(f"--top-k must be at least 1 (got {self.top_k})")
+        check_min_confidence(self.min_confidence)
         if self.api_key is not None and not self.api_key.strip():
             raise BadConfig("the API key is empty; set the variable --api-key-env names to a non-empty key")
         return self
@@ -133,7 +137,7 @@ def score_files(predictor: Predictor, files: Sequence[tuple[str, Path]], *, sett
         if p is None:
             rows[i] = {"path": name, "error": _clean(reason, path, name), "status": status_for(reason)}
             continue
-        rows[i] = predictor.row(name, p, top_k)
+        rows[i] = mark(predictor.row(name, p, top_k), settings.min_confidence)
         if windows:
             rows[i]["windows"] = _timeline(predictor, p, path, window_rows)
     return [r for r in rows if r is not None]

@@ -1,6 +1,7 @@
 """A CSV table (``path,label`` plus optional ``speaker``, ``split``, ``sentence``), or a folder holding
 ``train.csv``, ``validation.csv`` and ``test.csv`` as the reference recipe had. Paths are relative
-to the CSV file."""
+to the CSV file. Speaker-group columns (gender/sex, age, language, accent, race, ethnicity) are
+passed through to the manifest."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import BadManifest
+from .demographics import group_columns, normalise_group
 from .scan import Scan, row
 
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "audio", "wav")
@@ -54,6 +56,7 @@ def _read_table(csv: Path, forced_split: str = "") -> Scan:
     path_col = _pick(cols, PATH_COLUMNS, "path", csv)
     label_col = _pick(cols, LABEL_COLUMNS, "label", csv)
     lower = {c.lower(): c for c in cols}
+    groups = group_columns([c for c in cols if c not in (path_col, label_col)])
     scan = Scan()
     for i, rec in enumerate(table.to_dict("records"), start=2):
         raw = rec[path_col].strip()
@@ -70,5 +73,11 @@ def _read_table(csv: Path, forced_split: str = "") -> Scan:
             continue
         scan.rows.append(row(path, label=label, split=SPLIT_ALIASES.get(split, ""),
                              speaker=rec.get(lower.get("speaker", ""), "").strip(),
-                             sentence=rec.get(lower.get("sentence", ""), "").strip()))
+                             sentence=rec.get(lower.get("sentence", ""), "").strip(),
+                             **_groups(rec, groups)))
     return scan
+
+
+def _groups(rec: dict, groups: dict[str, str]) -> dict:
+    values = {name: normalise_group(name, rec[col]) for name, col in groups.items()}
+    return {"gender": values.pop("gender", ""), "extra": values}

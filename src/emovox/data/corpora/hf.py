@@ -10,13 +10,14 @@ folder, so the manifest points at ordinary files and stays the pivot.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ...errors import BadAudio, BadConfig, BadManifest
 from ..audio import decode_bytes, load_audio, write_audio
 from .csv_table import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_ALIASES
+from .demographics import group_columns, normalise_group
 from .scan import Scan, row
 
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "speakerid", "actor", "actor_id", "client_id", "spk", "spk_id",
@@ -184,9 +185,11 @@ class Columns:
     speaker: str | None
     sentence: str | None
     intensity: str | None
+    groups: dict[str, str] = field(default_factory=dict)  # manifest group column -> dataset column
 
     def names(self) -> list[str]:
-        return [c for c in (self.audio, self.label, self.speaker, self.sentence, self.intensity) if c]
+        return [c for c in (self.audio, self.label, self.speaker, self.sentence, self.intensity, *self.groups.values())
+                if c]
 
 
 def _columns(root: Path, split: str, ds, options: HFOptions) -> Columns:
@@ -224,7 +227,8 @@ def _columns(root: Path, split: str, ds, options: HFOptions) -> Columns:
     feature = features.get(label)
     label_names = list(feature.names) if type(feature).__name__ == "ClassLabel" else None
     return Columns(audio=audio, label=label, label_names=label_names, speaker=speaker or named(SPEAKER_COLUMNS),
-                   sentence=named(SENTENCE_COLUMNS), intensity=named(("intensity", "level")))
+                   sentence=named(SENTENCE_COLUMNS), intensity=named(("intensity", "level")),
+                   groups=group_columns([n for n in names if n not in (audio, label, speaker)]))
 
 
 def scan_split(ds, cols: Columns, *, root: Path, name: str, split: str, audio_dir: Path, scan: Scan,
@@ -236,6 +240,7 @@ def scan_split(ds, cols: Columns, *, root: Path, name: str, split: str, audio_di
         ds = ds.cast_column(cols.audio, datasets.Audio(decode=False))
     ds = ds.select_columns(cols.names())
     audio_dir.mkdir(parents=True, exist_ok=True)
+    group_names = {k: _class_names(ds, c) for k, c in cols.groups.items()}
     for i, ex in enumerate(_bar(ds, name, progress)):
         stored = ex[cols.audio]
         source = (stored.get("path") if isinstance(stored, dict) else stored) or ""
@@ -252,8 +257,15 @@ def scan_split(ds, cols: Columns, *, root: Path, name: str, split: str, audio_di
         path = audio_dir / f"{i:06d}.flac"
         write_audio(path, wave)
         text = {c: "" if ex.get(c) is None else str(ex[c]).strip() for c in (cols.speaker, cols.sentence, cols.intensity) if c}
+        groups = {k: normalise_group(k, _label(ex[c], group_names[k])) for k, c in cols.groups.items()}
         scan.rows.append(row(path, label=label, split=split, speaker=text.get(cols.speaker, ""),
-                             sentence=text.get(cols.sentence, ""), intensity=text.get(cols.intensity, "")))
+                             sentence=text.get(cols.sentence, ""), intensity=text.get(cols.intensity, ""),
+                             gender=groups.pop("gender", ""), extra=groups))
+
+
+def _class_names(ds, column: str) -> list[str] | None:
+    feature = (ds.features or {}).get(column)
+    return list(feature.names) if type(feature).__name__ == "ClassLabel" else None
 
 
 def _label(value: Any, names: list[str] | None) -> str:

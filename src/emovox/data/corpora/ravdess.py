@@ -1,11 +1,13 @@
 """RAVDESS: ``Actor_XX/MM-VV-EE-II-SS-RR-AA.wav`` (modality, vocal channel, emotion, intensity,
-statement, repetition, actor). Only audio-only (03) speech (01) files are used."""
+statement, repetition, actor). Only audio-only (03) speech (01) files are used. Gender comes from
+the actor number (odd male, even female, as the corpus documents)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 from ...labels import RAVDESS_EMOTIONS, RAVDESS_INTENSITIES
+from .demographics import ravdess_gender
 from .scan import Scan, audio_files, row
 
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
@@ -33,7 +35,8 @@ def prepare_ravdess(root: Path) -> Scan:
             scan.problems.append((str(path), reason))
             continue
         scan.rows.append(row(path, speaker=actor, sentence=STATEMENTS[statement],
-                             emotion=EMOTION_CODES[emo], intensity=INTENSITY_CODES[inten]))
+                             emotion=EMOTION_CODES[emo], intensity=INTENSITY_CODES[inten],
+                             gender=ravdess_gender(actor)))
     if skipped:
         scan.notes.append(f"skipped {skipped} song or video file(s): only audio-only speech is used")
     return scan
