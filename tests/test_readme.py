@@ -85,4 +85,4 @@ def test_readme_command_line_blocks_run_as_written_or_say_what_they_need(tmp_pat
     assert json.loads((tmp_path / "runs/demo/emovox.json").read_text())["model_source"] == "whisper-tiny.en"
     assert json.loads((tmp_path / "runs/demo/eval/metrics.json").read_text())["n"] > 0
     assert (tmp_path / "runs/demo-onnx/model.onnx").is_file() and (tmp_path / "cv/cv_metrics.json").is_file()
-    assert (tmp_path / "hp/best.yaml").is_file() and "1001_IEO_ANG_HI.wav" in done.stdout
+    assert (tmp_path / "hp/best.yaml").is_file() and "1001_DFA_ANG_XX.wav" in done.stdout

@@ -42,6 +42,8 @@ def test_training_on_two_manifests_keeps_each_corpus_apart(two_corpora, tmp_path
     assert counts["pa"] == counts["pb"]  # balanced: the smaller corpus's train rows repeated
     meta = json.loads((tmp_path / "r" / "emovox.json").read_text())
     assert meta["manifest"].endswith("r/manifest.csv") and meta["data"]["corpora"] == ["pa", "pb"]
+    m = evaluate(runs=[tmp_path / "r"], manifest=tmp_path / "r" / "manifest.csv", out=tmp_path / "e")
+    assert set(m["groups"]["corpus"]["groups"]) == {"pa", "pb"}  # each corpus beside the pooled metrics
 
 
 def test_a_model_scores_a_corpus_with_fewer_labels_among_those_labels(tiny_run, two_corpora, tmp_path, capsys):

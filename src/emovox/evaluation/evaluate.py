@@ -45,7 +45,8 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
 
     Every report has the accuracy-coverage curve of the top-1 confidence (``coverage.png``/``.csv``)
     and its area (``aurc``); ``target_accuracy`` adds the threshold that reaches it on this split
-    (run it on validation, then ``predict --min-confidence`` that threshold). Each ``by`` column of
+    (run it on validation, then ``predict --min-confidence`` that threshold). A manifest of several
+    corpora is always reported per corpus too (``by`` gains ``corpus``). Each ``by`` column of
     the manifest (gender, age, language, corpus, speaker, ...) gets per-group metrics and the
     largest gap; a UAR gap above ``gap_warning`` is a warning in the report and on the model card.
 
@@ -60,6 +61,8 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     predictor = Predictor.from_run_dir(runs[:1] if compare else runs, backend=backend, allow_pickle=allow_pickle)
     scheme = predictor.scheme
     df, present = labelled_split(manifest, split, scheme)
+    if "corpus" not in by and df["corpus"].astype(str).nunique() > 1:  # several corpora: each beside the pooled
+        by = [*by, "corpus"]
     for column in by:  # a wrong column fails before anything is scored
         group_values(df, column, where=str(manifest))
     if target_accuracy is not None:
