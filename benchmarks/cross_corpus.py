@@ -53,6 +53,7 @@ def _scores(run: Path, target, source) -> dict[str, float]:
     from emovox.labels import LabelScheme
     from emovox.models.heads import pooled_logits
     from emovox.models.loading import feature_extractor_for, load_trained
+    from emovox.training.adapt import speaker_adapted_logits
     from emovox.training.feature_scaling import load_unscaled_head, refold
     from emovox.training.features import clip_features
 
@@ -76,11 +77,8 @@ def _scores(run: Path, target, source) -> dict[str, float]:
     unscaled = load_unscaled_head(run)
     refold(model, unscaled, x)
     out["+ adapt"] = _uar(y, predict(x))
-    pred = np.zeros(len(df), int)
-    for rows in df.groupby("speaker").indices.values():
-        refold(model, unscaled, x[rows])
-        pred[rows] = predict(x[rows])
-    out["+ speaker adapt (transductive)"] = _uar(y, pred)
+    logits = speaker_adapted_logits(model, unscaled, x, df["speaker"].astype(str))
+    out["+ speaker adapt (transductive)"] = _uar(y, logits.argmax(axis=1))
     return out
 
 
@@ -113,6 +111,8 @@ def _end_to_end(run: Path, target: Path, ctx: Context) -> float:
 
 
 def run(ctx: Context) -> dict:
+    import pandas as pd
+
     from emovox.training.train import train
 
     man = _manifests()
@@ -123,8 +123,6 @@ def run(ctx: Context) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)
             train(config=CONFIGS / recipe, manifest=man[src], out=run_dir, model="whisper-base", progress=False)
             target_all = WORK / f"xc-{tgt}" / "all-test.csv"
-            import pandas as pd
-
             pd.read_csv(man[tgt], dtype=str).assign(split="test").to_csv(target_all, index=False)
             scores = _scores(run_dir, target_all, man[src])
             ctx.log(f"   {src} -> {tgt}, {recipe}: {scores}")

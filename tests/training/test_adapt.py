@@ -80,3 +80,32 @@ def test_adapt_refuses_a_fine_tuned_run_in_one_line(tiny_run, tmp_path, capsys):
         adapt(run=tiny_run, targets=[tmp_path], out=tmp_path / "x", progress=False)
     assert main(["adapt", str(tiny_run), str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_speaker_adapted_logits_use_each_speakers_clips_or_else_the_whole_set(probe_run, tiny_manifest):
+    from emovox.config import from_dict
+    from emovox.labels import LabelScheme
+    from emovox.models.heads import pooled_logits
+    from emovox.models.loading import feature_extractor_for
+    from emovox.training.adapt import speaker_adapted_logits
+    from emovox.training.feature_scaling import refold
+    from emovox.training.features import clip_features
+
+    meta = json.loads((probe_run / "emovox.json").read_text())
+    cfg, scheme = from_dict(meta["config"]), LabelScheme.from_dict(meta["scheme"])
+    model, df = load_trained(probe_run), pd.read_csv(tiny_manifest)
+    x = clip_features(model, feature_extractor_for(probe_run, model.config), df.assign(duration=1.0), scheme, cfg,
+                      progress=False)
+    unscaled = load_unscaled_head(probe_run)
+    speakers = df["speaker"].astype(str)
+    small = speaker_adapted_logits(model, unscaled, x, speakers, min_clips=len(df) + 1)  # every speaker too small
+    refold(model, unscaled, x)
+    with torch.no_grad():
+        whole = pooled_logits(model, x).logits.numpy()
+    assert np.allclose(small, whole, atol=1e-5)
+    own = speaker_adapted_logits(model, unscaled, x, speakers, min_clips=2)
+    first = np.flatnonzero(speakers == speakers[0])
+    refold(model, unscaled, x[torch.from_numpy(first)])
+    with torch.no_grad():
+        alone = pooled_logits(model, x[torch.from_numpy(first)]).logits.numpy()
+    assert np.allclose(own[first], alone, atol=1e-5) and not np.allclose(own, whole, atol=1e-3)

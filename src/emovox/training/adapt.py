@@ -152,28 +152,39 @@ def evaluate_speaker_adapted(*, run: str | Path, manifest: str | Path, out: str 
     cfg, scheme = from_dict(meta["config"], source=str(RunDir(run).meta)), LabelScheme.from_dict(meta["scheme"])
     model = load_trained(run)
     fe = feature_extractor_for(run, model.config)
-    temperature = 1.0 if meta.get("temperature_in_weights") else float(meta.get("temperature") or 1.0)
+    temperature = float(meta.get("temperature") or 1.0)  # refolding drops any temperature folded into the weights
 
     def scorer(df: pd.DataFrame):
-        import torch
-
-        from ..models.heads import pooled_logits
-
         paths, bad = _readable(list(df["path"]))
         keep = df[df["path"].isin(set(paths))].reset_index(drop=True)
         x = clip_features(model, fe, keep.assign(label=scheme.labels[0], duration=cfg.data.max_seconds), scheme,
                           cfg, progress=progress)
-        logits = torch.zeros(len(keep), len(scheme))
-        groups = keep.groupby(keep["speaker"].astype(str)).indices
-        for rows in [r for r in groups.values() if len(r) >= min_clips] + [
-                np.concatenate([r for r in groups.values() if len(r) < min_clips] or [np.array([], int)])]:
-            if len(rows):
-                refold(model, unscaled, x[rows] if len(rows) >= min_clips else x)
-                with torch.no_grad():
-                    logits[rows] = pooled_logits(model, x[rows]).logits.float()
-        probs = dict(zip(keep["path"], softmax(logits.numpy() / temperature)))
+        logits = speaker_adapted_logits(model, unscaled, x, keep["speaker"].astype(str), min_clips=min_clips)
+        probs = dict(zip(keep["path"], softmax(logits / temperature)))
         return [probs.get(p) for p in df["path"]], bad
 
     return evaluate(runs=[run], manifest=manifest, out=out, split=split, all_labels=all_labels, scorer=scorer,
                     method=f"per-speaker adaptation (transductive: each speaker with >= {min_clips} clips "
                            "standardised by its own unlabelled clips; the rest by the split's)")
+
+
+def speaker_adapted_logits(model, unscaled: dict, x, speakers, *, min_clips: int = MIN_SPEAKER_CLIPS) -> np.ndarray:
+    """Logits of features ``x`` with the head's standardisation re-estimated per speaker: on the
+    speaker's own rows when they have ``min_clips`` or more, else on all of ``x``."""
+    import torch
+
+    from ..models.heads import pooled_logits
+
+    groups = pd.Series(list(speakers)).groupby(list(speakers)).indices
+    logits: np.ndarray | None = None
+    small = [r for r in groups.values() if len(r) < min_clips]
+    parts = [(r, r) for r in groups.values() if len(r) >= min_clips]
+    if small:
+        parts.append((np.concatenate(small), np.arange(len(x))))
+    for rows, basis in parts:
+        refold(model, unscaled, x[torch.from_numpy(basis)])
+        with torch.no_grad():
+            part = pooled_logits(model, x[torch.from_numpy(rows)]).logits.float().numpy()
+        logits = np.zeros((len(x), part.shape[1]), dtype=np.float32) if logits is None else logits
+        logits[rows] = part
+    return logits
