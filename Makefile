@@ -29,8 +29,11 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m emovox.demo_pipeline --out demo
 
+# One worker per core (each test runs single-threaded: tests/conftest.py sets OMP_NUM_THREADS=1);
+# a file's tests stay on one worker so its module fixtures are built once.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: install whisper-base
 	$(PY) -m benchmarks.run

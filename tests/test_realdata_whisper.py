@@ -10,10 +10,10 @@ from emovox.data.prepare import prepare
 from emovox.evaluation.evaluate import evaluate
 from emovox.training.train import train
 
+# a convex probe (full-batch L-BFGS) on cached features: the result does not hang on an SGD schedule
 PROBE = ["model.freeze_backbone=true", "model.cache_features=true", "model.layer_weighting=true",
-         "augment.enabled=false", "data.max_seconds=5.0", "training.max_steps=600", "training.eval_steps=50",
-         "training.learning_rate=3e-3", "training.per_device_train_batch_size=32", "training.warmup_ratio=0.05",
-         "training.metric_for_best_model=eval_uar", "training.early_stopping_patience=4"]
+         "augment.enabled=false", "data.max_seconds=5.0", "training.head_solver=lbfgs", "training.head_l2=1e-3",
+         "training.head_max_iter=200", "training.metric_for_best_model=eval_uar"]
 SPLIT = {**{a: "train" for a in ("01", "02", "03", "04", "05", "06")}, "07": "validation", "08": "validation",
          **{a: "test" for a in ("09", "10", "11", "12")}}
 
@@ -60,16 +60,10 @@ def test_tiny_en_probe_recognises_unseen_speakers(tiny_en, ravdess12, tmp_path, 
     assert _pipeline_agreement(tmp_path / "pretrained", ravdess12) > 0.2  # own length: it pads, we do not
 
 
-def test_pad_to_window_makes_the_run_dir_pipeline_exact(tiny_en, ravdess12, tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOVOX_CACHE", str(tmp_path / "cache"))
-    train(manifest=ravdess12, out=tmp_path / "run", model=str(tiny_en), progress=False,
-          overrides=[*PROBE, "model.pad_to_window=true", "training.max_steps=200"])
-    assert _pipeline_agreement(tmp_path / "run", ravdess12, scores=True) == 1.0
-
-
-def _pipeline_agreement(run, manifest, *, scores: bool = False) -> float:
+def _pipeline_agreement(run, manifest) -> float:
     """Top-1 agreement of ``transformers.pipeline`` (which pads each clip to the saved window)
-    with emovox on real test clips; with ``scores``, every score must match too (1e-4)."""
+    with emovox on real test clips. (A ``model.pad_to_window=true`` run agrees score for score:
+    tests/test_card_claims.py checks that on real clips.)"""
     from transformers import pipeline
 
     from emovox.data.audio import load_audio
@@ -79,8 +73,4 @@ def _pipeline_agreement(run, manifest, *, scores: bool = False) -> float:
     pipe = pipeline("audio-classification", model=str(run), device="cpu")
     ours = list(Predictor.from_run_dir(run).predict_files(paths, top_k=8))
     theirs = [pipe(load_audio(p), top_k=8) for p in paths]
-    for row, ref in zip(ours, theirs):
-        if scores:
-            got = {t["label"]: t["score"] for t in row["top_k"]}
-            assert all(got[r["label"]] == pytest.approx(r["score"], abs=1e-4) for r in ref)
     return sum(row["label"] == ref[0]["label"] for row, ref in zip(ours, theirs)) / len(paths)

