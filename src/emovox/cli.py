@@ -299,7 +299,7 @@ def ensemble(
     manifest: Optional[Path] = typer.Option(None, help="Fit the temperature on this manifest's validation split."),
 ) -> None:
     """Save several models as one run dir (averaged probabilities, one temperature) for predict, evaluate, serve, export."""
-    from .training.ensemble_fit import build_ensemble, summary_line
+    from .training.ensemble_build import build_ensemble, summary_line
 
     typer.echo(summary_line(build_ensemble(runs=runs, out=out, manifest=manifest, progress=sys.stderr.isatty())))
 

@@ -13,9 +13,9 @@ from emovox.errors import BadConfig, BadRunDir
 from emovox.inference.export import synthetic_waves
 from emovox.inference.predict import Predictor
 from emovox.labels import get_scheme
-from emovox.models.ensemble import assemble, is_ensemble
+from emovox.models.ensemble import is_ensemble
 from emovox.testing import save_foreign_model, write_tone
-from emovox.training.ensemble_fit import build_ensemble
+from emovox.training.ensemble_build import assemble, build_ensemble
 
 LABELS = get_scheme("crema-d-6").labels
 
