@@ -37,7 +37,8 @@ def _tiny_whisper_classifier(out: Path, *, d_model: int, positions: int, seed: i
     torch.manual_seed(seed)
     cfg = WhisperConfig(d_model=d_model, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                         decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
-                        vocab_size=64, max_source_positions=positions, num_mel_bins=80, classifier_proj_size=16,
+                        vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+                        max_source_positions=positions, num_mel_bins=80, classifier_proj_size=16,
                         num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
                         label2id={lab: i for i, lab in enumerate(LABELS)})
     own_length_classifier()(cfg).eval().save_pretrained(out)
@@ -170,3 +171,5 @@ def test_whisper_members_of_two_sizes(tmp_path):
 
     r = export_onnx(run_dir=out, out=tmp_path / "onnx")
     assert r.max_prob_diff < 1e-4 and r.top1_agreement == 1.0
+    r8 = export_onnx(run_dir=out, out=tmp_path / "int8", int8=True)  # each member's encoder smoothed for int8
+    assert r8.smoothed and r8.top1_agreement == 1.0

@@ -1,0 +1,178 @@
+"""Ensembles as one model (``emovox ensemble``): accuracy on new speakers and cost per clip.
+
+``python -m benchmarks.ensemble_bench --work DIR`` reads the members that
+``DIR/members.sh``-style commands trained (``emovox train`` / ``emovox cv`` with
+``configs/whisper-probe.yaml``, ``--model whisper-base`` and ``--model whisper-tiny.en``):
+
+- ``DIR/prep/manifest.csv``: RAVDESS actors 01-16, test = 13-16, validation speakers among 01-12;
+- ``DIR/run-MODEL``: each probe trained on that manifest (train + validation: actors 01-12);
+- ``DIR/cv-MODEL``: 3-fold speaker CV of each probe over actors 01-12 (``DIR/dev/manifest.csv``);
+- ``DIR/egemaps``, ``DIR/egemaps-cv``: the eGeMAPS baseline on the same split and the same folds.
+
+Selection (actors 01-12): per CV fold, the fold's tiny.en and base runs as one ensemble (temperature
+fitted on the fold's validation speakers), scored on the fold's test speakers, beside each member.
+Confirmation (actors 13-16, which no choice looked at): the two probes trained on 01-12 and their
+ensemble; and the three base fold runs as one ensemble (no temperature: each fold trained on the
+others' validation speakers). Cost: ms per clip of each member and the ensemble, one clip per call
+and batched, 16 clips of actors 13-16, torch, 2 threads, interleaved rounds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import WORK, loadavg, load_result, save_result, table
+
+SECTION_TITLE = "## Ensembles as one model (`emovox ensemble`, RAVDESS, whisper-tiny.en + whisper-base probes)"
+MODELS = ("whisper-base", "whisper-tiny.en")
+FOLDS = 3
+CHANCE = 1 / 8
+
+
+def _ensemble(runs: list[Path], out: Path, manifest: Path | None) -> Path:
+    from emovox.training.ensemble_build import build_ensemble
+
+    if not (out / "emovox.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        build_ensemble(runs=runs, out=out, manifest=manifest)
+    return out
+
+
+def _uar(run: Path, manifest: Path, out: Path) -> float:
+    from emovox.evaluation.evaluate import evaluate
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        evaluate(runs=[run], manifest=manifest, out=out, split="test")
+    return float(json.loads(path.read_text())["uar"])
+
+
+def accuracy(work: Path) -> dict:
+    """Selection on the CV folds over 01-12, confirmation on 13-16."""
+    sel: dict[str, list[float]] = {"ensemble": [], **{m: [] for m in MODELS}}
+    temps = []
+    for k in range(1, FOLDS + 1):
+        fold = {m: work / f"cv-{m}" / f"fold-{k}" for m in MODELS}
+        for m in MODELS:
+            sel[m].append(float(json.loads((fold[m] / "eval" / "metrics.json").read_text())["uar"]))
+        ens = _ensemble([fold[m] / "run" for m in MODELS], work / "sel" / f"ens-{k}", fold[MODELS[0]] / "manifest.csv")
+        temps.append(json.loads((ens / "emovox.json").read_text())["temperature"])
+        sel["ensemble"].append(_uar(ens, fold[MODELS[0]] / "manifest.csv", work / "sel" / f"eval-{k}"))
+    egemaps_cv = json.loads((work / "egemaps-cv" / "cv_metrics.json").read_text())
+    prep = work / "prep" / "manifest.csv"
+    conf = {m: _uar(work / f"run-{m}", prep, work / "confirm" / f"eval-{m}") for m in MODELS}
+    enc = _ensemble([work / f"run-{m}" for m in MODELS], work / "confirm" / "ens-encoders", prep)
+    conf["ensemble"] = _uar(enc, prep, work / "confirm" / "eval-ens-encoders")
+    folds = _ensemble([work / f"cv-{MODELS[0]}" / f"fold-{k}" / "run" for k in range(1, FOLDS + 1)],
+                      work / "confirm" / "ens-folds", None)
+    conf["folds"] = _uar(folds, prep, work / "confirm" / "eval-ens-folds")
+    conf["egemaps"] = float(json.loads((work / "egemaps" / "metrics.json").read_text())["uar"])
+    return {"selection": sel, "selection_temperatures": temps,
+            "egemaps_cv": {"mean": egemaps_cv["mean"]["uar"], "std": egemaps_cv["std"]["uar"]},
+            "confirmation": conf, "encoder_temperature": json.loads((enc / "emovox.json").read_text())["temperature"]}
+
+
+def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
+    """ms per clip, one clip per call and batched, for each member and the encoder ensemble."""
+    import pandas as pd
+    import torch
+
+    from benchmarks.common import interleaved
+    from emovox.data.audio import load_audio
+    from emovox.inference.predict import Predictor
+
+    torch.set_num_threads(threads)
+    df = pd.read_csv(work / "prep" / "manifest.csv", dtype=str, keep_default_na=False)
+    paths = list(df[df["split"] == "test"]["path"])[::15][:n]
+    waves = [load_audio(p) for p in paths]
+    refs = {**{m: work / f"run-{m}" for m in MODELS}, "ensemble": work / "confirm" / "ens-encoders"}
+    one = {k: Predictor.from_run_dir(r, threads=threads) for k, r in refs.items()}
+    batched = {k: Predictor.from_run_dir(r, threads=threads, max_pad=4.0) for k, r in refs.items()}
+    for p in (*one.values(), *batched.values()):
+        p.probs(waves[:2])  # warm up
+
+    def clock(fn):
+        t = time.perf_counter()
+        fn()
+        return 1000 * (time.perf_counter() - t) / len(waves)
+
+    variants = {}
+    for k in refs:
+        variants[f"{k} one"] = (lambda p=one[k]: clock(lambda: [p.probs([w]) for w in waves]))
+        variants[f"{k} batched"] = (lambda p=batched[k]: clock(lambda: p.probs(waves)))
+    before = loadavg()
+    runs = interleaved(variants, rounds)
+    seconds = float(np.mean([len(w) for w in waves]) / 16000)
+    return {"ms": {k: float(np.median(v)) for k, v in runs.items()}, "clips": len(waves), "mean_seconds": seconds,
+            "threads": threads, "load": [before, loadavg()]}
+
+
+def render(r: dict) -> str:
+    a, c = r["accuracy"], r["cost"]
+    sel, conf = a["selection"], a["confirmation"]
+    mean = {k: float(np.mean(v)) for k, v in sel.items()}
+    std = {k: float(np.std(v)) for k, v in sel.items()}
+    acc_rows = [
+        ["ensemble: tiny.en + base (one run dir)", f"{mean['ensemble']:.3f} ± {std['ensemble']:.3f}",
+         f"{conf['ensemble']:.3f}"],
+        ["whisper-base probe (best single member)", f"{mean['whisper-base']:.3f} ± {std['whisper-base']:.3f}",
+         f"{conf['whisper-base']:.3f}"],
+        ["whisper-tiny.en probe", f"{mean['whisper-tiny.en']:.3f} ± {std['whisper-tiny.en']:.3f}",
+         f"{conf['whisper-tiny.en']:.3f}"],
+        ["ensemble: the 3 base fold runs (8 actors each)", "–", f"{conf['folds']:.3f}"],
+        ["eGeMAPS + logistic regression", f"{a['egemaps_cv']['mean']:.3f} ± {a['egemaps_cv']['std']:.3f}",
+         f"{conf['egemaps']:.3f}"],
+        ["chance", f"{CHANCE:.3f}", f"{CHANCE:.3f}"]]
+    ms = c["ms"]
+    cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"] for k in (*MODELS, "ensemble")]
+    cost_rows.append(["sum of the members", f"{sum(ms[m + ' one'] for m in MODELS):.1f}",
+                      f"{sum(ms[m + ' batched'] for m in MODELS):.1f}"])
+    folds = ", ".join(f"{v:.3f}" for v in sel["ensemble"])
+    return "\n".join([
+        SECTION_TITLE, "",
+        "`configs/whisper-probe.yaml` (frozen encoder, stats pooling, ridge head refit on train + validation) with "
+        "`--model whisper-base` and `--model whisper-tiny.en`, saved as one run dir by `emovox ensemble` (probabilities "
+        "averaged, one temperature fitted on validation speakers) and scored by `emovox evaluate` as one model. "
+        f"Selection: 3-fold speaker CV over RAVDESS actors 01-12 (ensemble per fold: {folds}; temperatures "
+        f"{', '.join(f'{t:.2f}' for t in a['selection_temperatures'])}); confirmation: trained on 01-12, scored once "
+        f"on actors 13-16 (240 clips), which no choice looked at (encoder ensemble temperature "
+        f"{a['encoder_temperature']:.2f}). UAR, 8 classes.", "",
+        table(["model", "selection UAR (01-12, 3 folds)", "confirmation UAR (13-16)"], acc_rows), "",
+        f"Cost per clip (ms; {c['clips']} clips of actors 13-16, mean {c['mean_seconds']:.1f} s; torch, "
+        f"{c['threads']} threads, median of interleaved rounds; `batched` = the predictor's length-sorted batches "
+        f"with up to 4x padding; shared 2-core machine, load {c['load'][0][0]:.1f} before, {c['load'][1][0]:.1f} "
+        "after):", "",
+        table(["model", "one clip per call", "batched"], cost_rows), ""])
+
+
+def splice(section: str) -> Path:
+    from benchmarks.stress_bench import splice as put
+
+    return put(section, title=SECTION_TITLE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=WORK / "ens")
+    ap.add_argument("--only", choices=("accuracy", "cost", "render"), default=None)
+    args = ap.parse_args(argv)
+    stored = load_result("ensemble") or {}
+    if args.only in (None, "accuracy"):
+        stored["accuracy"] = accuracy(args.work)
+        save_result("ensemble", stored)
+    if args.only in (None, "cost"):
+        stored["cost"] = cost(args.work)
+        save_result("ensemble", stored)
+    if "accuracy" in stored and "cost" in stored:
+        print(render(stored))
+        print(f"wrote {splice(render(stored))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
