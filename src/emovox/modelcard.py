@@ -246,9 +246,10 @@ def _ensemble_section(meta: Mapping[str, Any]) -> list[str]:
     rows = [f"| {i} | `{m.get('model_source')}` | {m.get('model_type', '')} | {float(m.get('temperature', 1.0)):.3f} | "
             + (f"{m['evaluation']['test']['uar']:.4f}" if "uar" in m.get("evaluation", {}).get("test", {}) else "")
             + f" | `{m.get('source')}` |" for i, m in enumerate(meta.get("members", []), start=1)]
-    how = (f"{float(meta.get('temperature', 1.0)):.3f}, fitted on {fit['clips']} clips of {fit['speakers']} "
+    how = ("1.0 (none fitted)" if not fit else f"1.0, not fitted: {fit['skipped']}" if "skipped" in fit else
+           f"{float(meta.get('temperature', 1.0)):.3f}, fitted on {fit['clips']} clips of {fit['speakers']} "
            f"speaker(s) of the {fit['split']} split of `{fit['manifest']}` (NLL {fit['nll_before']:.3f} -> "
-           f"{fit['nll_after']:.3f})" if fit else "1.0 (none fitted)")
+           f"{fit['nll_after']:.3f})")
     return ["## Ensemble", "", f"{len(rows)} models, each scoring the same input; their probabilities (each member "
             "calibrated by its own temperature) are averaged, and the average is divided by one temperature in the "
             f"log domain: {how}. The members are in `members/`.", "",

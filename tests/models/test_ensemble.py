@@ -3,6 +3,7 @@ export treat as one model (averaged probabilities, one temperature fitted on val
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,24 @@ def test_temperature_is_fitted_on_validation_and_applied(ensemble, members, tiny
     np.testing.assert_allclose(Predictor.from_run_dir(ensemble).probs(waves)[0], expected, atol=1e-5)
     with pytest.raises(BadConfig, match="never on the test split"):
         build_ensemble(runs=members, out=ensemble.parent / "t", manifest=tiny_manifest, split="test")
+
+
+def test_no_temperature_from_speakers_a_member_trained_on(members, tiny_manifest, tmp_path):
+    """Members refit on train + validation (training.head_refit) are over-confident on the validation
+    speakers: the temperature is not fitted there, and the output says why."""
+    from emovox.training.ensemble_build import summary_line
+
+    refit = []
+    for m in members[:2]:
+        copy = tmp_path / m.name
+        shutil.copytree(m, copy)
+        meta = json.loads((copy / "emovox.json").read_text())
+        meta.update(manifest=str(tiny_manifest), config={"training": {"head_refit": True}})
+        (copy / "emovox.json").write_text(json.dumps(meta))
+        refit.append(copy)
+    r = build_ensemble(runs=refit, out=tmp_path / "ens", manifest=tiny_manifest)
+    assert r.temperature == 1.0 and "validation speakers" in r.fit["skipped"] and "head_refit" in r.fit["skipped"]
+    assert "not fitted" in summary_line(r) and "not fitted" in (tmp_path / "ens" / "README.md").read_text()
 
 
 def test_predict_evaluate_and_card(ensemble, tiny_manifest, tmp_path, capsys):

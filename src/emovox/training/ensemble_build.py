@@ -71,20 +71,29 @@ def build_ensemble(*, runs: Sequence[str | Path], out: str | Path, manifest: str
 
 def fit_ensemble_temperature(run_dir: str | Path, manifest: str | Path, *, split: str = "validation",
                              progress: bool = False) -> dict:
-    """Fit and store the temperature of ``log(averaged probabilities)`` on a split's clips.
+    """Fit and store the temperature of ``log(averaged probabilities)`` on a split's clips, when
+    no member trained on that split's speakers (else it stays 1.0, and the fit says why).
 
     Returns:
         The fit as stored in ``emovox.json`` (``temperature_fit``): temperature, clips, speakers,
-        NLL before and after, the manifest and split.
+        NLL before and after, the manifest and split; or ``skipped`` with the reason.
     """
-    from ..evaluation.evaluate import labelled_split
     from scipy.special import log_softmax
 
+    from ..evaluation.evaluate import labelled_split
     from ..evaluation.metrics import fit_temperature
     from ..inference.predict import Predictor
 
     predictor = Predictor.from_run_dir(run_dir)  # temperature 1.0 as assembled: probabilities are the average
     df, _ = labelled_split(manifest, split, predictor.scheme)
+    where = {"manifest": str(Path(manifest).resolve()), "split": split, "speakers": int(df["speaker"].nunique())}
+    seen = sorted(set(map(str, df["speaker"])) & trained_speakers(run_dir))
+    if seen:
+        fit = {**where, "temperature": 1.0, "skipped": f"members trained on the {split} speakers {', '.join(seen[:5])} "
+               "(their train split, or a refit on train + validation: training.head_refit), where they are "
+               "over-confident; give a manifest whose validation speakers no member saw"}
+        update_meta(RunDir(Path(run_dir)), temperature=1.0, temperature_fit=fit)
+        return fit
     rows = list(predictor.scored(list(df["path"]), progress=progress))
     ok = [i for i, (_, p, _, _) in enumerate(rows) if p is not None]
     if not ok:
@@ -93,20 +102,39 @@ def fit_ensemble_temperature(run_dir: str | Path, manifest: str | Path, *, split
     y = np.array([predictor.scheme.labels.index(df["label"].iloc[i]) for i in ok])
     t = float(fit_temperature(logits, y))
     idx = np.arange(len(y))
-    fit = {"temperature": round(t, 4), "manifest": str(Path(manifest).resolve()), "split": split, "clips": len(y),
-           "speakers": int(df["speaker"].iloc[ok].nunique()),
+    fit = {**where, "temperature": round(t, 4), "clips": len(y),
            "nll_before": round(float(-log_softmax(logits, axis=1)[idx, y].mean()), 4),
            "nll_after": round(float(-log_softmax(logits / t, axis=1)[idx, y].mean()), 4)}
     update_meta(RunDir(Path(run_dir)), temperature=fit["temperature"], temperature_fit=fit)
     return fit
 
 
+def trained_speakers(run_dir: str | Path) -> set[str]:
+    """Speakers any member of an ensemble trained on, from each member's training manifest (train
+    split, and validation where the head was refit on it); members that do not say add none."""
+    from ..data.manifest import load_manifest
+    from ..models.ensemble import member_dirs
+
+    out: set[str] = set()
+    for d in member_dirs(run_dir):
+        meta = json.loads((d / META).read_text()) if (d / META).is_file() else {}
+        manifest = meta.get("manifest")
+        if not manifest or not Path(manifest).is_file():
+            continue
+        splits = {"train", "validation"} if meta.get("config", {}).get("training", {}).get("head_refit") else {"train"}
+        df = load_manifest(manifest)
+        out |= set(map(str, df.loc[df["split"].isin(splits), "speaker"]))
+    return out
+
+
 def summary_line(r: EnsembleResult) -> str:
     """What ``emovox ensemble`` prints."""
-    if r.fit is None:
+    f = r.fit
+    if f is None:
         how = "temperature 1.0 (none fitted: give --manifest to fit one on its validation speakers)"
+    elif "skipped" in f:
+        how = f"temperature 1.0, not fitted: {f['skipped']}"
     else:
-        f = r.fit
         how = (f"temperature {f['temperature']:.3f} fitted on {f['clips']} {f['split']} clips of {f['speakers']} "
                f"speaker(s) (NLL {f['nll_before']:.3f} -> {f['nll_after']:.3f})")
     return f"wrote ensemble {r.run_dir} ({r.members} members); {how}"
