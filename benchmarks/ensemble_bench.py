@@ -43,38 +43,48 @@ def _ensemble(runs: list[Path], out: Path, manifest: Path | None) -> Path:
     return out
 
 
-def _uar(run: Path, manifest: Path, out: Path) -> float:
+def _scores(run: Path, manifest: Path, out: Path) -> dict:
+    """UAR, ECE and NLL of ``run`` on the manifest's test split (``emovox evaluate``, kept in ``out``)."""
     from emovox.evaluation.evaluate import evaluate
 
     path = out / "metrics.json"
     if not path.is_file():
         evaluate(runs=[run], manifest=manifest, out=out, split="test")
-    return float(json.loads(path.read_text())["uar"])
+    m = json.loads(path.read_text())
+    return {k: float(m[k]) for k in ("uar", "ece", "loss") if k in m}
 
 
-def accuracy(work: Path) -> dict:
-    """Selection on the CV folds over 01-12, confirmation on 13-16."""
-    sel: dict[str, list[float]] = {"ensemble": [], **{m: [] for m in MODELS}}
-    temps = []
+def _fold_scores(metrics: Path) -> dict:
+    m = json.loads(metrics.read_text())
+    return {k: float(m[k]) for k in ("uar", "ece", "loss") if k in m}
+
+
+def selection(work: Path) -> dict:
+    """Per CV fold over actors 01-12: each member, and the fold's tiny.en + base runs as one ensemble."""
+    sel: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
+    fits = []
     for k in range(1, FOLDS + 1):
         fold = {m: work / f"cv-{m}" / f"fold-{k}" for m in MODELS}
         for m in MODELS:
-            sel[m].append(float(json.loads((fold[m] / "eval" / "metrics.json").read_text())["uar"]))
+            sel[m].append(_fold_scores(fold[m] / "eval" / "metrics.json"))
         ens = _ensemble([fold[m] / "run" for m in MODELS], work / "sel" / f"ens-{k}", fold[MODELS[0]] / "manifest.csv")
-        temps.append(json.loads((ens / "emovox.json").read_text())["temperature"])
-        sel["ensemble"].append(_uar(ens, fold[MODELS[0]] / "manifest.csv", work / "sel" / f"eval-{k}"))
+        fits.append(json.loads((ens / "emovox.json").read_text())["temperature_fit"])
+        sel["ensemble"].append(_scores(ens, fold[MODELS[0]] / "manifest.csv", work / "sel" / f"eval-{k}"))
     egemaps_cv = json.loads((work / "egemaps-cv" / "cv_metrics.json").read_text())
+    return {"folds": sel, "fits": fits, "egemaps_cv": {"mean": egemaps_cv["mean"]["uar"], "std": egemaps_cv["std"]["uar"]}}
+
+
+def confirmation(work: Path) -> dict:
+    """Trained on 01-12, scored once on 13-16: members, the encoder ensemble, the base fold ensemble."""
     prep = work / "prep" / "manifest.csv"
-    conf = {m: _uar(work / f"run-{m}", prep, work / "confirm" / f"eval-{m}") for m in MODELS}
+    conf = {m: _scores(work / f"run-{m}", prep, work / "confirm" / f"eval-{m}") for m in MODELS}
     enc = _ensemble([work / f"run-{m}" for m in MODELS], work / "confirm" / "ens-encoders", prep)
-    conf["ensemble"] = _uar(enc, prep, work / "confirm" / "eval-ens-encoders")
+    conf["ensemble"] = _scores(enc, prep, work / "confirm" / "eval-ens-encoders")
     folds = _ensemble([work / f"cv-{MODELS[0]}" / f"fold-{k}" / "run" for k in range(1, FOLDS + 1)],
                       work / "confirm" / "ens-folds", None)
-    conf["folds"] = _uar(folds, prep, work / "confirm" / "eval-ens-folds")
-    conf["egemaps"] = float(json.loads((work / "egemaps" / "metrics.json").read_text())["uar"])
-    return {"selection": sel, "selection_temperatures": temps,
-            "egemaps_cv": {"mean": egemaps_cv["mean"]["uar"], "std": egemaps_cv["std"]["uar"]},
-            "confirmation": conf, "encoder_temperature": json.loads((enc / "emovox.json").read_text())["temperature"]}
+    conf["folds"] = _scores(folds, prep, work / "confirm" / "eval-ens-folds")
+    conf["egemaps"] = {"uar": float(json.loads((work / "egemaps" / "metrics.json").read_text())["uar"])}
+    return {"scores": conf, "fit": json.loads((enc / "emovox.json").read_text())["temperature_fit"]}
 
 
 def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
@@ -112,37 +122,39 @@ def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
             "threads": threads, "load": [before, loadavg()]}
 
 
+def _mean(rows: list[dict], key: str) -> str:
+    v = [r[key] for r in rows if key in r]
+    return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "–"
+
+
 def render(r: dict) -> str:
-    a, c = r["accuracy"], r["cost"]
-    sel, conf = a["selection"], a["confirmation"]
-    mean = {k: float(np.mean(v)) for k, v in sel.items()}
-    std = {k: float(np.std(v)) for k, v in sel.items()}
-    acc_rows = [
-        ["ensemble: tiny.en + base (one run dir)", f"{mean['ensemble']:.3f} ± {std['ensemble']:.3f}",
-         f"{conf['ensemble']:.3f}"],
-        ["whisper-base probe (best single member)", f"{mean['whisper-base']:.3f} ± {std['whisper-base']:.3f}",
-         f"{conf['whisper-base']:.3f}"],
-        ["whisper-tiny.en probe", f"{mean['whisper-tiny.en']:.3f} ± {std['whisper-tiny.en']:.3f}",
-         f"{conf['whisper-tiny.en']:.3f}"],
-        ["ensemble: the 3 base fold runs (8 actors each)", "–", f"{conf['folds']:.3f}"],
-        ["eGeMAPS + logistic regression", f"{a['egemaps_cv']['mean']:.3f} ± {a['egemaps_cv']['std']:.3f}",
-         f"{conf['egemaps']:.3f}"],
-        ["chance", f"{CHANCE:.3f}", f"{CHANCE:.3f}"]]
+    sel, conf, c = r["selection"], r["confirmation"]["scores"], r["cost"]
+    f = sel["folds"]
+    names = [("ensemble", "ensemble: tiny.en + base (one run dir)"), ("whisper-base", "whisper-base probe"),
+             ("whisper-tiny.en", "whisper-tiny.en probe")]
+    acc_rows = [[label, _mean(f[k], "uar"), _mean(f[k], "ece"), f"{conf[k]['uar']:.3f}", f"{conf[k]['ece']:.3f}"]
+                for k, label in names]
+    acc_rows += [["ensemble: the 3 base fold runs (8 actors each)", "–", "–", f"{conf['folds']['uar']:.3f}",
+                  f"{conf['folds']['ece']:.3f}"],
+                 ["eGeMAPS + logistic regression", f"{sel['egemaps_cv']['mean']:.3f} ± {sel['egemaps_cv']['std']:.3f}",
+                  "–", f"{conf['egemaps']['uar']:.3f}", "–"],
+                 ["chance", f"{CHANCE:.3f}", "–", f"{CHANCE:.3f}", "–"]]
     ms = c["ms"]
     cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"] for k in (*MODELS, "ensemble")]
     cost_rows.append(["sum of the members", f"{sum(ms[m + ' one'] for m in MODELS):.1f}",
                       f"{sum(ms[m + ' batched'] for m in MODELS):.1f}"])
-    folds = ", ".join(f"{v:.3f}" for v in sel["ensemble"])
+    per_fold = ", ".join(f"{x['uar']:.3f}" for x in f["ensemble"])
+    fit = r["confirmation"]["fit"] or {}
+    why = f"temperature not fitted: {fit['skipped']}" if "skipped" in fit else f"temperature {fit.get('temperature')}"
     return "\n".join([
         SECTION_TITLE, "",
         "`configs/whisper-probe.yaml` (frozen encoder, stats pooling, ridge head refit on train + validation) with "
-        "`--model whisper-base` and `--model whisper-tiny.en`, saved as one run dir by `emovox ensemble` (probabilities "
-        "averaged, one temperature fitted on validation speakers) and scored by `emovox evaluate` as one model. "
-        f"Selection: 3-fold speaker CV over RAVDESS actors 01-12 (ensemble per fold: {folds}; temperatures "
-        f"{', '.join(f'{t:.2f}' for t in a['selection_temperatures'])}); confirmation: trained on 01-12, scored once "
-        f"on actors 13-16 (240 clips), which no choice looked at (encoder ensemble temperature "
-        f"{a['encoder_temperature']:.2f}). UAR, 8 classes.", "",
-        table(["model", "selection UAR (01-12, 3 folds)", "confirmation UAR (13-16)"], acc_rows), "",
+        "`--model whisper-base` and `--model whisper-tiny.en`, saved as one run dir by `emovox ensemble` and scored "
+        "by `emovox evaluate` as one model. Selection: 3-fold speaker CV over RAVDESS actors 01-12 (`emovox cv`, "
+        f"ensemble per fold: {per_fold}); confirmation: trained on 01-12, scored once on actors 13-16 (240 clips), "
+        f"which no choice looked at. UAR of 8 classes; ECE (calibration error) beside it. Ensemble {why}.", "",
+        table(["model", "selection UAR (01-12, 3 folds)", "selection ECE", "confirmation UAR (13-16)",
+               "confirmation ECE"], acc_rows), "",
         f"Cost per clip (ms; {c['clips']} clips of actors 13-16, mean {c['mean_seconds']:.1f} s; torch, "
         f"{c['threads']} threads, median of interleaved rounds; `batched` = the predictor's length-sorted batches "
         f"with up to 4x padding; shared 2-core machine, load {c['load'][0][0]:.1f} before, {c['load'][1][0]:.1f} "
@@ -159,16 +171,14 @@ def splice(section: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=WORK / "ens")
-    ap.add_argument("--only", choices=("accuracy", "cost", "render"), default=None)
+    ap.add_argument("--only", choices=("selection", "confirmation", "cost", "render"), default=None)
     args = ap.parse_args(argv)
     stored = load_result("ensemble") or {}
-    if args.only in (None, "accuracy"):
-        stored["accuracy"] = accuracy(args.work)
-        save_result("ensemble", stored)
-    if args.only in (None, "cost"):
-        stored["cost"] = cost(args.work)
-        save_result("ensemble", stored)
-    if "accuracy" in stored and "cost" in stored:
+    for part, fn in (("selection", selection), ("confirmation", confirmation), ("cost", cost)):
+        if args.only in (None, part):
+            stored[part] = fn(args.work)
+            save_result("ensemble", stored)
+    if all(k in stored for k in ("selection", "confirmation", "cost")):
         print(render(stored))
         print(f"wrote {splice(render(stored))}")
     return 0
