@@ -100,9 +100,15 @@ def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
     df = pd.read_csv(work / "prep" / "manifest.csv", dtype=str, keep_default_na=False)
     paths = list(df[df["split"] == "test"]["path"])[::15][:n]
     waves = [load_audio(p) for p in paths]
+    from emovox.inference.export import export_onnx
+
     refs = {**{m: work / f"run-{m}" for m in MODELS}, "ensemble": work / "confirm" / "ens-encoders"}
+    onnx_dir = work / "confirm" / "ens-encoders-onnx"
+    exported = export_onnx(run_dir=refs["ensemble"], out=onnx_dir, check_inputs=waves[:4])
     one = {k: Predictor.from_run_dir(r, threads=threads) for k, r in refs.items()}
     batched = {k: Predictor.from_run_dir(r, threads=threads, max_pad=4.0) for k, r in refs.items()}
+    one["ensemble onnx"] = Predictor.from_run_dir(onnx_dir, backend="onnx", threads=threads)
+    batched["ensemble onnx"] = Predictor.from_run_dir(onnx_dir, backend="onnx", threads=threads, max_pad=4.0)
     for p in (*one.values(), *batched.values()):
         p.probs(waves[:2])  # warm up
 
@@ -112,14 +118,16 @@ def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
         return 1000 * (time.perf_counter() - t) / len(waves)
 
     variants = {}
-    for k in refs:
+    for k in one:
         variants[f"{k} one"] = (lambda p=one[k]: clock(lambda: [p.probs([w]) for w in waves]))
         variants[f"{k} batched"] = (lambda p=batched[k]: clock(lambda: p.probs(waves)))
     before = loadavg()
     runs = interleaved(variants, rounds)
     seconds = float(np.mean([len(w) for w in waves]) / 16000)
     return {"ms": {k: float(np.median(v)) for k, v in runs.items()}, "clips": len(waves), "mean_seconds": seconds,
-            "threads": threads, "load": [before, loadavg()]}
+            "threads": threads, "load": [before, loadavg()],
+            "onnx_parity": {"max_prob_diff": exported.max_prob_diff, "top1": exported.top1_agreement,
+                            "n": exported.n_checked}}
 
 
 def _mean(rows: list[dict], key: str) -> str:
@@ -140,7 +148,8 @@ def render(r: dict) -> str:
                   "–", f"{conf['egemaps']['uar']:.3f}", "–"],
                  ["chance", f"{CHANCE:.3f}", "–", f"{CHANCE:.3f}", "–"]]
     ms = c["ms"]
-    cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"] for k in (*MODELS, "ensemble")]
+    cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"]
+                 for k in (*MODELS, "ensemble", "ensemble onnx")]
     cost_rows.append(["sum of the members", f"{sum(ms[m + ' one'] for m in MODELS):.1f}",
                       f"{sum(ms[m + ' batched'] for m in MODELS):.1f}"])
     per_fold = ", ".join(f"{x['uar']:.3f}" for x in f["ensemble"])
@@ -159,7 +168,10 @@ def render(r: dict) -> str:
         f"{c['threads']} threads, median of interleaved rounds; `batched` = the predictor's length-sorted batches "
         f"with up to 4x padding; shared 2-core machine, load {c['load'][0][0]:.1f} before, {c['load'][1][0]:.1f} "
         "after):", "",
-        table(["model", "one clip per call", "batched"], cost_rows), ""])
+        table(["model", "one clip per call", "batched"], cost_rows), "",
+        f"`emovox export` of the ensemble: one ONNX graph (both encoders), parity with torch on {c['onnx_parity']['n']} "
+        f"RAVDESS clips: max probability difference {c['onnx_parity']['max_prob_diff']:.1e}, top-1 agreement "
+        f"{c['onnx_parity']['top1']:.0%}.", ""])
 
 
 def splice(section: str) -> Path:
