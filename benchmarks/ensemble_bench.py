@@ -32,6 +32,7 @@ SECTION_TITLE = "## Ensembles as one model (`emovox ensemble`, RAVDESS, whisper-
 MODELS = ("whisper-base", "whisper-tiny.en")
 FOLDS = 3
 CHANCE = 1 / 8
+CONFIG = "configs/whisper-probe.yaml"
 
 
 def _ensemble(runs: list[Path], out: Path, manifest: Path | None) -> Path:
@@ -43,51 +44,119 @@ def _ensemble(runs: list[Path], out: Path, manifest: Path | None) -> Path:
     return out
 
 
-def _scores(run: Path, manifest: Path, out: Path) -> dict:
-    """UAR, ECE and NLL of ``run`` on the manifest's test split (``emovox evaluate``, kept in ``out``)."""
-    from emovox.evaluation.evaluate import evaluate
+def features(manifest: Path, model_name: str):
+    """Frozen-encoder stats of every manifest row, as training caches them (missing clips encoded once)."""
+    from emovox.config import load_config
+    from emovox.data.dataset import AudioDataset
+    from emovox.labels import get_scheme
+    from emovox.models.backbones import backbone_for
+    from emovox.models.loading import load_model
+    from emovox.models.tuning import backbone_of
+    from emovox.training.feature_cache import cached_features
 
-    path = out / "metrics.json"
-    if not path.is_file():
-        evaluate(runs=[run], manifest=manifest, out=out, split="test")
-    m = json.loads(path.read_text())
-    return {k: float(m[k]) for k in ("uar", "ece", "loss") if k in m}
+    import pandas as pd
+
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    cfg = load_config(CONFIG, [f"model.name={model_name}"])
+    model, fe = load_model(model_name, get_scheme("ravdess-8"), cfg.model, seed=cfg.seed,
+                           max_seconds=cfg.data.max_seconds)
+    family = backbone_for(backbone_of(model))
+    ds = AudioDataset(df, get_scheme("ravdess-8"), lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
+                      input_name=family.input_name, seed=cfg.seed)
+    return cached_features(model, fe, ds, progress=True)
 
 
-def _fold_scores(metrics: Path) -> dict:
-    m = json.loads(metrics.read_text())
-    return {k: float(m[k]) for k in ("uar", "ece", "loss") if k in m}
+def member_probs(run: Path, x) -> np.ndarray:
+    """A member's calibrated probabilities from cached features: its head on them, then its temperature
+    (what ``emovox predict RUN`` gives on the clips, without re-encoding them)."""
+    import torch
+
+    from emovox.models.heads import pooled_logits
+    from emovox.models.loading import load_trained
+    from emovox.models.source import open_source
+
+    with torch.no_grad():
+        z = pooled_logits(load_trained(run), x).logits.double().numpy() / open_source(run).temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
-def selection(work: Path) -> dict:
-    """Per CV fold over actors 01-12: each member, and the fold's tiny.en + base runs as one ensemble."""
+def ensemble_probs(ens: Path, probs: list[np.ndarray]) -> np.ndarray:
+    """The ensemble's probabilities from its members': the average, then the ensemble's temperature
+    (``tests/models/test_ensemble.py`` checks this equals the ensemble run dir's output)."""
+    t = float(json.loads((ens / "emovox.json").read_text())["temperature"])
+    z = np.log(np.clip(np.mean(probs, axis=0), 1e-12, None)) / t
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    from emovox.evaluation.metrics import classification_metrics
+    from emovox.labels import get_scheme
+
+    m = classification_metrics(y, p, get_scheme("ravdess-8"))
+    return {k: float(m[k]) for k in ("uar", "ece", "loss", "accuracy")}
+
+
+def _train(manifest: Path, out: Path, model_name: str) -> Path:
+    from emovox.training.train import train
+
+    if not (out / "emovox.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        train(config=CONFIG, manifest=manifest, out=out, model=model_name, progress=False)
+    return out
+
+
+def accuracy(work: Path) -> dict:
+    """Selection on 3 speaker folds over 01-12, confirmation on 13-16, from cached encoder features."""
+    import pandas as pd
+
+    from emovox.data.manifest import save_manifest
+    from emovox.data.splits import fold_manifests
+    from emovox.labels import get_scheme
+
+    prep = work / "prep" / "manifest.csv"
+    df = pd.read_csv(prep, dtype=str, keep_default_na=False)
+    labels = get_scheme("ravdess-8").labels
+    y = np.array([labels.index(v) for v in df["label"]])
+    row = {p: i for i, p in enumerate(df["path"])}
+    x = {m: features(prep, m) for m in MODELS}
+    dev = df[df["speaker"].astype(int) <= 12]
     sel: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
     fits = []
-    for k in range(1, FOLDS + 1):
-        fold = {m: work / f"cv-{m}" / f"fold-{k}" for m in MODELS}
+    for k, fold in enumerate(fold_manifests(dev, folds=FOLDS, seed=0), start=1):
+        d = work / "sel" / f"fold-{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        fm = save_manifest(fold, d / "manifest.csv")
+        rows = np.array([row[p] for p in fold.loc[fold["split"] == "test", "path"]])
+        runs = {m: _train(fm, d / f"run-{m}", m) for m in MODELS}
+        probs = {m: member_probs(runs[m], x[m][rows]) for m in MODELS}
         for m in MODELS:
-            sel[m].append(_fold_scores(fold[m] / "eval" / "metrics.json"))
-        ens = _ensemble([fold[m] / "run" for m in MODELS], work / "sel" / f"ens-{k}", fold[MODELS[0]] / "manifest.csv")
+            sel[m].append(_metrics(y[rows], probs[m]))
+        ens = _ensemble([runs[m] for m in MODELS], d / "ens", fm)
         fits.append(json.loads((ens / "emovox.json").read_text())["temperature_fit"])
-        sel["ensemble"].append(_scores(ens, fold[MODELS[0]] / "manifest.csv", work / "sel" / f"eval-{k}"))
-    egemaps_cv = json.loads((work / "egemaps-cv" / "cv_metrics.json").read_text())
-    return {"folds": sel, "fits": fits, "egemaps_cv": {"mean": egemaps_cv["mean"]["uar"], "std": egemaps_cv["std"]["uar"]}}
+        sel["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, [probs[m] for m in MODELS])))
+    test = np.array([row[p] for p in df.loc[df["split"] == "test", "path"]])
+    runs = {m: work / f"run-{m}" for m in MODELS}
+    probs = {m: member_probs(runs[m], x[m][test]) for m in MODELS}
+    conf = {m: _metrics(y[test], probs[m]) for m in MODELS}
+    enc = _ensemble(list(runs.values()), work / "confirm" / "ens-encoders", prep)
+    conf["ensemble"] = _metrics(y[test], ensemble_probs(enc, list(probs.values())))
+    fold_runs = [work / "sel" / f"fold-{k}" / f"run-{MODELS[0]}" for k in range(1, FOLDS + 1)]
+    folds = _ensemble(fold_runs, work / "confirm" / "ens-folds", None)
+    conf["folds"] = _metrics(y[test], ensemble_probs(folds, [member_probs(r, x[MODELS[0]][test]) for r in fold_runs]))
+    return {"selection": {"folds": sel, "fits": fits},
+            "confirmation": {"scores": conf, "fit": json.loads((enc / "emovox.json").read_text())["temperature_fit"]}}
 
 
-def confirmation(work: Path) -> dict:
-    """Trained on 01-12, scored once on 13-16: members, the encoder ensemble, the base fold ensemble."""
-    prep = work / "prep" / "manifest.csv"
-    conf = {m: _scores(work / f"run-{m}", prep, work / "confirm" / f"eval-{m}") for m in MODELS}
-    enc = _ensemble([work / f"run-{m}" for m in MODELS], work / "confirm" / "ens-encoders", prep)
-    conf["ensemble"] = _scores(enc, prep, work / "confirm" / "eval-ens-encoders")
-    folds = _ensemble([work / f"cv-{MODELS[0]}" / f"fold-{k}" / "run" for k in range(1, FOLDS + 1)],
-                      work / "confirm" / "ens-folds", None)
-    conf["folds"] = _scores(folds, prep, work / "confirm" / "eval-ens-folds")
-    conf["egemaps"] = {"uar": float(json.loads((work / "egemaps" / "metrics.json").read_text())["uar"])}
-    return {"scores": conf, "fit": json.loads((enc / "emovox.json").read_text())["temperature_fit"]}
+def egemaps(work: Path) -> dict:
+    """The eGeMAPS baseline (``emovox baseline``) on the same test split and the same folds."""
+    cv = json.loads((work / "egemaps-cv" / "cv_metrics.json").read_text())
+    return {"confirm": float(json.loads((work / "egemaps" / "metrics.json").read_text())["uar"]),
+            "cv_mean": cv["mean"]["uar"], "cv_std": cv["std"]["uar"]}
 
 
-def cost(work: Path, *, n: int = 16, rounds: int = 3, threads: int = 2) -> dict:
+def cost(work: Path, *, n: int = 16, rounds: int = 2, threads: int = 2) -> dict:
     """ms per clip, one clip per call and batched, for each member and the encoder ensemble."""
     import pandas as pd
     import torch
@@ -144,8 +213,8 @@ def render(r: dict) -> str:
                 for k, label in names]
     acc_rows += [["ensemble: the 3 base fold runs (8 actors each)", "–", "–", f"{conf['folds']['uar']:.3f}",
                   f"{conf['folds']['ece']:.3f}"],
-                 ["eGeMAPS + logistic regression", f"{sel['egemaps_cv']['mean']:.3f} ± {sel['egemaps_cv']['std']:.3f}",
-                  "–", f"{conf['egemaps']['uar']:.3f}", "–"],
+                 ["eGeMAPS + logistic regression", f"{r['egemaps']['cv_mean']:.3f} ± {r['egemaps']['cv_std']:.3f}",
+                  "–", f"{r['egemaps']['confirm']:.3f}", "–"],
                  ["chance", f"{CHANCE:.3f}", "–", f"{CHANCE:.3f}", "–"]]
     ms = c["ms"]
     cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"]
@@ -183,14 +252,19 @@ def splice(section: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=WORK / "ens")
-    ap.add_argument("--only", choices=("selection", "confirmation", "cost", "render"), default=None)
+    ap.add_argument("--only", choices=("accuracy", "egemaps", "cost", "render"), default=None)
     args = ap.parse_args(argv)
     stored = load_result("ensemble") or {}
-    for part, fn in (("selection", selection), ("confirmation", confirmation), ("cost", cost)):
-        if args.only in (None, part):
-            stored[part] = fn(args.work)
-            save_result("ensemble", stored)
-    if all(k in stored for k in ("selection", "confirmation", "cost")):
+    if args.only in (None, "accuracy"):
+        stored.update(accuracy(args.work))
+        save_result("ensemble", stored)
+    if args.only in (None, "egemaps"):
+        stored["egemaps"] = egemaps(args.work)
+        save_result("ensemble", stored)
+    if args.only in (None, "cost"):
+        stored["cost"] = cost(args.work)
+        save_result("ensemble", stored)
+    if all(k in stored for k in ("selection", "confirmation", "egemaps", "cost")):
         print(render(stored))
         print(f"wrote {splice(render(stored))}")
     return 0
