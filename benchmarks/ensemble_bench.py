@@ -44,7 +44,7 @@ def _ensemble(runs: list[Path], out: Path, manifest: Path | None) -> Path:
     return out
 
 
-def features(manifest: Path, model_name: str):
+def features(manifest: Path, model_name: str, scheme: str = "ravdess-8"):
     """Frozen-encoder stats of every manifest row, as training caches them (missing clips encoded once)."""
     from emovox.config import load_config
     from emovox.data.dataset import AudioDataset
@@ -58,10 +58,10 @@ def features(manifest: Path, model_name: str):
 
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     cfg = load_config(CONFIG, [f"model.name={model_name}"])
-    model, fe = load_model(model_name, get_scheme("ravdess-8"), cfg.model, seed=cfg.seed,
+    model, fe = load_model(model_name, get_scheme(scheme), cfg.model, seed=cfg.seed,
                            max_seconds=cfg.data.max_seconds)
     family = backbone_for(backbone_of(model))
-    ds = AudioDataset(df, get_scheme("ravdess-8"), lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
+    ds = AudioDataset(df, get_scheme(scheme), lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
                       input_name=family.input_name, seed=cfg.seed)
     return cached_features(model, fe, ds, progress=True)
 
@@ -90,11 +90,11 @@ def ensemble_probs(ens: Path, probs: list[np.ndarray]) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
+def _metrics(y: np.ndarray, p: np.ndarray, scheme: str = "ravdess-8") -> dict:
     from emovox.evaluation.metrics import classification_metrics
     from emovox.labels import get_scheme
 
-    m = classification_metrics(y, p, get_scheme("ravdess-8"))
+    m = classification_metrics(y, p, get_scheme(scheme))
     return {k: float(m[k]) for k in ("uar", "ece", "loss", "accuracy")}
 
 
@@ -147,6 +147,41 @@ def accuracy(work: Path) -> dict:
     conf["folds"] = _metrics(y[test], ensemble_probs(folds, [member_probs(r, x[MODELS[0]][test]) for r in fold_runs]))
     return {"selection": {"folds": sel, "fits": fits},
             "confirmation": {"scores": conf, "fit": json.loads((enc / "emovox.json").read_text())["temperature_fit"]}}
+
+
+def emovo(work: Path, root: Path = Path("/work/shared/data/emovo16k")) -> dict:
+    """Second check on EMOVO (Italian, 6 actors): 3 speaker folds, both probes and their ensemble per fold."""
+    import pandas as pd
+
+    from emovox.data.manifest import save_manifest
+    from emovox.data.prepare import prepare
+    from emovox.data.splits import fold_manifests
+
+    d = work / "emovo"
+    manifest = d / "prep" / "manifest.csv"
+    if not manifest.is_file():
+        prepare(corpus="emovo", root=root, out=d / "prep", workers=1)
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    scheme = json.loads((d / "prep" / "manifest.scheme.json").read_text())["scheme"]["name"]
+    from emovox.labels import get_scheme
+
+    labels = get_scheme(scheme).labels
+    y = np.array([labels.index(v) for v in df["label"]])
+    row = {p: i for i, p in enumerate(df["path"])}
+    x = {m: features(manifest, m, scheme) for m in MODELS}
+    out: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
+    for k, fold in enumerate(fold_manifests(df, folds=FOLDS, seed=0), start=1):
+        f = d / f"fold-{k}"
+        f.mkdir(parents=True, exist_ok=True)
+        fm = save_manifest(fold, f / "manifest.csv")
+        rows = np.array([row[p] for p in fold.loc[fold["split"] == "test", "path"]])
+        runs = {m: _train(fm, f / f"run-{m}", m) for m in MODELS}
+        probs = {m: member_probs(runs[m], x[m][rows]) for m in MODELS}
+        for m in MODELS:
+            out[m].append(_metrics(y[rows], probs[m], scheme))
+        ens = _ensemble([runs[m] for m in MODELS], f / "ens", fm)
+        out["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, list(probs.values())), scheme))
+    return {"folds": out, "classes": len(labels)}
 
 
 def egemaps(work: Path) -> dict:
@@ -216,6 +251,10 @@ def render(r: dict) -> str:
                  ["eGeMAPS + logistic regression", f"{r['egemaps']['cv_mean']:.3f} ± {r['egemaps']['cv_std']:.3f}",
                   "–", f"{r['egemaps']['confirm']:.3f}", "–"],
                  ["chance", f"{CHANCE:.3f}", "–", f"{CHANCE:.3f}", "–"]]
+    if "emovo" in r:
+        e = r["emovo"]["folds"]
+        acc_rows.append(["EMOVO second check (3 speaker folds): ensemble / base / tiny.en", " / ".join(
+            _mean(e[k], "uar") for k in ("ensemble", *MODELS)), "", f"chance {1 / r['emovo']['classes']:.3f}", ""])
     ms = c["ms"]
     cost_rows = [[k, f"{ms[k + ' one']:.1f}", f"{ms[k + ' batched']:.1f}"]
                  for k in (*MODELS, "ensemble", "ensemble onnx")]
@@ -249,21 +288,24 @@ def splice(section: str) -> Path:
     return put(section, title=SECTION_TITLE)
 
 
+def _store(part: str, value: dict) -> dict:
+    """Merge one part into the stored result (parts may run in separate processes)."""
+    stored = load_result("ensemble") or {}
+    stored.update({part: value} if part != "accuracy" else value)
+    save_result("ensemble", stored)
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=WORK / "ens")
-    ap.add_argument("--only", choices=("accuracy", "egemaps", "cost", "render"), default=None)
+    ap.add_argument("--only", choices=("accuracy", "emovo", "egemaps", "cost", "render"), default=None)
     args = ap.parse_args(argv)
+    parts = {"accuracy": accuracy, "emovo": emovo, "egemaps": egemaps, "cost": cost}
+    for part, fn in parts.items():
+        if args.only == part or (args.only is None and part != "emovo"):
+            _store(part, fn(args.work))
     stored = load_result("ensemble") or {}
-    if args.only in (None, "accuracy"):
-        stored.update(accuracy(args.work))
-        save_result("ensemble", stored)
-    if args.only in (None, "egemaps"):
-        stored["egemaps"] = egemaps(args.work)
-        save_result("ensemble", stored)
-    if args.only in (None, "cost"):
-        stored["cost"] = cost(args.work)
-        save_result("ensemble", stored)
     if all(k in stored for k in ("selection", "confirmation", "egemaps", "cost")):
         print(render(stored))
         print(f"wrote {splice(render(stored))}")
