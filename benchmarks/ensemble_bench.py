@@ -1,20 +1,26 @@
 """Ensembles as one model (``emovox ensemble``): accuracy on new speakers and cost per clip.
 
-``python -m benchmarks.ensemble_bench --work DIR`` reads the members that
-``DIR/members.sh``-style commands trained (``emovox train`` / ``emovox cv`` with
-``configs/whisper-probe.yaml``, ``--model whisper-base`` and ``--model whisper-tiny.en``):
+``python -m benchmarks.ensemble_bench [--work DIR] [--only PART]`` with, in ``DIR`` (default
+``benchmarks/_work/ens``), what ``emovox`` commands made first:
 
-- ``DIR/prep/manifest.csv``: RAVDESS actors 01-16, test = 13-16, validation speakers among 01-12;
-- ``DIR/run-MODEL``: each probe trained on that manifest (train + validation: actors 01-12);
-- ``DIR/cv-MODEL``: 3-fold speaker CV of each probe over actors 01-12 (``DIR/dev/manifest.csv``);
-- ``DIR/egemaps``, ``DIR/egemaps-cv``: the eGeMAPS baseline on the same split and the same folds.
+- ``prep/manifest.csv``: ``emovox prepare --corpus ravdess ... --test-speakers 13,14,15,16``;
+- ``run-whisper-base``, ``run-whisper-tiny.en``: ``emovox train --config configs/whisper-probe.yaml
+  --manifest prep/manifest.csv --model M`` (actors 01-12: train + one validation speaker);
+- ``egemaps``, ``egemaps-cv``: ``emovox baseline`` on that split, and ``--folds 3`` over actors 01-12.
 
-Selection (actors 01-12): per CV fold, the fold's tiny.en and base runs as one ensemble (temperature
-fitted on the fold's validation speakers), scored on the fold's test speakers, beside each member.
-Confirmation (actors 13-16, which no choice looked at): the two probes trained on 01-12 and their
-ensemble; and the three base fold runs as one ensemble (no temperature: each fold trained on the
-others' validation speakers). Cost: ms per clip of each member and the ensemble, one clip per call
-and batched, 16 clips of actors 13-16, torch, 2 threads, interleaved rounds.
+Parts: ``accuracy`` (selection: 3 speaker folds over actors 01-12, the same folds as ``emovox cv
+--folds 3``, both probes trained per fold and saved with ``emovox ensemble`` as one run dir;
+confirmation: the probes trained on 01-12 and their ensemble, and the three base fold runs as one
+ensemble, scored once on actors 13-16, which no choice looked at), ``emovo`` (a second check: 3
+speaker folds over EMOVO's 6 actors), ``egemaps`` and ``cost`` (ms per clip of each member and of
+the ensemble, torch and its one ONNX graph, one clip per call and batched, on 16 clips of actors
+13-16, interleaved rounds).
+
+Scores come from the encoders' cached features (``training/feature_cache.py``, as training uses
+them): each member's head on them, then its temperature, gives what ``emovox predict RUN`` gives,
+and the ensemble's probabilities are the members' averaged, then its own temperature, which
+``tests/models/test_ensemble.py`` checks equals the ensemble run dir's output. So every clip is
+encoded once per encoder, not once per member and evaluation.
 """
 from __future__ import annotations
 
