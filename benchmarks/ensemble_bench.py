@@ -187,7 +187,12 @@ def emovo(work: Path, root: Path = Path("/work/shared/data/emovo16k")) -> dict:
             out[m].append(_metrics(y[rows], probs[m], scheme))
         ens = _ensemble([runs[m] for m in MODELS], f / "ens", fm)
         out["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, list(probs.values())), scheme))
-    return {"folds": out, "classes": len(labels)}
+    result = {"folds": out, "classes": len(labels)}
+    egemaps_cv = d / "egemaps-cv" / "cv_metrics.json"  # `emovox baseline --folds 3` on the same manifest
+    if egemaps_cv.is_file():
+        cv = json.loads(egemaps_cv.read_text())
+        result["egemaps"] = {"mean": cv["mean"]["uar"], "std": cv["std"]["uar"]}
+    return result
 
 
 def egemaps(work: Path) -> dict:
@@ -263,8 +268,12 @@ def render(r: dict) -> str:
                  ["chance", f"{CHANCE:.3f}", "–", f"{CHANCE:.3f}", "–"]]
     if "emovo" in r:
         e = r["emovo"]["folds"]
-        acc_rows.append(["EMOVO second check (3 speaker folds): ensemble / base / tiny.en", " / ".join(
-            _mean(e[k], "uar") for k in ("ensemble", *MODELS)), "", f"chance {1 / r['emovo']['classes']:.3f}", ""])
+        eg = r["emovo"].get("egemaps")
+        acc_rows.append([f"second check, EMOVO (3 speaker folds over 6 actors, 7 classes, chance "
+                         f"{1 / r['emovo']['classes']:.3f}): ensemble / base / tiny.en / eGeMAPS", "–", "–",
+                         " / ".join([*(_mean(e[k], "uar") for k in ("ensemble", *MODELS)),
+                                     f"{eg['mean']:.3f} ± {eg['std']:.3f}" if eg else "–"]),
+                         " / ".join(_mean(e[k], "ece") for k in ("ensemble", *MODELS))])
     ms, cpu = c["ms"], c["cpu_ms"]
     cost_rows = [[k, f"{cpu[k + ' one']:.0f}", f"{cpu[k + ' batched']:.0f}", f"{ms[k + ' one']:.0f}",
                   f"{ms[k + ' batched']:.0f}"] for k in (*MODELS, "ensemble", "ensemble onnx")]
