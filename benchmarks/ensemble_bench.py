@@ -290,8 +290,9 @@ def render(r: dict) -> str:
         f"{per_fold}); confirmation: trained on 01-12, scored once on actors 13-16 (240 clips), "
         f"which no choice looked at. UAR of 8 classes; ECE (calibration error) beside it. Ensemble {why}. Scores "
         "come from the encoders' cached features (each member's head, then its temperature; the ensemble averages "
-        "them, as its run dir does, tested to 1e-6): fold 1's whisper-base probe scores UAR 0.7656, accuracy 0.7750 "
-        "this way, exactly what `emovox cv` (the same fold, audio through the encoder) reported.", "",
+        "them, as its run dir does, tested to 1e-6): fold 1's whisper-base probe scores UAR "
+        f"{f['whisper-base'][0]['uar']:.4f}, accuracy {f['whisper-base'][0]['accuracy']:.4f} this way; `emovox cv` "
+        "on the same fold (audio through the encoder; checked once, 2026-12-03) reported 0.7656 and 0.7750.", "",
         table(["model", "selection UAR (01-12, 3 folds)", "selection ECE", "confirmation UAR (13-16)",
                "confirmation ECE"], acc_rows), "",
         "Ensemble minus the best single member (whisper-base): selection "
