@@ -82,16 +82,10 @@ def prepare(
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
               hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
               label_map=label_map, unmapped=unmapped)
-    dropped_labels = res.label_mapping.get("dropped") or {}
-    if dropped_labels:
-        _say(f"dropped {sum(dropped_labels.values())} clip(s) with unmapped labels: "
-             + ", ".join(f"{lab} ({n})" for lab, n in dropped_labels.items()))
-    for path, reason in res.dropped:
-        _say(f"dropped {path}: {reason}")
-    if res.dropped:
-        _say(f"dropped {len(res.dropped)} invalid file(s), listed in {out / 'invalid.csv'}")
-    typer.echo(res.report.read_text())
-    typer.echo(f"manifest: {res.manifest} ({res.rows} rows, scheme {res.scheme.name})")
+    shown, said = res.summary_lines(out)
+    for line in said:
+        _say(line)
+    typer.echo("\n".join(shown))
 
 
 @app.command("init-model")
@@ -298,6 +292,18 @@ def export(
         typer.echo(f"note: {note}")
 
 
+@app.command()
+def ensemble(
+    runs: List[str] = typer.Argument(..., help="Two or more run dirs (seeds, folds, encoders), e.g. CV/fold-*/run."),
+    out: Path = typer.Option(..., help="The ensemble run dir to create."),
+    manifest: Optional[Path] = typer.Option(None, help="Fit the temperature on this manifest's validation split."),
+) -> None:
+    """Save several models as one run dir (averaged probabilities, one temperature) for predict, evaluate, serve, export."""
+    from .training.ensemble_build import build_ensemble, summary_line
+
+    typer.echo(summary_line(build_ensemble(runs=runs, out=out, manifest=manifest, progress=sys.stderr.isatty())))
+
+
 @app.command("serve")
 def serve_cmd(
     models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids "
@@ -335,8 +341,7 @@ def pseudo_label_cmd(
     from .training.pseudo_label import pseudo_label
 
     runs, inputs = _split_models(items, "the unlabelled folders or files")
-    r = pseudo_label(runs=runs, inputs=inputs, out=out, min_confidence=min_confidence,
-                     progress=sys.stderr.isatty())
+    r = pseudo_label(runs=runs, inputs=inputs, out=out, min_confidence=min_confidence, progress=sys.stderr.isatty())
     typer.echo(f"kept {r.kept} of {r.scored} scored files (>= {min_confidence}); {r.failed} failed; manifest: {r.manifest}")
 
 
@@ -356,8 +361,7 @@ def cv(
 
     res = cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model,
                          overrides=list(ctx.args), seed=seed, progress=True)
-    typer.echo("  ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f}" for k in ("uar", "accuracy", "macro_f1")))
-    typer.echo(f"report: {out / 'cv_report.md'}")
+    typer.echo("\n".join(res.summary_lines()))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -429,17 +433,13 @@ def baseline(
     """eGeMAPS v02 functionals (openSMILE) + balanced logistic regression: the number to beat."""
     from .evaluation.baseline import cross_validate_baseline, run_baseline
 
+    kw = dict(manifest=manifest, out=out, speaker_norm=speaker_norm, workers=workers, progress=sys.stderr.isatty())
     if folds:
-        res = cross_validate_baseline(manifest=manifest, out=out, folds=folds, speaker_norm=speaker_norm, seed=seed,
-                                      workers=workers, progress=sys.stderr.isatty())
-        typer.echo("  ".join(f"{k} {res.mean[k]:.4f} ± {res.std[k]:.4f}" for k in ("uar", "accuracy", "macro_f1")))
-        typer.echo(f"report: {out / 'cv_report.md'}")
+        typer.echo("\n".join(cross_validate_baseline(**kw, folds=folds, seed=seed).summary_lines()))
         return
-    m = run_baseline(manifest=manifest, out=out, split=split, speaker_norm=speaker_norm, workers=workers,
-                     progress=sys.stderr.isatty())
+    m = run_baseline(**kw, split=split)
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-               f"(majority baseline accuracy {m['majority_accuracy']:.4f})")
-    typer.echo(f"report: {out / 'report.md'}")
+               f"(majority baseline accuracy {m['majority_accuracy']:.4f})\nreport: {out / 'report.md'}")
 
 
 @app.command()

@@ -101,7 +101,7 @@ def pipeline_differences(run: RunDir, meta: Mapping[str, Any]) -> list[str] | No
 
     from .models.backbones import backbone_for
 
-    if not stock_head(run):
+    if not stock_head(run) or meta.get("kind") == "ensemble":
         return None
     try:
         settings = json.loads((run.root / "preprocessor_config.json").read_text())
@@ -222,18 +222,39 @@ def _body(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
     labels = scheme.get("labels", [])
     source = meta.get("model_source", "unknown")
     base = hub_id(source)
+    ensemble = meta.get("kind") == "ensemble"
     lines = [f"# {name}: speech emotion recognition", "",
              f"A {len(labels)}-class speech emotion classifier (label scheme `{scheme.get('name', '?')}`) "
-             f"fine-tuned with [emovox](https://pypi.org/project/emovox/) from "
-             + (f"[`{base}`](https://huggingface.co/{base})." if base else f"`{source}` (a local or randomly "
-                "initialised model, not a hub id)."), ""]
+             + (f"made with [emovox](https://pypi.org/project/emovox/) as an ensemble of {len(meta['members'])} "
+                f"models: {source}." if ensemble else
+                f"fine-tuned with [emovox](https://pypi.org/project/emovox/) from "
+                + (f"[`{base}`](https://huggingface.co/{base})." if base else f"`{source}` (a local or randomly "
+                   "initialised model, not a hub id).")), ""]
     lines += _results_section(meta)
     lines += ["## Labels", "", "| id | label |", "|---:|---|"] + [f"| {i} | {lab} |" for i, lab in enumerate(labels)]
     if scheme.get("composite"):
         lines += ["", "Labels are `EMOTION_INTENSITY` pairs; emovox also reports emotion and intensity alone."]
-    lines += ["", *_training_section(meta), *_adaptation_section(meta), *_data_section(meta),
+    lines += ["", *(_ensemble_section(meta) if ensemble else _training_section(meta)), *_adaptation_section(meta),
+              *_data_section(meta),
               *_usage_section(run, meta), *_limitations(meta)]
     return lines
+
+
+def _ensemble_section(meta: Mapping[str, Any]) -> list[str]:
+    """What an ensemble is made of and how it combines them (``emovox ensemble``)."""
+    fit = meta.get("temperature_fit")
+    rows = [f"| {i} | `{m.get('model_source')}` | {m.get('model_type', '')} | {float(m.get('temperature', 1.0)):.3f} | "
+            + (f"{m['evaluation']['test']['uar']:.4f}" if "uar" in m.get("evaluation", {}).get("test", {}) else "")
+            + f" | `{m.get('source')}` |" for i, m in enumerate(meta.get("members", []), start=1)]
+    how = ("1.0 (none fitted)" if not fit else f"1.0, not fitted: {fit['skipped']}" if "skipped" in fit else
+           f"{float(meta.get('temperature', 1.0)):.3f}, fitted on {fit['clips']} clips of {fit['speakers']} "
+           f"speaker(s) of the {fit['split']} split of `{fit['manifest']}` (NLL {fit['nll_before']:.3f} -> "
+           f"{fit['nll_after']:.3f})")
+    return ["## Ensemble", "", f"{len(rows)} models, each scoring the same input; their probabilities (each member "
+            "calibrated by its own temperature) are averaged, and the average is divided by one temperature in the "
+            f"log domain: {how}. The members are in `members/`.", "",
+            "| # | base model | type | member temperature | member test UAR | trained as |", "|---:|---|---|---:|---:|---|",
+            *rows, ""]
 
 
 def _adaptation_section(meta: Mapping[str, Any]) -> list[str]:
@@ -326,7 +347,8 @@ def _usage_section(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
         lines += ["A plain Transformers pipeline gives the same scores as emovox does:", "", *pipeline,
                   "Or with emovox:", "", *emovox]
     elif differs is None:
-        lines += ["This run has an emovox head (not a stock Transformers class): load it with emovox.", "", *emovox]
+        what = "is an ensemble of several models" if meta.get("kind") == "ensemble" else "has an emovox head"
+        lines += [f"This run {what} (not a stock Transformers class): load it with emovox.", "", *emovox]
     else:
         lines += ["Load it with emovox, which scores it as it was trained:", "", *emovox,
                   "A plain `transformers.pipeline(\"audio-classification\")` loads this folder too, but does not "

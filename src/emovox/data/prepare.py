@@ -28,6 +28,19 @@ class PrepareResult:
     notes: list[str] = field(default_factory=list)
     label_mapping: dict = field(default_factory=dict)  # renamed (from, to, clips) and dropped label -> clips
 
+    def summary_lines(self, out: str | Path) -> tuple[list[str], list[str]]:
+        """What ``emovox prepare`` prints: lines for standard output, and notes for standard error."""
+        said = []
+        dropped_labels = self.label_mapping.get("dropped") or {}
+        if dropped_labels:
+            said.append(f"dropped {sum(dropped_labels.values())} clip(s) with unmapped labels: "
+                        + ", ".join(f"{lab} ({n})" for lab, n in dropped_labels.items()))
+        said += [f"dropped {path}: {reason}" for path, reason in self.dropped]
+        if self.dropped:
+            said.append(f"dropped {len(self.dropped)} invalid file(s), listed in {Path(out) / 'invalid.csv'}")
+        shown = [self.report.read_text(), f"manifest: {self.manifest} ({self.rows} rows, scheme {self.scheme.name})"]
+        return shown, said
+
 
 def prepare(
     *,

@@ -22,6 +22,11 @@ class CVResult:
     std: dict[str, float]
     per_fold: list[dict]
 
+    def summary_lines(self) -> list[str]:
+        """What ``emovox cv`` and ``emovox baseline --folds`` print."""
+        return ["  ".join(f"{k} {self.mean[k]:.4f} ± {self.std[k]:.4f}" for k in ("uar", "accuracy", "macro_f1")),
+                f"report: {self.out / 'cv_report.md'}"]
+
 
 def fold_row(fold: int, df: pd.DataFrame, metrics: dict) -> dict:
     """The per-fold table row: fold number, its test speakers, clip count and headline metrics."""

@@ -153,7 +153,7 @@ def export_onnx(
         from ..models.matmul_encoder import use_matmul_encoder
 
         graph_model = copy.deepcopy(model)
-        matmul_encoder = use_matmul_encoder(graph_model)
+        matmul_encoder = all([use_matmul_encoder(m) for m in getattr(graph_model, "members", [graph_model])])
     waves = check_inputs if check_inputs is not None else synthetic_waves()
     smoothed = int8 and family.int8_smoothing
     if smoothed:
@@ -209,7 +209,8 @@ def smoothed_copy(model: Any, fe: Any, family: Any, waves: Sequence[np.ndarray])
             model(**{family.input_name: torch.from_numpy(values)},
                   attention_mask=None if mask is None else torch.from_numpy(mask))
 
-    smooth_whisper(family.encoder_of(model), calibrate)
+    for member in getattr(model, "members", [model]):  # an ensemble (models/ensemble.py): each encoder
+        smooth_whisper(family.encoder_of(member), calibrate)
     return model
 
 

@@ -18,6 +18,7 @@ from ..data.audio import DEFAULT_MAX_SECONDS
 from ..errors import BadConfig, BadRunDir
 from ..labels import LabelScheme
 from .backbones import backbone_for
+from .ensemble import ensemble_module, ensemble_parts, is_ensemble
 from .heads import HEAD_FILE, WEIGHTS_FILE, EmovoxForAudioClassification, HeadConfig
 from .presets import PRESETS, label_kwargs, preset_config, preset_feature_extractor
 from .registry import model_choices, resolve_model_name
@@ -219,6 +220,9 @@ def load_trained(source: str | Path, *, allow_pickle: bool = False):
     Raises:
         BadRunDir: nothing loadable there, pickled weights, or weights that disagree with the config.
     """
+    if is_ensemble(source):  # several run dirs as one module (models/ensemble.py)
+        dirs, temperatures, config = ensemble_parts(source)
+        return ensemble_module([load_trained(d, allow_pickle=allow_pickle) for d in dirs], temperatures, config)
     if Path(source).is_dir() and (Path(source) / HEAD_FILE).is_file():
         check_weights(source, allow_pickle=allow_pickle)
         return EmovoxForAudioClassification.from_pretrained(source)
