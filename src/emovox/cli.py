@@ -212,8 +212,7 @@ def stress_cmd(
 
 @app.command()
 def predict(
-    items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models first (run dirs, "
-                                      "save_pretrained folders, hub ids), then files/folders/manifests."),
+    items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models, then files/folders/manifests."),
     format: str = typer.Option("jsonl", "--format", help="jsonl, csv or parquet (parquet needs --out)."),
     out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
     backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
@@ -300,8 +299,7 @@ def export(
 
 @app.command("serve")
 def serve_cmd(
-    models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids "
-                                                 "(ONNX exports for --backend onnx); several are an ensemble."),
+    models: List[str] = typer.Argument(..., help="Model(s): run dirs, ONNX exports, save_pretrained folders or hub ids."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
     backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
@@ -483,6 +481,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EmovoxError as exc:
         _say(f"error: {exc}")
         return 2
+    except ModuleNotFoundError as exc:  # the runtime install has no training stack: one line, no traceback
+        return _say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig, BadRunDir
 from ..models.backbones import backbone_for
-from ..models.backbones.front_end import save_front_end
+from ..models.backbones.front_end import front_end_for, save_front_end
 from ..models.export_dir import ONNX_FILE, JsonConfig
 from ..rundir import META
 
@@ -174,7 +174,7 @@ def export_onnx(
     copy_run_files(run_dir, out, model=model, fe=fe)
     save_front_end(fe, out)  # the runtime computes the front end in numpy (models/backbones/front_end.py)
     clf = OnnxClassifier.from_dir(out)
-    prob_diff, logit_diff, top1 = parity(model, clf, fe, waves)
+    prob_diff, logit_diff, top1 = parity(model, clf, fe, waves, onnx_fe=front_end_for(out))
     if not int8 and prob_diff > FP32_PROB_TOLERANCE:
         warnings.warn(f"ONNX export {model_path} differs from torch by {prob_diff:.2g} in probability",
                       RuntimeWarning, stacklevel=2)
@@ -379,8 +379,10 @@ def encode(fe: Any, wave: np.ndarray, family: Any) -> tuple[np.ndarray, np.ndarr
     return values, np.ones((1, values.shape[-1]), dtype=np.int64)
 
 
-def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarray]) -> tuple[float, float, float]:
-    """Compare torch and ONNX on each wave, one clip at a time.
+def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarray], *,
+           onnx_fe: Any = None) -> tuple[float, float, float]:
+    """Compare torch and ONNX on each wave, one clip at a time; ``onnx_fe`` (default ``fe``) makes the
+    ONNX side's inputs, so an export is checked with the numpy front end the runtime uses.
 
     Returns:
         ``(max_prob_diff, max_logit_diff, top1_agreement)``.
@@ -397,7 +399,7 @@ def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarra
                 **{family.input_name: torch.from_numpy(values)},
                 attention_mask=None if mask is None else torch.from_numpy(mask),
             ).logits.float().numpy()
-        got = clf.logits(values, mask)
+        got = clf.logits(*(encode(onnx_fe, wave, family) if onnx_fe is not None else (values, mask)))
         logit_diff = max(logit_diff, float(np.abs(got - ref).max()))
         prob_diff = max(prob_diff, float(np.abs(softmax(got) - softmax(ref)).max()))
         agree += int(got.argmax(-1)[0] == ref.argmax(-1)[0])
