@@ -27,11 +27,13 @@ from benchmarks.common import ROOT, WORK, Context, fmt, median, table
 REPO = ROOT.parent
 RUNTIME_VENV = WORK / "venv-runtime"
 SIZES = (1, 10, 120)
+BEFORE = "48f9217"  # main before the light runtime: its cold start is measured beside (1 clip only)
 
 
 def runtime_python(log) -> Path:
     """A venv holding only the runtime install's dependencies (emovox itself comes from src/ via
-    PYTHONPATH, so the code measured is the working tree's). Built once (needs the registry)."""
+    PYTHONPATH, so the code measured is the working tree's). Built once (needs the registry):
+    ``.[runtime]``, measured (``size.json``), then the serve extra added."""
     py = RUNTIME_VENV / "bin" / "python"
     if not (RUNTIME_VENV / ".installed").exists():
         log("  building the runtime venv (pip install '.[runtime]') ...")
@@ -39,10 +41,41 @@ def runtime_python(log) -> Path:
         subprocess.run(["python3", "-m", "venv", str(RUNTIME_VENV)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[runtime]"], check=True)
+        (RUNTIME_VENV / "size.json").write_text(json.dumps(site_packages_mb(py)))
         (RUNTIME_VENV / ".installed").touch()
+    if subprocess.run([str(py), "-c", "import fastapi, uvicorn"], capture_output=True).returncode != 0:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[runtime,serve]"], check=True)
     if subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 0:
         raise RuntimeError(f"{RUNTIME_VENV} has torch: not a runtime install")
     return py
+
+
+def serve_ready_s(cmd: list[str], env: dict, timeout: float = 60.0) -> float:
+    """Spawn ``emovox serve ... --port 0`` -> the first 200 from ``/v1/ready``, in seconds."""
+    import re
+    import urllib.request
+
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=str(REPO), text=True)
+    url = None
+    try:
+        while url is None:  # the log line naming the port comes once the socket is bound
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError("emovox serve exited before listening")
+            m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+            url = m.group(1) if m else None
+        while time.perf_counter() - t < timeout:
+            try:
+                with urllib.request.urlopen(url + "/v1/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"not ready within {timeout} s")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def site_packages_mb(python: Path | str) -> dict:
@@ -118,17 +151,30 @@ def run(ctx: Context) -> dict:
         "pipeline() per file": lambda fs: [sys.executable, "-m", "benchmarks.pipeline_cli", str(run_dir), t,
                                            str(tmp / "pipe.jsonl"), *fs],
     }
-    res: dict = {"sizes": {"runtime": site_packages_mb(rt_py), "full": site_packages_mb(sys.executable)},
+    before = tmp / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "archive", BEFORE, "src"], capture_output=True, cwd=str(REPO), check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+    env_before = {**env, "PYTHONPATH": os.pathsep.join([str(before / "src"), str(REPO)])}
+    cold_only = {  # the same commands with the code before this change (no runtime: torch imported for the export too)
+        f"full install, export, before ({BEFORE})": lambda fs: [sys.executable, "-m", "emovox", "predict", "--backend",
+                                                                "onnx", str(export), *fs, "--threads", t],
+        f"full install, run dir, before ({BEFORE})": lambda fs: [sys.executable, "-m", "emovox", "predict",
+                                                                 str(run_dir), *fs, "--threads", t],
+    }
+    res: dict = {"sizes": {"runtime": json.loads((RUNTIME_VENV / "size.json").read_text()),
+                           "runtime+serve": site_packages_mb(rt_py), "full": site_packages_mb(sys.executable)},
                  "passes": {}, "files": len(files), "threads": ctx.threads}
     try:
         for n in SIZES:
             reps = 1 if n >= 100 or ctx.quick else ctx.reps(3 if n == 1 else 2)
-            walls: dict[str, list[dict]] = {name: [] for name in sides}
+            these = {**sides, **(cold_only if n == 1 else {})}
+            walls: dict[str, list[dict]] = {name: [] for name in these}
             for r in range(reps):
-                names = list(sides)
+                names = list(these)
                 for k in range(len(names)):  # rotated order per repeat
                     name = names[(k + r) % len(names)]
-                    walls[name].append(run_timed(sides[name](files[:n]), env))
+                    walls[name].append(run_timed(these[name](files[:n]), env_before if name in cold_only else env))
             res["passes"][str(n)] = {name: {"wall_s": median([w["wall_s"] for w in ws]),
                                             "all_wall_s": [round(w["wall_s"], 2) for w in ws],
                                             "peak_rss_mb": max(w["peak_rss_mb"] for w in ws)}
@@ -137,6 +183,10 @@ def run(ctx: Context) -> dict:
         res["parity"] = parity(_rows(sides["runtime (export, no torch)"](files), env),
                                _rows(sides["full install, run dir (torch)"](files), env))
         res["import_profile"] = import_profile(env, run_dir, files[0])
+        serve = {"runtime": [str(rt_py), "-m", "emovox", "serve", str(export)],
+                 "full install, run dir": [sys.executable, "-m", "emovox", "serve", str(run_dir)]}
+        res["serve_ready_s"] = {k: median([serve_ready_s([*cmd, "--port", "0", "--threads", t], env)
+                                           for _ in range(1 if ctx.quick else 3)]) for k, cmd in serve.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
@@ -144,7 +194,7 @@ def run(ctx: Context) -> dict:
 
 def render(res: dict) -> str:
     passes = res["passes"]
-    names = list(next(iter(passes.values())))
+    names = list(passes["1"])
     pipe = "pipeline() per file"
     rows = []
     for name in names:
@@ -152,14 +202,15 @@ def render(res: dict) -> str:
         for n in map(str, SIZES):
             p = passes.get(n, {}).get(name)
             row.append(f"{fmt(p['wall_s'], 1)} s ({fmt(passes[n][pipe]['wall_s'] / p['wall_s'], 2)}x)" if p else "-")
-        row.append(fmt(max(p["peak_rss_mb"] for p in (passes[n][name] for n in passes)), 0))
+        row.append(fmt(max(passes[n][name]["peak_rss_mb"] for n in passes if name in passes[n]), 0))
         rows.append(row)
     sizes = res["sizes"]
     par = res.get("parity", {})
     prof = res.get("import_profile", {})
     top = ", ".join(f"{r['module']} {fmt(r['cum_s'], 2)} s" for r in prof.get("top", [])[:6])
     size_line = (f"runtime venv site-packages **{sizes['runtime']['site_packages_mb']} MB** (onnxruntime "
-                 f"{sizes['runtime'].get('onnxruntime_mb', '-')} MB, no torch); the full install's "
+                 f"{sizes['runtime'].get('onnxruntime_mb', '-')} MB, no torch; pip and setuptools included), "
+                 f"{sizes['runtime+serve']['site_packages_mb']} MB with the serve extra; the full install's "
                  f"{sizes['full']['site_packages_mb']} MB (torch {sizes['full'].get('torch_mb', '-')} MB, transformers "
                  f"{sizes['full'].get('transformers_mb', '-')} MB; the dev extra's test tools, ray and datasets included)")
     return "\n".join([
@@ -175,6 +226,9 @@ def render(res: dict) -> str:
         f"- Install size: {size_line}.",
         f"- Scores: runtime vs the run dir on {par.get('n', 0)} clips: largest difference of any listed probability "
         f"{fmt(par.get('max_score_diff', float('nan')), 7)}, top-1 agreement {fmt(100 * par.get('top1_agreement', 0), 1)}%.",
+        f"- `emovox serve` spawn -> `/v1/ready` 200 (median of 3): runtime "
+        f"{fmt(res.get('serve_ready_s', {}).get('runtime', float('nan')), 2)} s, full install with the run dir "
+        f"{fmt(res.get('serve_ready_s', {}).get('full install, run dir', float('nan')), 2)} s.",
         f"- Full install start-up (`python -X importtime -m emovox predict RUN clip`): {fmt(prof.get('total_import_s', 0), 1)} s "
         f"of imports; the slowest: {top}.",
     ])
