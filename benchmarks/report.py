@@ -58,6 +58,8 @@ def targets(stored: dict[str, dict], machine: dict) -> str:
         rows += whisper_train.targets(stored["whisper-training"]["result"])
     if stored.get("whisper"):
         rows += whisper_infer.targets(stored["whisper"]["result"])
+    if stored.get("runtime"):
+        rows += runtime.targets(stored["runtime"]["result"])
     tr = (stored.get("training") or {}).get("result")
     if tr and "base|CREMA-D-like" in tr["compare"]:
         c = tr["compare"]["base|CREMA-D-like"]

@@ -249,3 +249,23 @@ def render(res: dict) -> str:
         f"- Full install start-up (`python -X importtime -m emovox predict RUN clip`): {fmt(prof.get('total_import_s', 0), 1)} s "
         f"of imports; the slowest: {top}.",
     ])
+
+
+def targets(res: dict) -> list[list[str]]:
+    """Issue 27's acceptance lines (the timing ones need a quiet machine: see the load table)."""
+    ok = lambda flag: "met" if flag else "**missed**"  # noqa: E731
+    p = res["passes"]
+    rt, pipe = "runtime (export, no torch)", "pipeline() per file"
+    cold = p["1"][rt]["wall_s"]
+    ratio = p["120"][pipe]["wall_s"] / p["120"][rt]["wall_s"] if "120" in p else float("nan")
+    size = res["sizes"]["runtime"]["site_packages_mb"]
+    par = res.get("parity", {})
+    ready = res.get("serve_ready_s", {}).get("runtime", float("nan"))
+    return [
+        ["runtime: one clip (whisper-base export) ≤ 1.5 s wall, spawn to row", f"{fmt(cold, 1)} s", ok(cold <= 1.5)],
+        ["runtime: whole process, 120 clips ≥ 3× pipeline() per file", f"{fmt(ratio)}×", ok(ratio >= 3)],
+        ["runtime: site-packages ≤ 250 MB, no torch", f"{size} MB", ok(size <= 250)],
+        [f"runtime: scores = the run dir's within 1e-4 ({par.get('n', 0)} unseen clips)",
+         f"{fmt(par.get('max_score_diff', float('nan')), 7)}", ok(par.get("max_score_diff", 1) <= 1e-4)],
+        ["runtime: serve answers /v1/ready within 3 s of start", f"{fmt(ready)} s", ok(ready <= 3)],
+    ]
