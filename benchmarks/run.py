@@ -1,7 +1,8 @@
 """``python -m benchmarks.run``: run the comparisons and rewrite ``benchmarks/RESULTS.md``.
 
 Sections (``--only a,b``): whisper-training, whisper (inference, long audio, FLOPs on a real
-Whisper model trained on RAVDESS), training, inference, long, flops, prepare, ray, conversation, cross-corpus;
+Whisper model trained on RAVDESS), runtime (the light runtime's cold start and whole-process
+throughput against the full install and ``pipeline()``), training, inference, long, flops, prepare, ray, conversation, cross-corpus;
 and, only when named, compile and stress (stress tests, groups and abstention on RAVDESS;
 ``benchmarks.stress_bench``). Each section's result is
 stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
@@ -18,15 +19,16 @@ import traceback
 from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, versions
 from benchmarks.loadmon import LoadMonitor
 
-ORDER = ("whisper-training", "whisper", "flops", "inference", "training", "long", "prepare", "ray", "conversation", "cross-corpus")
+ORDER = ("whisper-training", "whisper", "runtime", "flops", "inference", "training", "long", "prepare", "ray", "conversation",
+         "cross-corpus")
 OPTIONAL = ("compile", "stress")  # run only when named in --only
 
 
 def _module(name: str):
     from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
-                            stress_bench, training, whisper_infer, whisper_train)
+                            runtime, stress_bench, training, whisper_infer, whisper_train)
 
-    return {"whisper-training": whisper_train, "whisper": whisper_infer, "flops": flops, "inference": inference, "training": training, "long": long_audio,
+    return {"whisper-training": whisper_train, "whisper": whisper_infer, "runtime": runtime, "flops": flops, "inference": inference, "training": training, "long": long_audio,
             "prepare": prepare_bench, "ray": ray_bench, "conversation": conversation, "cross-corpus": cross_corpus,
             "compile": _Compile, "stress": stress_bench}[name]
 

@@ -19,13 +19,7 @@ Heavy modules (torch, transformers) load on first use of a name, so ``import emo
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-
-try:
-    __version__ = version("emovox")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
 
 from .errors import (BadAudio, BadConfig, BadLabel, BadManifest, BadModel, BadRunDir, EmovoxError,  # noqa: E402
                      HubError, InvalidCorpus)
@@ -67,6 +61,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on demand: importlib.metadata costs ~0.1 s of every command's start
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("emovox")
+        except PackageNotFoundError:  # running from a source tree without install
+            value = "0.0.0"
+        globals()[name] = value
+        return value
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'emovox' has no attribute {name!r}")

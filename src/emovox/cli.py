@@ -146,7 +146,7 @@ def evaluate(
     manifest: Path = typer.Option(..., help="Manifest to score."),
     out: Path = typer.Option(..., help="Report folder."),
     split: str = typer.Option("test", help="train, validation or test."),
-    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
     compare: bool = typer.Option(False, help="Score several runs separately, side by side (not as an ensemble)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
     all_labels: bool = typer.Option(False, help="Score among all the model's labels even when the manifest has only "
@@ -190,7 +190,7 @@ def stress_cmd(
     conditions: Optional[str] = typer.Option(None, help="Comma-separated families (white, babble, reverb, telephone, "
                                              "mp3, ...) or names (white-5dB, reverb-0.6s, mp3-16k); default: all."),
     seed: int = typer.Option(0, help="Seed of every random degradation."),
-    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: all cores)."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
     by: Optional[List[str]] = typer.Option(None, help="Manifest column (gender, speaker, ...): UAR per group too."),
@@ -206,11 +206,10 @@ def stress_cmd(
 
 @app.command()
 def predict(
-    items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models first (run dirs, "
-                                      "save_pretrained folders, hub ids), then files/folders/manifests."),
+    items: List[str] = typer.Argument(..., help="MODEL [MODEL ...] PATH [PATH ...]: models, then files/folders/manifests."),
     format: str = typer.Option("jsonl", "--format", help="jsonl, csv or parquet (parquet needs --out)."),
     out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
-    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
     top_k: int = typer.Option(3, help="How many labels to list per file."),
     windows: bool = typer.Option(False, help="Also one row per window for long files."),
     window_seconds: Optional[float] = typer.Option(None, help="Longer files are scored in windows of this length "
@@ -306,11 +305,10 @@ def ensemble(
 
 @app.command("serve")
 def serve_cmd(
-    models: List[str] = typer.Argument(..., help="Model(s): run dirs, save_pretrained folders or hub ids "
-                                                 "(ONNX exports for --backend onnx); several are an ensemble."),
+    models: List[str] = typer.Argument(..., help="Model(s): run dirs, ONNX exports, save_pretrained folders or hub ids."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
-    backend: str = typer.Option("torch", help="torch or onnx (an exported dir)."),
+    backend: str = typer.Option("auto", help="auto (onnx for an exported dir), torch or onnx."),
     workers: int = typer.Option(2, help="Scoring threads; further requests wait their turn."),
     threads: Optional[int] = typer.Option(None, help="CPU threads per model call (default: cores / workers)."),
     max_upload_mb: float = typer.Option(25.0, help="Largest request body, in MB (413 past it)."),
@@ -483,6 +481,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EmovoxError as exc:
         _say(f"error: {exc}")
         return 2
+    except ModuleNotFoundError as exc:  # the runtime install has no training stack: one line, no traceback
+        return _say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE, load_audio
 from .augment import seeded
+from .padding import pad_batch  # noqa: F401 - re-exported: it lived here
 from ..errors import BadConfig
 from ..labels import LabelScheme
 
@@ -169,20 +170,6 @@ class AudioDataset(Dataset):
 def _path_seed(path: str) -> int:
     """A stable 32-bit number for a clip's resolved path."""
     return int(hashlib.blake2b(str(Path(path).resolve()).encode(), digest_size=4).hexdigest(), 16)
-
-
-def pad_batch(items: Sequence[np.ndarray], multiple: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad arrays along their last (time) axis to the longest one: (batch [B, ..., T] float32,
-    mask [B, T] int64). Waves are [T]; log-mel features [mels, T]."""
-    n = max(v.shape[-1] for v in items)
-    if multiple:
-        n = -(-n // multiple) * multiple
-    x = np.zeros((len(items), *items[0].shape[:-1], n), dtype=np.float32)
-    mask = np.zeros((len(items), n), dtype=np.int64)
-    for k, v in enumerate(items):
-        x[k, ..., : v.shape[-1]] = v
-        mask[k, : v.shape[-1]] = 1
-    return x, mask
 
 
 class PadCollator:

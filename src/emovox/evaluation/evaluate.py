@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..data.manifest import load_manifest, manifest_fingerprint
 from ..errors import BadManifest
-from ..inference.predict import Predictor
+from ..inference.predict import Predictor, member_backend
 from ..modelcard import record_evaluation
 from ..models.source import ModelSource
 from .abstention import aurc, check_target, coverage_curve, threshold_for_accuracy
@@ -23,7 +23,7 @@ KEYS = ("accuracy", "uar", "macro_f1", "loss", "ece")
 
 
 def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Path, split: str = "test",
-             backend: str = "torch", compare: bool = False, progress: bool = False,
+             backend: str = "auto", compare: bool = False, progress: bool = False,
              allow_pickle: bool = False, all_labels: bool = False, scorer=None, method: str | None = None,
              by: Sequence[str] = (), target_accuracy: float | None = None,
              gap_warning: float = DEFAULT_GAP_WARNING) -> dict:
@@ -98,7 +98,7 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_tables(out, df, y, P, scheme, metrics)
     _write_report(out, runs, manifest, split, metrics, members, compare, predictor.sources[0])
-    if len(runs) == 1 and backend == "torch" and scorer is None:  # one emovox run dir: its card gets the results
+    if len(runs) == 1 and member_backend(backend, runs[0]) == "torch" and scorer is None:  # a run dir: its card gets the results
         record_evaluation(runs[0], metrics, split=split, manifest=manifest)
     return metrics
 

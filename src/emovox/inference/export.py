@@ -2,7 +2,10 @@
 
 An export directory is a self-contained run dir for the ONNX backend: ``model.onnx`` (int8 when
 quantised, the fp32 graph then kept as ``model_fp32.onnx``) beside the run's ``config.json``
-(labels), ``preprocessor_config.json`` (normalisation, attention mask) and ``emovox.json``.
+(labels), ``preprocessor_config.json`` (normalisation, attention mask, trimming, Whisper's window),
+``emovox.json`` (scheme, temperature, training length) and, for Whisper, the mel filter bank and
+STFT window as ``.npy``: everything the runtime install (onnxruntime and numpy, no torch, no
+transformers) needs to score audio as the run dir does.
 
 The graph is traced with the TorchScript exporter (``dynamo=False``): for wav2vec2 it is as exact
 as the dynamo exporter at every length and batch size, but exports 3-30x faster and writes one
@@ -24,9 +27,11 @@ import numpy as np
 from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig, BadRunDir
 from ..models.backbones import backbone_for
+from ..models.backbones.front_end import front_end_for, save_front_end
+from ..models.export_dir import ONNX_FILE, JsonConfig
 from ..rundir import META
 
-MODEL_FILE = "model.onnx"
+MODEL_FILE = ONNX_FILE
 FP32_FILE = "model_fp32.onnx"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -167,8 +172,9 @@ def export_onnx(
     else:
         (out / FP32_FILE).unlink(missing_ok=True)  # a stale one from an earlier --int8 export
     copy_run_files(run_dir, out, model=model, fe=fe)
+    save_front_end(fe, out)  # the runtime computes the front end in numpy (models/backbones/front_end.py)
     clf = OnnxClassifier.from_dir(out)
-    prob_diff, logit_diff, top1 = parity(model, clf, fe, waves)
+    prob_diff, logit_diff, top1 = parity(model, clf, fe, waves, onnx_fe=front_end_for(out))
     if not int8 and prob_diff > FP32_PROB_TOLERANCE:
         warnings.warn(f"ONNX export {model_path} differs from torch by {prob_diff:.2g} in probability",
                       RuntimeWarning, stacklevel=2)
@@ -374,8 +380,10 @@ def encode(fe: Any, wave: np.ndarray, family: Any) -> tuple[np.ndarray, np.ndarr
     return values, np.ones((1, values.shape[-1]), dtype=np.int64)
 
 
-def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarray]) -> tuple[float, float, float]:
-    """Compare torch and ONNX on each wave, one clip at a time.
+def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarray], *,
+           onnx_fe: Any = None) -> tuple[float, float, float]:
+    """Compare torch and ONNX on each wave, one clip at a time; ``onnx_fe`` (default ``fe``) makes the
+    ONNX side's inputs, so an export is checked with the numpy front end the runtime uses.
 
     Returns:
         ``(max_prob_diff, max_logit_diff, top1_agreement)``.
@@ -392,7 +400,7 @@ def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarra
                 **{family.input_name: torch.from_numpy(values)},
                 attention_mask=None if mask is None else torch.from_numpy(mask),
             ).logits.float().numpy()
-        got = clf.logits(values, mask)
+        got = clf.logits(*(encode(onnx_fe, wave, family) if onnx_fe is not None else (values, mask)))
         logit_diff = max(logit_diff, float(np.abs(got - ref).max()))
         prob_diff = max(prob_diff, float(np.abs(softmax(got) - softmax(ref)).max()))
         agree += int(got.argmax(-1)[0] == ref.argmax(-1)[0])
@@ -477,10 +485,8 @@ def _session(model_path: Path, threads: int | None) -> Any:
         raise BadRunDir(f"cannot load {model_path}: {str(exc).splitlines()[0]}; re-run `emovox export`") from None
 
 
-def _load_config(path: Path) -> Any:
-    from transformers import AutoConfig
+def _load_config(path: Path) -> JsonConfig:
+    """The export's config.json, read without transformers (the runtime install has none)."""
+    from ..models.source import read_config_dict
 
-    try:
-        return AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise BadRunDir(f"cannot read {path / CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
+    return JsonConfig(read_config_dict(str(path)))

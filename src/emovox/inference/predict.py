@@ -17,13 +17,14 @@ from ..data.audio import SAMPLE_RATE, is_audio_file, load_audio, read_info, scan
 from ..errors import BadAudio, BadRunDir, EmovoxError
 from ..labels import LabelScheme
 from ..models.backbones import Backbone, backbone_for
+from ..models.export_dir import is_onnx_export
 from ..models.source import ModelSource, open_source
 from .abstain import abstain, check_min_confidence
 
 if TYPE_CHECKING:
     from .vad import VadOptions
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")  # auto: onnx for an ONNX export folder, else torch
 DEFAULT_WINDOW_SECONDS = 10.0
 
 
@@ -61,13 +62,20 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
 
 
 def _onnx_member(source: ModelSource, threads: int | None) -> Member:
-    from transformers import AutoFeatureExtractor
-
+    """An export run by onnxruntime, its front end in numpy: no torch, no transformers."""
+    from ..models.backbones.front_end import front_end_for
     from .export import OnnxClassifier
 
     clf = OnnxClassifier.from_dir(source.ref, threads=threads)
-    fe = AutoFeatureExtractor.from_pretrained(source.ref)
+    fe = front_end_for(source.ref)
     return Member(backbone_for(clf.config, strict=False), fe, source.temperature, clf.uses_attention_mask, clf.logits)
+
+
+def member_backend(backend: str, ref: str | Path) -> str:
+    """``torch`` or ``onnx`` for one model: ``auto`` runs an ONNX export folder with onnxruntime."""
+    if backend == "auto":
+        return "onnx" if is_onnx_export(ref) else "torch"
+    return backend
 
 
 class Predictor:
@@ -90,7 +98,7 @@ class Predictor:
         self.max_pad = max_pad
 
     @classmethod
-    def from_run_dir(cls, run_dirs: str | Path | Sequence[str | Path], *, backend: str = "torch",
+    def from_run_dir(cls, run_dirs: str | Path | Sequence[str | Path], *, backend: str = "auto",
                      threads: int | None = None, allow_pickle: bool = False, **kwargs) -> "Predictor":
         """Load one model (or several, as an ensemble) for ``backend`` torch or onnx: emovox run
         dirs, ``save_pretrained`` folders or hub ids (ONNX exports for ``onnx``).
@@ -102,7 +110,8 @@ class Predictor:
             raise BadRunDir(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         refs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
         sources = [open_source(r, allow_pickle=allow_pickle) for r in refs]
-        members = [(_torch_member if backend == "torch" else _onnx_member)(s, threads) for s in sources]
+        members = [(_onnx_member if member_backend(backend, s.ref) == "onnx" else _torch_member)(s, threads)
+                   for s in sources]
         if any(s.scheme.labels != sources[0].scheme.labels for s in sources):
             raise BadRunDir(f"models {', '.join(map(str, refs))} use different label schemes; an ensemble needs one")
         for s in sources:
@@ -277,7 +286,7 @@ def _bar(total: int, enabled: bool):
     return tqdm(total=total, desc="predicting", unit="file", disable=not enabled, mininterval=0.5)
 
 
-def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "torch", top_k: int = 3,
+def predict(*, runs: Sequence[str | Path], inputs: Sequence[str | Path], backend: str = "auto", top_k: int = 3,
             windows: bool = False, window_seconds: float | None = None, threads: int | None = None,
             progress: bool = False, allow_pickle: bool = False, segment: str | None = None,
             speakers: int | str | None = None, vad: "VadOptions | None" = None, segment_margin: float = 0.5,

@@ -12,12 +12,12 @@ import sys
 from typing import Sequence
 
 from ..errors import BadConfig, BadRunDir
-from .predict import BACKENDS
+from .predict import BACKENDS, member_backend
 
 LOG_NAME = "emovox.serve"
 
 
-def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
           workers: int = 2, threads: int | None = None, max_upload_mb: float = 25.0, max_seconds: float = 600.0,
           api_key_env: str | None = None, top_k: int = 3, allow_pickle: bool = False,
           body_timeout: float = 15.0, min_confidence: float | None = None) -> None:
@@ -43,7 +43,7 @@ def serve(*, models: Sequence[str], host: str = "127.0.0.1", port: int = 8000, b
     threads = threads or max(1, _cores() // workers)
     app = create_app(lambda: Predictor.from_run_dir(list(models), backend=backend, threads=threads,
                                                     allow_pickle=allow_pickle), settings,
-                     backend=backend)
+                     backend="+".join(sorted({member_backend(backend, m) for m in models})))
     sock = _bind(host, port)
     _limit_malloc_arenas()
     log = _configure_logging()
@@ -77,7 +77,6 @@ def _api_key(env: str | None) -> str | None:
 
 
 def _check_models(models: Sequence[str], backend: str, allow_pickle: bool = False) -> None:
-    from ..models.loading import check_weights
     from ..models.source import open_source
 
     if not models:
@@ -86,7 +85,9 @@ def _check_models(models: Sequence[str], backend: str, allow_pickle: bool = Fals
         raise BadRunDir(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     for ref in models:
         open_source(ref)  # configs only: a wrong path fails here, before the server starts
-        if backend == "torch":
+        if member_backend(backend, ref) == "torch":
+            from ..models.loading import check_weights
+
             check_weights(ref, allow_pickle=allow_pickle)  # pickled weights too, before the socket opens
 
 

@@ -18,6 +18,7 @@ from ..data.audio import DEFAULT_MAX_SECONDS, is_audio_file
 from ..errors import BadRunDir
 from ..labels import LabelScheme, scheme_from_labels
 from ..rundir import META
+from .export_dir import is_onnx_export, read_json_config
 from .registry import REGISTRY, twin_of
 
 CONFIG_FILE = "config.json"
@@ -127,13 +128,13 @@ def read_config_dict(ref: str) -> dict[str, Any]:
     Raises:
         BadRunDir: unreadable, not a JSON object, or declaring ``auto_map``.
     """
-    from transformers import PretrainedConfig
-
     where = str(Path(ref) / CONFIG_FILE) if Path(ref).is_dir() else f"{ref} config.json"
     try:
         if Path(ref).is_dir():
             d = json.loads((Path(ref) / CONFIG_FILE).read_text())
         else:
+            from transformers import PretrainedConfig
+
             d, _ = PretrainedConfig.get_config_dict(ref)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise BadRunDir(f"{where}: cannot read the model config: {str(exc).splitlines()[0]}") from None
@@ -153,9 +154,11 @@ def read_config_dict(ref: str) -> dict[str, Any]:
 
 
 def _config(ref: str) -> Any:
+    read_config_dict(ref)
+    if is_onnx_export(ref):  # the runtime install has no transformers: a plain object serves
+        return read_json_config(ref)
     from transformers import AutoConfig
 
-    read_config_dict(ref)
     try:
         return AutoConfig.from_pretrained(ref, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - a hostile config raises KeyError/TypeError/... from deep inside

@@ -47,7 +47,7 @@ class Backbone:
 
     def pad(self, items: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Zero-pad featurized clips along time: (batch, mask over time int64)."""
-        from ...data.dataset import pad_batch
+        from ...data.padding import pad_batch
 
         return pad_batch(items)
 
