@@ -85,6 +85,7 @@ def test_tuned_run_dir_predicts_what_the_cached_path_gives(tiny_manifest, whispe
     assert len(list((cache_dir).rglob("frames-k2/*.npz"))) == n_train + n_val
     logs = [json.loads(line) for line in (tmp_path / "u" / "train_log.jsonl").read_text().splitlines()]
     assert any("eval_uar" in r for r in logs) and any("learning_rate" in r for r in logs)
+    assert res.steps == 12  # TINY_TRAIN's max_steps, no early stop (patience 0)
     tuned, frozen = load_trained(tmp_path / "u"), load_model(str(whisper_dir), S6, ModelConfig(name=str(whisper_dir)))[0]
     enc_t, enc_f = backbone_for(tuned).encoder_of(tuned), backbone_for(frozen).encoder_of(frozen)
     for name, p in enc_f.layers[0].state_dict().items():  # below k: untouched

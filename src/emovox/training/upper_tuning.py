@@ -91,6 +91,7 @@ def train_upper_layers(*, cfg: Config, manifest: str | Path, out: str | Path, pr
     result = fit_and_save(model, fe, cfg=cfg, scheme=scheme, frames=(df, train_df, val_df), manifest=manifest, out=out,
                           train=train, val_all=val_all, n_val=n_val, started=started, history=history)
     result.metrics["upper_tuning_seconds"] = round(time.time() - tuned_at, 1)
+    result.steps = int(history[-1]["step"])  # the tuning steps (the head fit that follows is one step)
     return result
 
 
