@@ -187,7 +187,8 @@ def render() -> str:
         xs = [r["uar"] for r in rows if r["recipe"] == recipe and r["stage"] == stage]
         if not xs:
             return "—"
-        return f"{np.mean(xs):.3f}" + (f" ± {np.std(xs):.3f}" if len(xs) > 1 else "")
+        folds = "/".join(f"{x:.3f}".lstrip("0") for x in xs)
+        return f"{np.mean(xs):.3f}" + (f" ± {np.std(xs, ddof=1):.3f} ({folds})" if len(xs) > 1 else "")
 
     def secs(recipe):
         xs = [r["train_s"] for r in rows if r["recipe"] == recipe and r.get("train_s")]
