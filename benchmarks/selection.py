@@ -45,7 +45,7 @@ RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
 EMOVO_FOLDS = [(["f1", "m1"], ["f2"]), (["f2", "m2"], ["m3"]), (["f3", "m3"], ["m1"])]
 
 
-def _manifest(corpus: str) -> pd.DataFrame:
+def corpus_manifest(corpus: str) -> pd.DataFrame:
     from emovox.data.prepare import prepare
     from emovox.testing import test_data_dir
 
@@ -56,7 +56,7 @@ def _manifest(corpus: str) -> pd.DataFrame:
     return pd.read_csv(where / "manifest.csv", dtype=str, keep_default_na=False)
 
 
-def _speaker_ids(df: pd.DataFrame, corpus: str, names) -> set[str]:
+def speaker_ids(df: pd.DataFrame, corpus: str, names) -> set[str]:
     if corpus == "ravdess":
         want = {int(n) for n in names}
         return {s for s in df["speaker"].unique() if int("".join(c for c in s if c.isdigit())) in want}
@@ -65,10 +65,10 @@ def _speaker_ids(df: pd.DataFrame, corpus: str, names) -> set[str]:
 
 def fold_manifest(corpus: str, test, val, *, train_only=None) -> Path:
     """A manifest with ``test`` speakers as test, ``val`` as validation, the rest (or ``train_only``) as train."""
-    df = _manifest(corpus)
-    t, v = _speaker_ids(df, corpus, test), _speaker_ids(df, corpus, val)
+    df = corpus_manifest(corpus)
+    t, v = speaker_ids(df, corpus, test), speaker_ids(df, corpus, val)
     assert len(t) == len(test) and len(v) == len(val), (t, v)
-    keep = df["speaker"].isin(t | v | _speaker_ids(df, corpus, train_only)) if train_only else slice(None)
+    keep = df["speaker"].isin(t | v | speaker_ids(df, corpus, train_only)) if train_only else slice(None)
     df = df[keep].copy()
     df["split"] = ["test" if s in t else "validation" if s in v else "train" for s in df["speaker"]]
     path = OUT / "manifests" / f"{corpus}-{'-'.join(map(str, test))}.csv"

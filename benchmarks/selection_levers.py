@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from benchmarks.selection import CONFIG, OUT, RAVDESS_CONFIRM, RAVDESS_SELECT, _manifest, _speaker_ids
+from benchmarks.selection import CONFIG, OUT, RAVDESS_CONFIRM, RAVDESS_SELECT, corpus_manifest, speaker_ids
 from benchmarks.common import table
 
 L2 = 4.0
@@ -70,15 +70,15 @@ def main(argv=None) -> None:
     if args.render:
         print(render())
         return
-    df = _manifest("ravdess")
+    df = corpus_manifest("ravdess")
     y = np.array([sorted(df["label"].unique()).index(v) for v in df["label"]])
     base = {c: stats("whisper-base", df, copy=c) for c in (False, True)}
     splits = {}
     for i, (test, val) in enumerate(RAVDESS_SELECT):
-        t = df["speaker"].isin(_speaker_ids(df, "ravdess", test)).to_numpy()
-        pool = df["speaker"].isin(_speaker_ids(df, "ravdess", range(1, 13))).to_numpy()
+        t = df["speaker"].isin(speaker_ids(df, "ravdess", test)).to_numpy()
+        pool = df["speaker"].isin(speaker_ids(df, "ravdess", range(1, 13))).to_numpy()
         splits[("select", i)] = (pool & ~t, t)
-    t = df["speaker"].isin(_speaker_ids(df, "ravdess", RAVDESS_CONFIRM[0])).to_numpy()
+    t = df["speaker"].isin(speaker_ids(df, "ravdess", RAVDESS_CONFIRM[0])).to_numpy()
     splits[("confirm", 0)] = (~t, t)
     tiny = None
     for name in args.levers.split(","):
