@@ -57,6 +57,9 @@ class ModelConfig:
             the 10 ms frames from the first to the last within this many dB of the loudest, plus
             0.15 s either side (None or 0: off). Saved in the feature extractor, so evaluate,
             predict, serve and export do the same; a plain ``transformers.pipeline`` does not.
+        tune_upper_layers: With ``freeze_backbone`` and ``cache_features``: fine-tune the top N
+            encoder layers (and the final norm) with the head, on cached frames of the layer below
+            them (``training.upper_tuning``); 0 (default) trains the head alone.
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -76,6 +79,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     pad_to_window: bool = False
     trim_silence_db: float | None = None
+    tune_upper_layers: int = 0
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None
@@ -138,6 +142,9 @@ EXTRA_TRAINING_KEYS = {
     "head_max_iter": 300,  # lbfgs: iterations
     "head_refit": False,  # refit the head on train + validation after validating (final model)
     "standardise_by": None,  # cached features: standardise each corpus or speaker by its own statistics for the fit
+    # model.tune_upper_layers (training.upper_tuning): SpecAugment-style masks on the cached frames
+    "frame_time_mask": 0.0,  # fraction of each clip's frames dropped, in spans of 10 frames (0.2 s)
+    "frame_channel_mask": 0.0,  # fraction of the hidden channels zeroed, in spans of 32
 }
 
 # TrainingArguments names that transformers 5 dropped, still valid in emovox configs and

@@ -7,7 +7,7 @@ cached under their own keys.
 
 Cache: ``$EMOVOX_CACHE/features`` (default ``~/.cache/emovox/features``), one folder per model
 (a hash of the backbone's weights, config and feature-extractor settings) holding one ``.npy`` per
-clip (a hash of the resolved path, file size, modification time, ``max_seconds`` and, for an
+clip (and, in a subfolder per kind, what ``training.layer_cache`` keeps: frames below a layer, ``.npz``) (a hash of the resolved path, file size, modification time, ``max_seconds`` and, for an
 augmented copy, the augmentation settings, seed and copy number).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ def encode_batch(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mas
     return stats.float().numpy()
 
 
-def _batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_samples: int) -> list[list[int]]:
+def length_batches(order: list[int], lengths: Sequence[int], *, use_mask: bool, max_samples: int) -> list[list[int]]:
     """Length-sorted batches of at most ``max_samples`` padded samples (singletons without a mask)."""
     if not use_mask:
         return [[i] for i in order]
@@ -103,13 +103,27 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
     the rank-th into the cache and returns None; a later plain call reads them all (and encodes
     what another process could not leave there, e.g. on a node without the shared cache).
     """
+    feats = cached_items(model, feature_extractor, dataset, encode=encode_batch, use_cache=use_cache,
+                         progress=progress, batch_seconds=batch_seconds, variant=variant, share=share)
+    return None if feats is None else torch.from_numpy(np.stack(feats))
+
+
+def cached_items(model: torch.nn.Module, feature_extractor: Any, dataset: AudioDataset, *, encode: Callable,
+                 kind: str = "", use_cache: bool = True, progress: bool = False, batch_seconds: float = 32.0,
+                 variant: str = "", share: tuple[int, int] | None = None) -> list | None:
+    """What ``encode(base, values, use_mask=...)`` makes of each clip of ``dataset`` (one array, or a
+    dict of arrays, per clip), read from the cache where present, else encoded in length-sorted
+    batches and written there: the stats of ``cached_features`` (``kind`` ""), or the frames of
+    ``training.layer_cache`` (``kind`` names them: its own folder under the model's). See
+    ``cached_features`` for ``variant`` and ``share``; with ``share`` it returns None."""
     from tqdm import tqdm
 
     base = backbone_of(model).eval()
     use_mask = backbone_for(base).uses_attention_mask(feature_extractor)
-    folder = cache_root() / model_key(model, feature_extractor)
+    folder = cache_root() / model_key(model, feature_extractor) / kind
+    suffix = ".npz" if kind else ".npy"
     keys = [clip_key(p, dataset.max_seconds, variant) for p in dataset.paths]
-    feats: list[np.ndarray | None] = [_read(folder / f"{k}.npy") if use_cache else None for k in keys]
+    feats: list[Any] = [_read(folder / f"{k}{suffix}") if use_cache else None for k in keys]
     first: dict[str, int] = {}  # a clip listed twice (same cache key) is encoded once
     missing = [i for i, f in enumerate(feats) if f is None and first.setdefault(keys[i], i) == i]
     if share is not None:  # one process of several: its share of the missing clips, into the cache only
@@ -117,24 +131,23 @@ def cached_features(model: torch.nn.Module, feature_extractor: Any, dataset: Aud
         # written some of its own when this one looks, and the shares must not shift with that
         missing = [i for i in missing if i % share[1] == share[0]]
     todo = missing
-    desc = "encoding" + (f" ({variant.split('|')[-1]})" if variant else "")
+    desc = "encoding" + (f" {kind}" if kind else "") + (f" ({variant.split('|')[-1]})" if variant else "")
     bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo, mininterval=0.5)
-    batches = _batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE))
-    for batch, values in _prepared(batches, dataset):
-        encoded = encode_batch(base, values, use_mask=use_mask)
+    batches = length_batches(todo, dataset.lengths, use_mask=use_mask, max_samples=int(batch_seconds * SAMPLE_RATE))
+    for batch, values in prepared_batches(batches, dataset):
+        encoded = encode(base, values, use_mask=use_mask)
         for i, f in zip(batch, encoded):
             feats[i] = f
             if use_cache:
-                _write(folder / f"{keys[i]}.npy", f)
+                _write(folder / f"{keys[i]}{suffix}", f)
         bar.update(len(batch))
     bar.close()
     if share is not None:
         return None
-    feats = [f if f is not None else feats[first[keys[i]]] for i, f in enumerate(feats)]
-    return torch.from_numpy(np.stack(feats))
+    return [f if f is not None else feats[first[keys[i]]] for i, f in enumerate(feats)]
 
 
-def _prepared(batches: list[list[int]], dataset: AudioDataset) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+def prepared_batches(batches: list[list[int]], dataset: AudioDataset) -> Iterator[tuple[list[int], list[np.ndarray]]]:
     """Each batch with its model inputs; the next batch is decoded and featurized in a background
     thread while the current one is encoded (decoding and the feature extractor's numpy release
     the GIL, so this overlaps the encoder's compute)."""
@@ -149,15 +162,21 @@ def _prepared(batches: list[list[int]], dataset: AudioDataset) -> Iterator[tuple
             yield batch, values
 
 
-def _read(path: Path) -> np.ndarray | None:
+def _read(path: Path) -> np.ndarray | dict[str, np.ndarray] | None:
     try:
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
         return np.load(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, EOFError):
         return None
 
 
-def _write(path: Path, array: np.ndarray) -> None:
+def _write(path: Path, item: np.ndarray | dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    if isinstance(item, dict):
+        np.savez(tmp, **item)
+    else:
+        np.save(tmp, item)
     os.replace(tmp, path)

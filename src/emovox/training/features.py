@@ -47,7 +47,7 @@ from .feature_scaling import UNSCALED_HEAD, head_params, save_unscaled_head, sca
 from .head_solvers import evaluate_head, fit_head_lbfgs, fit_head_ridge, head_loss
 
 
-def _schedule(cfg: Config, n_train: int) -> dict[str, Any]:
+def schedule_of(cfg: Config, n_train: int) -> dict[str, Any]:
     """Steps, batch size, evaluation and logging cadence from ``training.*`` (Trainer semantics)."""
     t = cfg.training
     batch = int(t.get("per_device_train_batch_size") or 4)
@@ -89,7 +89,7 @@ def _optimizer(model: torch.nn.Module, cfg: Config, total: int):
                         f"{str(exc).splitlines()[0]} (e.g. linear, cosine, constant_with_warmup)") from None
 
 
-class _Best:
+class BestEvaluation:
     """Tracks the best evaluation (Trainer's early-stopping rule) and keeps its head weights."""
 
     def __init__(self, params: dict[str, torch.Tensor], sched: dict[str, Any]):
@@ -133,10 +133,10 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    s = _schedule(cfg, len(train[1]))
+    s = schedule_of(cfg, len(train[1]))
     loss_fn, compute = head_loss(model, cfg, train[1], len(scheme)), make_compute_metrics(scheme)
     opt, sched = _optimizer(model, cfg, s["total"])
-    best = _Best({n: p for n, p in model.named_parameters() if p.requires_grad}, s)
+    best = BestEvaluation({n: p for n, p in model.named_parameters() if p.requires_grad}, s)
     state, running, step = TrainerState(max_steps=s["total"]), [], 0
 
     def log(row: dict[str, float]) -> None:
@@ -197,7 +197,7 @@ def _solver(cfg: Config):
     return SOLVERS[name]
 
 
-def _datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tuple[AudioDataset, str]]:
+def clip_datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tuple[AudioDataset, str]]:
     """``part``'s clean clips, then ``copies`` augmented copies, with each one's cache variant."""
     family = backbone_for(backbone_of(model))
     featurize = lambda w: family.featurize(fe, w)  # noqa: E731
@@ -265,29 +265,47 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     copies = int(cfg.augment.feature_copies or 0)
     if copies and not cfg.augment.enabled:
         raise BadConfig(f"augment.feature_copies={copies} needs augment.enabled=true")
-    solver, refit = _solver(cfg), bool(cfg.training.get("head_refit"))
+    _solver(cfg)  # an unknown solver fails before any encoding
+    refit = bool(cfg.training.get("head_refit"))
     started, out = time.time(), Path(out)
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df, manifest)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # the head
-    train_sets = _datasets(model, fe, train_df, scheme, cfg, copies=copies)
-    val_sets = _datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
+    train_sets = clip_datasets(model, fe, train_df, scheme, cfg, copies=copies)
+    val_sets = clip_datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
     if not _encode_shared(model, fe, train_sets + val_sets, progress=progress):
         return TrainResult(out, {}, 0, None, primary=False)
     train = _encode(model, fe, train_sets, progress=progress)
     val_all = _encode(model, fe, val_sets, progress=progress)  # clean clips first, then any copies
-    n_val = len(val_sets[0][0])
+    return fit_and_save(model, fe, cfg=cfg, scheme=scheme, frames=(df, train_df, val_df), manifest=manifest, out=out,
+                        train=train, val_all=val_all, n_val=len(val_sets[0][0]), started=started)
+
+
+def fit_and_save(model: torch.nn.Module, fe: Any, *, cfg: Config, scheme: LabelScheme, frames: tuple, manifest,
+                 out: Path, train: tuple[torch.Tensor, torch.Tensor], val_all: tuple[torch.Tensor, torch.Tensor],
+                 n_val: int, started: float, history: list[dict] | None = None) -> TrainResult:
+    """Fit the head on features (``training.head_solver``; standardised, then folded), validate it on
+    the first ``n_val`` rows of ``val_all`` (the clean validation clips; any copies follow), fit the
+    temperature there, refit on train + validation with ``training.head_refit``, and save the run
+    dir. ``frames`` are the manifest's (all, train, validation) rows; ``history`` rows (an earlier
+    stage's log: ``training.upper_tuning``) open the saved log history. The trainable parameters
+    of ``model`` must be the head's alone."""
+    df, train_df, val_df = frames
+    solver, refit = _solver(cfg), bool(cfg.training.get("head_refit"))
+    copies = int(cfg.augment.feature_copies or 0)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # the head
     val = (val_all[0][:n_val], val_all[1][:n_val])
     out.mkdir(parents=True, exist_ok=True)
-    RunDir(out).log.unlink(missing_ok=True)
+    if history is None:
+        RunDir(out).log.unlink(missing_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the head is a few small matrices: threads only add synchronisation
     try:
         groups = _groups(cfg, train_df, val_df, copies, refit)
         state = _fit_scaled(model, solver, train, val, None if groups is None else (groups[0], groups[1][:n_val]),
                             cfg=cfg, scheme=scheme, log_path=RunDir(out).log)
+        state.log_history = [*(history or []), *state.log_history]
         loss_fn = head_loss(model, cfg, train[1], len(scheme))
         metrics = {**evaluate_head(loss_fn, *val, make_compute_metrics(scheme)), "epoch": state.epoch,
                    "eval_n": len(val[1])}
@@ -331,7 +349,7 @@ def _groups(cfg: Config, train_df, val_df, copies: int, refit: bool) -> tuple[li
 def clip_features(model: torch.nn.Module, fe: Any, part, scheme: LabelScheme, cfg: Config, *,
                   progress: bool) -> torch.Tensor:
     """The cached frozen-encoder features of ``part``'s clips (encoded once each, as training does)."""
-    return _encode(model, fe, _datasets(model, fe, part, scheme, cfg, copies=0), progress=progress)[0]
+    return _encode(model, fe, clip_datasets(model, fe, part, scheme, cfg, copies=0), progress=progress)[0]
 
 
 def _fit_scaled(model, solver, train, val, groups=None, **kw):

@@ -22,6 +22,7 @@ from .common import (KeptEvaluations, TrainResult, class_weights, make_compute_m
                      split_frames, training_manifest, with_extra_train)
 from .features import train_head_on_features
 from .runlock import holds_run_lock, resumable_checkpoints
+from .upper_tuning import train_upper_layers
 
 
 def trainer_class():
@@ -178,6 +179,8 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path | S
         raise BadConfig("model.multitask has its own three-part loss; it cannot be combined with "
                         "training.class_weighted_loss or training.label_smoothing_factor (use balanced_sampling)")
     manifest = training_manifest(manifest, out, cfg)
+    if cfg.model.freeze_backbone and cfg.model.cache_features and cfg.model.tune_upper_layers:
+        return train_upper_layers(cfg=cfg, manifest=manifest, out=out, progress=progress)  # cached lower layers
     if cfg.model.freeze_backbone and cfg.model.cache_features:  # head only, on cached features
         return train_head_on_features(cfg=cfg, manifest=manifest, out=out, progress=progress)
     out = Path(out)

@@ -64,6 +64,17 @@ class WhisperFamily(Backbone):
 
     def encode(self, encoder: Any, inputs: Any, attention_mask: Any | None, *, all_layers: bool):
         import torch
+
+        h, mask = self.embed(encoder, inputs, attention_mask)
+        states = [h, *self.run_layers(encoder, h, mask if attention_mask is not None else None)]
+        last = encoder.layer_norm(states[-1])
+        states[-1] = last  # as Whisper returns its hidden states: the last one after the final norm
+        return last, (torch.stack(states, dim=1) if all_layers else None), mask
+
+    def embed(self, encoder: Any, inputs: Any, attention_mask: Any | None):
+        """The input to the first layer ``[B, T, H]`` and the frame mask: ``encode`` up to its layers,
+        so that a caller can run the layers in parts (``training.layer_cache``: the lower layers
+        once, the upper ones tuned)."""
         from torch.nn import functional as F
 
         mel_mask = None if attention_mask is None else attention_mask.to(inputs.dtype)[:, None, :]
@@ -76,21 +87,26 @@ class WhisperFamily(Backbone):
         if n > limit:
             raise ValueError(f"{n} encoder frames exceed Whisper's {limit} positions ({limit / 50:g} s)")
         h = F.dropout(x + encoder.embed_positions.weight[:n], p=encoder.dropout, training=encoder.training)
-        mask = self.frame_mask(encoder, n, attention_mask, h.shape[0]).to(h.device)
+        return h, self.frame_mask(encoder, n, attention_mask, h.shape[0]).to(h.device)
+
+    def run_layers(self, encoder: Any, h: Any, mask: Any | None, start: int = 0, stop: int | None = None) -> list:
+        """The outputs of layers ``start .. stop - 1`` (0-based) on ``h``, the input of layer ``start``
+        (before the final layer norm), attending only to the frames of the bool ``mask`` [B, T]
+        (None: every frame, no mask in the graph)."""
+        import torch
+
         additive = None
-        if attention_mask is not None:  # always, so a traced graph keeps the mask
+        if mask is not None:  # always with an attention mask, so a traced graph keeps it
             additive = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
             additive = additive.masked_fill(~mask, torch.finfo(h.dtype).min)[:, None, None, :]
-        states = [h]
-        for layer in encoder.layers:
+        states = []
+        for layer in list(encoder.layers)[start:stop]:
             if encoder.training and encoder.layerdrop > 0 and float(torch.rand([])) < encoder.layerdrop:
                 states.append(h)
                 continue
             h = _run_layer(layer, h, additive)
             states.append(h)
-        last = encoder.layer_norm(h)
-        states[-1] = last  # as Whisper returns its hidden states: the last one after the final norm
-        return last, (torch.stack(states, dim=1) if all_layers else None), mask
+        return states
 
     def n_layers(self, config: Any) -> int:
         return int(config.encoder_layers)
