@@ -103,7 +103,7 @@ class DataConfig:
     scheme: str | None = None  # None: inferred from the manifest's labels
     cache_audio: bool = True  # decode every clip once, keep float32 in memory
     group_by_length: bool = True  # batches of similar length (lengths from the manifest)
-    prefetch: int = 8  # training clips prepared ahead in a thread (0: none; off with loader workers or augmentation)
+    prefetch: int = 8  # training clips prepared ahead (decoded, augmented, featurized) in a thread (0: none; off with loader workers)
     extra_train: list[str] = field(default_factory=list)  # more manifests added to train (pseudo-labels)
     balance_corpora: bool = False  # several --manifest: repeat smaller corpora's train rows to the largest's count
 
