@@ -57,6 +57,10 @@ class ModelConfig:
             the 10 ms frames from the first to the last within this many dB of the loudest, plus
             0.15 s either side (None or 0: off). Saved in the feature extractor, so evaluate,
             predict, serve and export do the same; a plain ``transformers.pipeline`` does not.
+        layer_budget: Run only the encoder's first N transformer layers (None: all): the layers
+            above are not loaded, trained, saved or executed (``models.layer_budget``); the
+            head reads the layers kept. Choose N on validation with
+            ``python -m benchmarks.layer_budget`` (speed vs UAR on cached features).
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -76,6 +80,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     pad_to_window: bool = False
     trim_silence_db: float | None = None
+    layer_budget: int | None = None
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None
