@@ -106,3 +106,19 @@ def test_budget_features_are_the_layers_up_to_k_with_k_as_the_output():
     np.testing.assert_array_equal(x[:, :, :2], stats[:, :, :2])
     np.testing.assert_array_equal(x[:, :, 2], stats[:, :, 1])
     np.testing.assert_array_equal(budget_features(torch.from_numpy(stats), 1).numpy(), x)
+
+
+def test_choose_budget_takes_the_smallest_budget_within_the_tolerance():
+    """Synthetic stats whose label shows only from layer 2 on: 1 layer is near chance, 2 is enough."""
+    from emovox.training.layer_budget import choose_budget
+
+    rng = np.random.default_rng(0)
+    n, layers, hidden = 240, 4, 6
+    y = np.arange(n) % 3
+    stats = rng.normal(size=(n, 2, layers + 2, hidden))
+    stats[np.arange(n), 0, 2:, y] += 3.0  # states 2.. (and the output) carry the label, one channel per class
+    speakers = np.arange(n) % 6
+    folds = [np.isin(speakers, [a, a + 1]) for a in (0, 2, 4)]
+    choice = choose_budget(stats, y, folds, tolerance=0.02)
+    assert choice.uar[1] < 0.6 and choice.uar[2] > 0.9 and choice.chosen == 2
+    assert set(choice.uar) == {1, 2, 3, 4} and len(choice.per_fold[2]) == 3
