@@ -51,6 +51,7 @@ class StepTimer(TrainerCallback):
         self.spec, self.pss = spec, pss
         self.warmup, self.steps = int(spec["warmup"]), int(spec["steps"])
         self.ends: list[float] = []
+        self.cpu: list[float] = []  # this process's CPU seconds (all threads) at each step end
         self.real: list[int] = []
         self.padded: list[int] = []
         self.begin = 0.0
@@ -71,6 +72,7 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ends.append(time.perf_counter())
+        self.cpu.append(time.process_time())
         if len(self.ends) == self.warmup + self.steps:
             self.finish()
 
@@ -89,6 +91,7 @@ class StepTimer(TrainerCallback):
         steps = np.diff(self.ends[w - 1:w + n])
         return {
             "audio_s": round(audio, 2), "padded_s": round(padded, 2), "wall_s": round(wall, 3),
+            "cpu_s": round(self.cpu[w + n - 1] - self.cpu[w - 1], 2),
             "audio_per_s": round(audio / wall, 3), "step_s_median": round(float(np.median(steps)), 3),
             "warmup_s": round(self.ends[w - 1] - self.begin, 2), "setup_s": round(self.begin - T0, 2),
             "peak_rss_mb": peak_rss_mb(), "peak_tree_pss_mb": self.pss.stop(),

@@ -87,8 +87,8 @@ def augmented(ctx: Context, manifest: Path, scheme: str, rounds: int, size: str 
              "emovox": lambda: child(_spec(ctx, "emovox", size, manifest, scheme, steps=steps,
                                            overrides=["augment.enabled=true"], **base), ctx)}
     raw = interleaved(sides, rounds, log=ctx.log)
-    keys = ("command_wall_s", "wall_s", "step_s_median", "audio_per_s", "setup_s", "warmup_s", "after_train_s",
-            "peak_rss_mb", "audio_s")
+    keys = ("command_wall_s", "wall_s", "cpu_s", "step_s_median", "audio_per_s", "setup_s", "warmup_s",
+            "after_train_s", "peak_rss_mb", "audio_s")
     return {"size": size, "steps": steps, "warmup": warmup, "rounds": rounds,
             "sides": {k: {**{m: median([r[m] for r in v]) for m in keys}, "runs": v} for k, v in raw.items()}}
 
@@ -97,7 +97,8 @@ def augmented_ratios(aug: dict) -> dict[str, float]:
     """plain / emovox: loop (time of the timed steps), audio throughput, whole command."""
     p, e = aug["sides"]["recipe"], aug["sides"]["emovox"]
     return {"loop": p["wall_s"] / e["wall_s"], "audio": e["audio_per_s"] / p["audio_per_s"],
-            "command": p["command_wall_s"] / e["command_wall_s"]}
+            "command": p["command_wall_s"] / e["command_wall_s"],
+            "loop_cpu": p["cpu_s"] / e["cpu_s"] if p.get("cpu_s") and e.get("cpu_s") else None}
 
 
 def augmented_targets(res: dict) -> list[list[str]]:
@@ -252,12 +253,13 @@ def render_augmented(aug: dict) -> str:
     rows = []
     for side, m in aug["sides"].items():
         rows.append([{"recipe": "plain Trainer", "emovox": "emovox"}[side], fmt(m["command_wall_s"], 0),
-                     fmt(m["wall_s"], 1), fmt(m["wall_s"] / aug["steps"], 2), fmt(m["audio_per_s"]), fmt(m["setup_s"], 0),
+                     fmt(m["wall_s"], 1), fmt(m.get("cpu_s"), 1), fmt(m["wall_s"] / aug["steps"], 2),
+                     fmt(m["audio_per_s"]), fmt(m["setup_s"], 0),
                      fmt(m["warmup_s"], 0), fmt(m["after_train_s"], 0), fmt(m["peak_rss_mb"], 0),
                      " / ".join(fmt(r["command_wall_s"], 0) for r in m["runs"])])
     r = augmented_ratios(aug)
-    rows.append(["**plain / emovox**", f"**{fmt(r['command'])}×**", f"**{fmt(r['loop'])}×**", "", f"**{fmt(r['audio'])}×**",
-                 "", "", "", "", ""])
+    rows.append(["**plain / emovox**", f"**{fmt(r['command'])}×**", f"**{fmt(r['loop'])}×**",
+                 f"**{fmt(r['loop_cpu'])}×**" if r["loop_cpu"] else "", "", f"**{fmt(r['audio'])}×**", "", "", "", "", ""])
     return "\n".join([
         f"### With the recipe's augmentations on both sides ({aug['size']} model, CREMA-D-like, whole commands)", "",
         "The reference recipe with its augmentations (`configs/crema-d-21.yaml`: Gaussian noise, pitch shift ±4 "
@@ -268,9 +270,12 @@ def render_augmented(aug: dict) -> str:
         "generators of its own (seeded per seed, epoch and clip) and so prepares augmented clips ahead in its "
         "background thread. Whole command = spawn to exit of a fresh process: imports, model, decoding, "
         f"{aug['warmup'] + aug['steps']} optimizer steps, one evaluation on the 8 validation clips, saving; loop = "
-        f"the {aug['steps']} steps after {aug['warmup']} warm-up steps. {aug['rounds']} round(s), sides alternating; "
-        "medians.", "",
-        table(["side", "command s", "loop s", "s/step", "audio-s/s", "setup s", "warm-up s", "after training s",
+        f"the {aug['steps']} steps after {aug['warmup']} warm-up steps (loop CPU s = the training process's CPU time, "
+        "all threads, over those steps: less sensitive to other processes than wall time). "
+        f"{aug['rounds']} round(s), sides alternating; medians."
+        + (f" Load meanwhile: load average {aug['load']['mean_1m']} (max {aug['load']['max_1m']}), other processes' "
+           f"CPU {aug['load']['foreign_cores_mean']} cores on average (2 cores in all)." if aug.get("load") else ""), "",
+        table(["side", "command s", "loop s", "loop CPU s", "s/step", "audio-s/s", "setup s", "warm-up s", "after training s",
                "peak RSS MB", "runs (command s)"], rows)])
 
 
