@@ -1,8 +1,8 @@
 """Training-time augmentation with audiomentations' transforms, deterministic per (seed, epoch, clip).
 
 :class:`Augmenter` applies audiomentations' ``AddGaussianNoise``, ``PitchShift`` and ``TimeStretch``
-(in that order, each with its own probability; pitch and stretch with audiomentations' default
-``signalsmith_stretch`` method) and draws every random number from generators of its own, seeded per
+(in that order, each with its own probability; pitch and stretch by the ``signalsmith_stretch`` method,
+audiomentations' default and ~100x faster than librosa's phase vocoder for pitch) and draws every random number from generators of its own, seeded per
 call. It makes exactly the draws ``Compose([...])`` makes from Python's and NumPy's global RNGs
 after ``random.seed(s); np.random.seed(s)`` (a test checks the outputs are equal), without touching
 those global RNGs: so clips can be augmented in a background thread ahead of the training step while
@@ -92,14 +92,24 @@ def reference_pipeline(cfg: AugmentConfig):
 def _pitch(cfg: AugmentConfig):
     from audiomentations import PitchShift
 
-    return PitchShift(min_semitones=-cfg.pitch_semitones, max_semitones=cfg.pitch_semitones, p=cfg.pitch_p)
+    return PitchShift(min_semitones=-cfg.pitch_semitones, max_semitones=cfg.pitch_semitones, p=cfg.pitch_p,
+                      **_fast(PitchShift))
 
 
 def _stretch(cfg: AugmentConfig):
     from audiomentations import TimeStretch
 
     return TimeStretch(min_rate=cfg.stretch_min_rate, max_rate=cfg.stretch_max_rate, leave_length_unchanged=False,
-                       p=cfg.stretch_p)
+                       p=cfg.stretch_p, **_fast(TimeStretch))
+
+
+def _fast(cls) -> dict:
+    """``method="signalsmith_stretch"`` where the release has it (the default since it came): on a
+    3 s clip ~18 ms against ~1.9 s for librosa's phase-vocoder pitch shift, which older releases
+    used by default and which then dominated a training step."""
+    import inspect
+
+    return {"method": "signalsmith_stretch"} if "method" in inspect.signature(cls.__init__).parameters else {}
 
 
 def _apply(transform, wave: np.ndarray, **parameters) -> np.ndarray:
