@@ -138,10 +138,16 @@ def speed(man: Path, runs: dict[str, str], rounds: int = 2) -> dict:
     return out
 
 
-def run() -> dict:
+def run(*, reuse: bool = False) -> dict:
+    """``reuse``: take the selection stored by an earlier run (``_work/layer_budget/selection.json``)."""
+    import json
+
     man = manifest()
+    stored = WORK / "layer_budget" / "selection.json"
     with LoadMonitor() as mon_choose:
-        sel = choose(man)
+        sel = json.loads(stored.read_text()) if reuse and stored.exists() else choose(man)
+    stored.write_text(json.dumps(sel, indent=1))
+    sel["chosen"], sel["best"], sel["n_layers"] = int(sel["chosen"]), int(sel["best"]), int(sel["n_layers"])
     k = sel["chosen"]
     with LoadMonitor() as mon_train:
         confirm = {"all": train_and_score(man, None), f"k={k}": train_and_score(man, k if k < sel["n_layers"] else None)}
@@ -152,11 +158,10 @@ def run() -> dict:
 
 
 def render(r: dict) -> str:
-    sel, conf, sp = r["selection"], r["confirm"], r["speed"]
+    sel, conf, sp, load = r["selection"], r["confirm"], r["speed"], r["load"]
     k, n = sel["chosen"], sel["n_layers"]
-    rows = [[str(b), f"{sel['uar'][b]:.3f}" if isinstance(sel["uar"], dict) and b in sel["uar"] else f"{sel['uar'][str(b)]:.3f}",
-             f"{_get(sel['proxy_test'], b):.3f}", "**chosen**" if b == k else ("best" if b == sel["best"] else "")]
-            for b in range(1, n + 1)]
+    rows = [[str(b), f"{_get(sel['uar'], b):.3f}", f"{_get(sel['proxy_test'], b):.3f}",
+             "**chosen**" if b == k else ("best" if b == sel["best"] else "")] for b in range(1, n + 1)]
     names = list(conf)
     srows = []
     for name in names:
@@ -167,7 +172,6 @@ def render(r: dict) -> str:
     srows.append(["**whole / budget**", "", f"{conf[names[1]]['test_uar'] - conf[names[0]]['test_uar']:+.3f} UAR",
                   f"**{fmt(min(full['torch']) / min(cut['torch']))}×**", f"**{fmt(min(full['onnx']) / min(cut['onnx']))}×**",
                   "", ""])
-    load = r["load"]
     return "\n".join([
         SECTION_TITLE, "",
         "`model.layer_budget: k` loads the encoder with its first k layers only, so the run dir stores and runs k "
@@ -178,7 +182,7 @@ def render(r: dict) -> str:
         f"({fmt(sel['choose_s'], 1)} s for all budgets, features already cached). For k < 6 the features are a proxy: "
         "layer k's raw state stands in for the truncated encoder's output, which Whisper's final layer norm "
         "changes. `proxy 13-16` = the same probe fitted on 01-12 and scored on 13-16, for reference only (not used "
-        "to choose).", "",
+        "to choose). Load while choosing: " + sel.get("load_note", _load(load["choose"])) + ".", "",
         table(["layers kept (k)", "selection UAR (01-12, 6 folds)", "proxy 13-16", ""], rows), "",
         "**Confirm** on actors 13-16, which took no part in the choice: the real recipe "
         "(`configs/ravdess-whisper.yaml`, one augmented copy, refit on train + validation; trained on 01-10, "
@@ -206,8 +210,9 @@ def splice(section: str, results_md: Path = ROOT / "RESULTS.md") -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.layer_budget", description=__doc__.splitlines()[0])
-    ap.parse_args(argv)
-    result = run()
+    ap.add_argument("--reuse-selection", action="store_true", help="take the stored choice of k (skip step 1)")
+    args = ap.parse_args(argv)
+    result = run(reuse=args.reuse_selection)
     save_result("layer-budget", {"result": result})
     print(render(result))
     print(f"wrote {splice(render(result))}")
