@@ -101,6 +101,8 @@ def test_augmenter_equals_the_plain_compose_and_leaves_global_rngs_alone():
     assert len(lengths) > 1, "time stretch should have changed some lengths"
     assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
     np.testing.assert_array_equal(aug(wave, 7, 1, 3), aug(wave, 7, 1, 3))
+    with seeded(7, 1, 3):  # keyless: the global RNGs, as Compose
+        np.testing.assert_array_equal(aug(wave), aug(wave, 7, 1, 3))
     assert not np.array_equal(aug(wave, 8, 1, 3)[:1000], aug(wave, 7, 1, 3)[:1000])
 
 

@@ -30,7 +30,8 @@ class Augmenter:
     """Noise, pitch shift and time stretch at ``augment.*``'s probabilities, seeded per call.
 
     ``augmenter(wave, *key)`` returns the augmented float32 wave for that key; the same key gives
-    the same wave in any thread or process.
+    the same wave in any thread or process. Without a key it draws from the global RNGs, as
+    ``Compose`` does (so ``with seeded(*key): augmenter(wave)`` equals ``augmenter(wave, *key)``).
     """
 
     def __init__(self, cfg: AugmentConfig):
@@ -42,8 +43,11 @@ class Augmenter:
         return [name for name, p in (("noise", c.noise_p), ("pitch", c.pitch_p), ("stretch", c.stretch_p)) if p > 0]
 
     def __call__(self, wave: np.ndarray, *key: int) -> np.ndarray:
-        seed = key_seed(*key)
-        draw, normal = random.Random(seed), np.random.RandomState(seed)  # as random.seed / np.random.seed
+        if key:
+            seed = key_seed(*key)
+            draw, normal = random.Random(seed), np.random.RandomState(seed)  # as random.seed / np.random.seed
+        else:
+            draw, normal = random, np.random
         c = self.cfg
         x = np.asarray(wave, dtype=np.float32)
         draw.random()  # Compose(p=1.0) draws whether to apply at all
