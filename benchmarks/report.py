@@ -65,6 +65,8 @@ def targets(stored: dict[str, dict], machine: dict) -> str:
         c = tr["compare"]["base|CREMA-D-like"]
         r = c["emovox"]["audio_per_s"] / c["recipe"]["audio_per_s"]
         rows.append(["training ≥ 2.5× the plain recipe (base, CREMA-D-like, batch 4)", f"{fmt(r)}×", _ok(r >= 2.5)])
+    if tr:
+        rows += training.augmented_targets(tr)
     inf = (stored.get("inference") or {}).get("result")
     if inf:
         peak = machine["cpu"]["peak_gflops"]

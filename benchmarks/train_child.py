@@ -11,6 +11,12 @@ Two sides:
   ``levers`` switches on emovox's speed levers one at a time on this same code.
 * ``emovox`` -- ``emovox.training.train.train()`` itself with ``configs/crema-d-21.yaml`` (+ overrides).
 
+``augment: true`` gives the recipe side the config's augmentation as a plain script writes it: an
+``audiomentations.Compose`` of the same transforms and probabilities (drawing from the global RNGs the
+Trainer seeds), applied in ``__getitem__``. ``whole: true`` runs the whole command instead of leaving
+after the timed steps: ``steps`` optimizer steps in all, one evaluation on the validation clips and
+saving the model (the parent times spawn to exit).
+
 Throughput counts real audio only (each clip up to 5 s; padding is not audio), measured from the
 end of the last warm-up step to the end of the last measured step.
 """
@@ -45,6 +51,7 @@ class StepTimer(TrainerCallback):
         self.spec, self.pss = spec, pss
         self.warmup, self.steps = int(spec["warmup"]), int(spec["steps"])
         self.ends: list[float] = []
+        self.cpu: list[float] = []  # this process's CPU seconds (all threads) at each step end
         self.real: list[int] = []
         self.padded: list[int] = []
         self.begin = 0.0
@@ -65,22 +72,31 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ends.append(time.perf_counter())
+        self.cpu.append(time.process_time())
         if len(self.ends) == self.warmup + self.steps:
             self.finish()
 
     def finish(self) -> None:
+        if self.spec.get("whole"):  # the whole command: the caller emits after evaluating and saving
+            self.result = self.measure()
+            self.result["train_end"] = self.ends[-1]
+            return
+        emit(self.measure())
+
+    def measure(self) -> dict:
         w, n = self.warmup, self.steps
         wall = self.ends[w + n - 1] - self.ends[w - 1]
         audio = sum(self.real[w:w + n]) / SAMPLE_RATE
         padded = sum(self.padded[w:w + n]) / SAMPLE_RATE
         steps = np.diff(self.ends[w - 1:w + n])
-        emit({
+        return {
             "audio_s": round(audio, 2), "padded_s": round(padded, 2), "wall_s": round(wall, 3),
+            "cpu_s": round(self.cpu[w + n - 1] - self.cpu[w - 1], 2),
             "audio_per_s": round(audio / wall, 3), "step_s_median": round(float(np.median(steps)), 3),
             "warmup_s": round(self.ends[w - 1] - self.begin, 2), "setup_s": round(self.begin - T0, 2),
             "peak_rss_mb": peak_rss_mb(), "peak_tree_pss_mb": self.pss.stop(),
             "forwards": len(self.real), "spec": self.spec,
-        })
+        }
 
 
 # --- the plain reference recipe (and its levers) ----------------------------------------------
@@ -90,8 +106,10 @@ class RecipeDataset(Dataset):
     extractor, as the reference recipe did. Levers: ``dynamic`` (no padding here; the collator
     pads to the batch's longest clip) and ``cache`` (decode every clip once, up front)."""
 
-    def __init__(self, df: pd.DataFrame, label_ids: list[int], fe, *, max_seconds: float, dynamic: bool, cache: bool):
+    def __init__(self, df: pd.DataFrame, label_ids: list[int], fe, *, max_seconds: float, dynamic: bool, cache: bool,
+                 augment=None):
         self.paths, self.labels, self.fe = list(df["path"]), label_ids, fe
+        self.augment = augment  # an audiomentations Compose (global RNGs), as a plain script has it
         self.max_len = int(max_seconds * SAMPLE_RATE)
         self.dynamic = dynamic
         self.lengths = [int(min(d, max_seconds) * SAMPLE_RATE) for d in df["duration"]]
@@ -108,6 +126,8 @@ class RecipeDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         wave = self.waves[i] if self.waves is not None else self._read(i)
+        if self.augment is not None:
+            wave = self.augment(samples=wave, sample_rate=SAMPLE_RATE)
         n = min(len(wave), self.max_len)
         if self.dynamic:
             enc = self.fe(wave[: self.max_len], sampling_rate=SAMPLE_RATE)
@@ -161,7 +181,7 @@ def recipe_trainer_class(group: bool, seed: int):
     return RecipeTrainer
 
 
-def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
+def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> StepTimer:
     from transformers import Wav2Vec2ForSequenceClassification
 
     from emovox.labels import get_scheme
@@ -169,8 +189,15 @@ def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
     lev = {**NO_LEVERS, **spec.get("levers", {})}
     scheme = get_scheme(spec["scheme"])
     df = pd.read_csv(spec["manifest"], keep_default_na=False)
+    val = df[df["split"] == "validation"].reset_index(drop=True)
     df = df[df["split"] == "train"].reset_index(drop=True)
     fe = preset_feature_extractor(spec["size"])
+    augment = None
+    if spec.get("augment"):
+        from emovox.config import load_config
+        from emovox.data.augment import reference_pipeline
+
+        augment = reference_pipeline(load_config(RECIPE_CONFIG).augment)
     torch.manual_seed(spec["seed"])
     model = Wav2Vec2ForSequenceClassification(preset_config(spec["size"], scheme, layerdrop=0.0))
     if lev["freeze"]:
@@ -178,10 +205,11 @@ def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
     if spec.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable()
     ds = RecipeDataset(df, [scheme.id(x) for x in df["label"]], fe, max_seconds=spec["max_seconds"],
-                       dynamic=lev["dynamic"], cache=lev["cache"])
+                       dynamic=lev["dynamic"], cache=lev["cache"], augment=augment)
+    whole = bool(spec.get("whole"))
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=spec["batch"], learning_rate=1e-5, weight_decay=0.01,
-        max_steps=spec["warmup"] + spec["steps"] + 2, logging_steps=10_000, save_strategy="no", eval_strategy="no",
+        max_steps=spec["warmup"] + spec["steps"] + (0 if whole else 2), logging_steps=10_000, save_strategy="no", eval_strategy="no",
         report_to=[], seed=spec["seed"], dataloader_num_workers=lev["workers"], use_cpu=True, disable_tqdm=True,
         remove_unused_columns=False, torch_compile=bool(spec.get("compile")))
     collate = DynamicCollate(bool(getattr(fe, "return_attention_mask", True))) if lev["dynamic"] else stack_collate
@@ -190,11 +218,17 @@ def run_recipe(spec: dict, out: Path, pss: TreePssSampler) -> None:
     trainer = recipe_trainer_class(lev["group"], spec["seed"])(
         model=model, args=args, train_dataset=ds, data_collator=collate, callbacks=[timer])
     trainer.train()
+    if whole:
+        trainer.evaluate(RecipeDataset(val, [scheme.id(x) for x in val["label"]], fe, max_seconds=spec["max_seconds"],
+                                       dynamic=lev["dynamic"], cache=False))
+        trainer.save_model(str(out / "model"))
+        fe.save_pretrained(str(out / "model"))
+    return timer
 
 
 # --- emovox itself ---------------------------------------------------------------------------
 
-def run_emovox(spec: dict, out: Path, pss: TreePssSampler) -> None:
+def run_emovox(spec: dict, out: Path, pss: TreePssSampler) -> StepTimer:
     import emovox.training.train as emt
 
     class CountingPadCollator(emt.PadCollator):
@@ -213,7 +247,8 @@ def run_emovox(spec: dict, out: Path, pss: TreePssSampler) -> None:
     overrides = [
         f"data.scheme={spec['scheme']}", f"data.max_seconds={spec['max_seconds']}", "model.layerdrop=0.0",
         f"training.per_device_train_batch_size={spec['batch']}", f"training.seed={spec['seed']}",
-        f"training.max_steps={spec['warmup'] + spec['steps'] + 2}", "training.eval_steps=100000",
+        f"training.max_steps={spec['warmup'] + spec['steps'] + (0 if spec.get('whole') else 2)}",
+        "training.eval_steps=100000",
         "training.logging_steps=100000", *spec.get("overrides", []),
     ]
     if spec.get("compile"):
@@ -222,6 +257,7 @@ def run_emovox(spec: dict, out: Path, pss: TreePssSampler) -> None:
         overrides.append("model.gradient_checkpointing=true")
     emt.train(config=str(RECIPE_CONFIG), manifest=spec["manifest"], out=out / "run", model=spec["size"],
               overrides=overrides, progress=False, callbacks=[Attach(), timer])
+    return timer
 
 
 def main(spec: dict) -> None:
@@ -229,7 +265,11 @@ def main(spec: dict) -> None:
     pss = TreePssSampler().start()
     # emit() leaves with os._exit, so the caller owns (and removes) the scratch directory
     tmp = Path(spec.get("tmp") or tempfile.mkdtemp(prefix="emovox-bench-train-"))
-    (run_recipe if spec["side"] == "recipe" else run_emovox)(spec, tmp, pss)
+    timer = (run_recipe if spec["side"] == "recipe" else run_emovox)(spec, tmp, pss)
+    if spec.get("whole") and getattr(timer, "result", None):
+        done = time.perf_counter()
+        emit({**timer.result, "after_train_s": round(done - timer.result.pop("train_end"), 2),
+              "in_process_s": round(done - T0, 2), "peak_rss_mb": peak_rss_mb()})
     raise SystemExit(f"training ended before {spec['warmup'] + spec['steps']} steps were timed")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.common import (Context, bench_manifest, fmt, interleaved, median, prepared, ravdess_dir, run_child,
@@ -41,9 +42,13 @@ def _spec(ctx: Context, side: str, size: str, manifest: Path, scheme: str, *, st
 
 
 def child(spec: dict, ctx: Context) -> dict:
+    """One child; ``command_wall_s`` = its wall time from spawn to exit, measured here."""
     tmp = tempfile.mkdtemp(prefix="emovox-bench-train-")
     try:
-        return run_child("benchmarks.train_child", {**spec, "tmp": tmp}, log=ctx.log)
+        t = time.perf_counter()
+        out = run_child("benchmarks.train_child", {**spec, "tmp": tmp}, log=ctx.log)
+        out["command_wall_s"] = round(time.perf_counter() - t, 2)
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -66,6 +71,46 @@ def compare(ctx: Context, size: str, data: str, manifest: Path, scheme: str, rep
     }
     raw = interleaved(sides, reps, log=ctx.log)
     return {k: summarize(v) for k, v in raw.items()}
+
+
+AUG_STEPS, AUG_WARMUP = 24, 4  # the whole command: 24 optimizer steps; the loop: the 20 after 4 warm-up steps
+
+
+def augmented(ctx: Context, manifest: Path, scheme: str, rounds: int, size: str = "base") -> dict:
+    """The reference recipe *with its augmentations* (noise / pitch / stretch at p=0.5) on both sides,
+    whole commands (train, evaluate on the validation clips, save) in fresh processes, alternating."""
+    steps, warmup = (6, 2) if ctx.quick else (AUG_STEPS - AUG_WARMUP, AUG_WARMUP)
+    ctx.log(f"  augmented training {size}: plain Trainer + audiomentations vs emovox, {rounds} round(s), "
+            f"{warmup + steps} steps, whole commands")
+    base = dict(whole=True, warmup=warmup)
+    sides = {"recipe": lambda: child(_spec(ctx, "recipe", size, manifest, scheme, steps=steps, augment=True, **base), ctx),
+             "emovox": lambda: child(_spec(ctx, "emovox", size, manifest, scheme, steps=steps,
+                                           overrides=["augment.enabled=true"], **base), ctx)}
+    raw = interleaved(sides, rounds, log=ctx.log)
+    keys = ("command_wall_s", "wall_s", "cpu_s", "step_s_median", "audio_per_s", "setup_s", "warmup_s",
+            "after_train_s", "peak_rss_mb", "audio_s")
+    return {"size": size, "steps": steps, "warmup": warmup, "rounds": rounds,
+            "sides": {k: {**{m: median([r[m] for r in v]) for m in keys}, "runs": v} for k, v in raw.items()}}
+
+
+def augmented_ratios(aug: dict) -> dict[str, float]:
+    """plain / emovox: loop (time of the timed steps), audio throughput, whole command."""
+    p, e = aug["sides"]["recipe"], aug["sides"]["emovox"]
+    return {"loop": p["wall_s"] / e["wall_s"], "audio": e["audio_per_s"] / p["audio_per_s"],
+            "command": p["command_wall_s"] / e["command_wall_s"],
+            "loop_cpu": p["cpu_s"] / e["cpu_s"] if p.get("cpu_s") and e.get("cpu_s") else None}
+
+
+def augmented_targets(res: dict) -> list[list[str]]:
+    aug = res.get("augmented")
+    if not aug:
+        return []
+    r = augmented_ratios(aug)
+    ok = lambda good: "met" if good else "**missed**"  # noqa: E731
+    return [[f"training with augmentation ≥ 2.5× the plain Trainer with the same augmentation (loop; {aug['size']}, "
+             f"CREMA-D-like, {aug['warmup'] + aug['steps']} steps)", f"{fmt(r['loop'])}×", ok(r["loop"] >= 2.5)],
+            ["training with augmentation: whole command never slower than plain", f"{fmt(r['command'])}×",
+             ok(r["command"] >= 1)]]
 
 
 VARIANT_ROWS = {  # name -> (size, spec extras); compared with the emovox row of `compare` for that size
@@ -125,6 +170,7 @@ def run(ctx: Context) -> dict:
         if data in ms:
             res["compare"][f"{size}|{data}"] = compare(ctx, size, data, *ms[data], ctx.reps(reps), steps)
     man, scheme = ms["CREMA-D-like"]
+    res["augmented"] = augmented(ctx, man, scheme, ctx.reps(1), small if ctx.quick else "base")
     if not ctx.extra:
         return res
     res["levers"] = {"size": small, "steps": steps, "rows": levers(ctx, small, man, scheme, steps),
@@ -168,6 +214,8 @@ def render(res: dict) -> str:
     out += ["", table(["model", "clips", "recipe audio-s/s", "emovox audio-s/s", "ratio", "recipe s/step",
                        "emovox s/step", "padded/real (recipe / emovox)", "peak RSS MB (recipe / emovox)",
                        "emovox setup s (incl. decode cache)", "runs: recipe ; emovox"], rows)]
+    if res.get("augmented"):
+        out += ["", render_augmented(res["augmented"])]
     if "levers" not in res:
         out += ["", "(Levers one at a time, augmentation cost, loader workers and gradient checkpointing: "
                 "`python -m benchmarks.run --only training --extra`; not in the default run.)"]
@@ -199,6 +247,36 @@ def render(res: dict) -> str:
             table(["model", "configuration", "audio-s/s", "vs emovox defaults", "s/step", "peak RSS MB", "tree PSS MB"],
                   rows)]
     return "\n".join(out)
+
+
+def render_augmented(aug: dict) -> str:
+    rows = []
+    for side, m in aug["sides"].items():
+        rows.append([{"recipe": "plain Trainer", "emovox": "emovox"}[side], fmt(m["command_wall_s"], 0),
+                     fmt(m["wall_s"], 1), fmt(m.get("cpu_s"), 1), fmt(m["wall_s"] / aug["steps"], 2),
+                     fmt(m["audio_per_s"]), fmt(m["setup_s"], 0),
+                     fmt(m["warmup_s"], 0), fmt(m["after_train_s"], 0), fmt(m["peak_rss_mb"], 0),
+                     " / ".join(fmt(r["command_wall_s"], 0) for r in m["runs"])])
+    r = augmented_ratios(aug)
+    rows.append(["**plain / emovox**", f"**{fmt(r['command'])}×**", f"**{fmt(r['loop'])}×**",
+                 f"**{fmt(r['loop_cpu'])}×**" if r["loop_cpu"] else "", "", f"**{fmt(r['audio'])}×**", "", "", "", "", ""])
+    return "\n".join([
+        f"### With the recipe's augmentations on both sides ({aug['size']} model, CREMA-D-like, whole commands)", "",
+        "The reference recipe with its augmentations (`configs/crema-d-21.yaml`: Gaussian noise, pitch shift ±4 "
+        "semitones, time stretch 0.8-1.25, each at p=0.5; audiomentations 0.43's transforms, pitch and stretch by its "
+        "default `signalsmith_stretch` method) on both sides. Plain: the recipe above plus an `audiomentations.Compose` "
+        "of those transforms in the Dataset's `__getitem__` (what a plain script does; the Trainer seeds the global "
+        "RNGs it draws from). emovox: `emovox.training.train.train()`, whose augmenter draws the same parameters from "
+        "generators of its own (seeded per seed, epoch and clip) and so prepares augmented clips ahead in its "
+        "background thread. Whole command = spawn to exit of a fresh process: imports, model, decoding, "
+        f"{aug['warmup'] + aug['steps']} optimizer steps, one evaluation on the 8 validation clips, saving; loop = "
+        f"the {aug['steps']} steps after {aug['warmup']} warm-up steps (loop CPU s = the training process's CPU time, "
+        "all threads, over those steps: less sensitive to other processes than wall time). "
+        f"{aug['rounds']} round(s), sides alternating; medians."
+        + (f" Load meanwhile: load average {aug['load']['mean_1m']} (max {aug['load']['max_1m']}), other processes' "
+           f"CPU {aug['load']['foreign_cores_mean']} cores on average (2 cores in all)." if aug.get("load") else ""), "",
+        table(["side", "command s", "loop s", "loop CPU s", "s/step", "audio-s/s", "setup s", "warm-up s", "after training s",
+               "peak RSS MB", "runs (command s)"], rows)])
 
 
 def render_compile(comp: dict) -> str:

@@ -60,6 +60,10 @@ class ModelConfig:
         tune_upper_layers: With ``freeze_backbone`` and ``cache_features``: fine-tune the top N
             encoder layers (and the final norm) with the head, on cached frames of the layer below
             them (``training.upper_tuning``); 0 (default) trains the head alone.
+        layer_budget: Run only the encoder's first N transformer layers (None: all): the layers
+            above are not loaded, trained, saved or executed (``models.layer_budget``); the
+            head reads the layers kept. Choose N on validation with
+            ``python -m benchmarks.layer_budget`` (speed vs UAR on cached features).
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -80,6 +84,7 @@ class ModelConfig:
     pad_to_window: bool = False
     trim_silence_db: float | None = None
     tune_upper_layers: int = 0
+    layer_budget: int | None = None
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None
@@ -107,7 +112,7 @@ class DataConfig:
     scheme: str | None = None  # None: inferred from the manifest's labels
     cache_audio: bool = True  # decode every clip once, keep float32 in memory
     group_by_length: bool = True  # batches of similar length (lengths from the manifest)
-    prefetch: int = 8  # training clips prepared ahead in a thread (0: none; off with loader workers or augmentation)
+    prefetch: int = 8  # training clips prepared ahead (decoded, augmented, featurized) in a thread (0: none; off with loader workers)
     extra_train: list[str] = field(default_factory=list)  # more manifests added to train (pseudo-labels)
     balance_corpora: bool = False  # several --manifest: repeat smaller corpora's train rows to the largest's count
 

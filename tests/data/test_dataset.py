@@ -74,6 +74,55 @@ def test_workers_get_a_copy_without_a_thread_pool(tiny_manifest):
     list(iter(LengthGroupedSampler(ds.lengths, 4, dataset=ds)))
     copy = copying.copy(ds)  # what a spawned worker receives (__getstate__)
     assert copy.prefetch == 0 and copy._pool is None and ds._pool is not None
-    for _, queued in list(ds._ahead):  # the original's thread draws from the global RNG too: let it finish
-        queued.result()
     np.testing.assert_array_equal(copy[1]["input_values"], _dataset(tiny_manifest, 0)[1]["input_values"])
+
+
+def test_augmenter_equals_the_plain_compose_and_leaves_global_rngs_alone():
+    """The same transforms and probabilities as audiomentations' Compose seeded globally (so
+    cached augmented copies stay valid), drawn from generators of its own."""
+    import random
+
+    from emovox.data.augment import Augmenter, reference_pipeline, seeded
+
+    cfg = AugmentConfig()  # noise, pitch and stretch at p=0.5
+    ref, aug = reference_pipeline(cfg), Augmenter(cfg)
+    wave = (0.1 * np.random.default_rng(0).standard_normal(12000)).astype(np.float32)
+    np.random.seed(123)
+    random.seed(123)
+    before = (np.random.get_state()[1].copy(), random.getstate())
+    lengths = set()
+    for k in range(12):
+        with seeded(7, 1, k):
+            expected = ref(samples=wave, sample_rate=16000)
+        got = aug(wave, 7, 1, k)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+        lengths.add(len(got))
+    assert len(lengths) > 1, "time stretch should have changed some lengths"
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+    np.testing.assert_array_equal(aug(wave, 7, 1, 3), aug(wave, 7, 1, 3))
+    with seeded(7, 1, 3):  # keyless: the global RNGs, as Compose
+        np.testing.assert_array_equal(aug(wave), aug(wave, 7, 1, 3))
+    assert not np.array_equal(aug(wave, 8, 1, 3)[:1000], aug(wave, 7, 1, 3)[:1000])
+
+
+def _run(tiny_manifest, seed: int) -> list[np.ndarray]:
+    """Two epochs of augmented items prepared ahead in the background thread while this thread
+    draws from NumPy's global RNG, as the model's SpecAugment masks do."""
+    df = load_manifest(tiny_manifest)
+    aug = build_augment(AugmentConfig())
+    ds = AudioDataset(df, S6, None, max_seconds=1.0, augment=aug, seed=seed, prefetch=4, cache=True)
+    out = []
+    for epoch in (0, 1):
+        sampler = LengthGroupedSampler(ds.lengths, 4, seed=seed, dataset=ds, mega=2)
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            np.random.random(1000)  # the training thread's own draws
+            out += [ds[i]["input_values"] for i in batch]
+    return out
+
+
+def test_augmented_prefetched_batches_repeat_for_a_seed_and_differ_for_another(tiny_manifest):
+    a, b, c = _run(tiny_manifest, 3), _run(tiny_manifest, 3), _run(tiny_manifest, 4)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sum(len(x) != len(y) or not np.array_equal(x, y) for x, y in zip(a, c)) > len(a) // 2

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE, load_audio
-from .augment import seeded
+from .augment import Augmenter
 from .padding import pad_batch  # noqa: F401 - re-exported: it lived here
 from ..errors import BadConfig
 from ..labels import LabelScheme
@@ -44,7 +44,9 @@ class AudioDataset(Dataset):
             ``featurize`` bound to its feature extractor); None keeps the wave.
         input_name: The key the model takes the input under.
         max_seconds: Clips are cut to this length.
-        augment: Training-only wave -> wave transform, seeded per (seed, epoch, index).
+        augment: Training-only augmentation (:class:`~emovox.data.augment.Augmenter`), called as
+            ``augment(wave, seed, epoch, index)``: seeded per call with generators of its own, so
+            it may run in the background thread (``prefetch``) or in loader workers.
         cache: Decode every clip up front and keep it in memory.
         seed: Augmentation seed.
         seed_by_path: Seed augmentation per (seed, epoch, resolved path) instead of (seed, epoch,
@@ -53,12 +55,13 @@ class AudioDataset(Dataset):
         prefetch: Items prepared ahead (decoded, augmented, featurized) in one background thread
             while the model computes, in the order ``plan`` announces (the length-grouped sampler
             does); 0 prepares each item when asked. Items are the same either way: one thread
-            prepares all of them, and augmentation is seeded per (seed, epoch, index).
+            prepares all of them, and augmentation is seeded per (seed, epoch, index) and draws
+            from no global RNG (the model's forward pass may draw from NumPy's meanwhile).
     """
 
     def __init__(self, df: pd.DataFrame, scheme: LabelScheme,
                  featurize: Callable[[np.ndarray], np.ndarray] | None = None, *, max_seconds: float,
-                 augment: Callable[[np.ndarray], np.ndarray] | None = None, cache: bool = False, seed: int = 0,
+                 augment: Augmenter | None = None, cache: bool = False, seed: int = 0,
                  input_name: str = "input_values", seed_by_path: bool = False, prefetch: int = 0):
         self.paths = list(df["path"])
         self.clip_seeds = [_path_seed(p) for p in self.paths] if seed_by_path else None
@@ -160,8 +163,7 @@ class AudioDataset(Dataset):
         wave = self.wave(i)
         if self.augment is not None:
             key = i if self.clip_seeds is None else self.clip_seeds[i]
-            with seeded(self.seed, self.epoch if epoch is None else epoch, key):
-                wave = self.augment(wave)
+            wave = self.augment(wave, self.seed, self.epoch if epoch is None else epoch, key)
             wave = wave[: int(self.max_seconds * SAMPLE_RATE)]
         values = self.featurize(wave) if self.featurize is not None else wave
         return {self.input_name: np.asarray(values, dtype=np.float32), "labels": self.labels[i]}

@@ -19,6 +19,7 @@ from ..errors import BadConfig, BadRunDir
 from ..labels import LabelScheme
 from .backbones import backbone_for
 from .ensemble import ensemble_module, ensemble_parts, is_ensemble
+from .layer_budget import budget_overrides, check_budget, keep_layers_state
 from .heads import HEAD_FILE, WEIGHTS_FILE, EmovoxForAudioClassification, HeadConfig
 from .presets import PRESETS, label_kwargs, preset_config, preset_feature_extractor
 from .registry import model_choices, resolve_model_name
@@ -48,6 +49,7 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
     trim = cfg.trim_silence_db
     if trim is not None and (isinstance(trim, bool) or not isinstance(trim, (int, float)) or trim < 0):
         raise BadConfig(f"model.trim_silence_db={trim!r} must be a number of dB (e.g. 35; 0 or null: off)")
+    check_budget(cfg.layer_budget)
     if isinstance(cfg.lora_target_modules, str) or not cfg.lora_target_modules:
         raise BadConfig(f"model.lora_target_modules={cfg.lora_target_modules!r} must be a non-empty list "
                         f"of module names, e.g. {LORA_TARGETS}")
@@ -75,7 +77,7 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
     overrides = {k: getattr(cfg, k) for k in DROPOUT_KEYS if getattr(cfg, k) is not None}
     torch.manual_seed(seed)
     if cfg.custom_head:
-        backbone, fe = _load_pretrained(name, scheme, overrides, stock=False)
+        backbone, fe = _load_pretrained(name, scheme, overrides, stock=False, budget=cfg.layer_budget)
         head = HeadConfig(pooling=cfg.pooling, layer_weighting=bool(cfg.layer_weighting),
                           multitask=bool(cfg.multitask), intensity_loss_weight=float(cfg.intensity_loss_weight),
                           proj_size=int(getattr(backbone.config, "classifier_proj_size", 256)),
@@ -84,7 +86,7 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
     else:
         if cfg.layer_weighting:
             overrides["use_weighted_layer_sum"] = True
-        model, fe = _load_pretrained(name, scheme, overrides, stock=True)
+        model, fe = _load_pretrained(name, scheme, overrides, stock=True, budget=cfg.layer_budget)
         if cfg.layer_weighting and not hasattr(model, "layer_weights"):
             raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
                             "wav2vec2, HuBERT, WavLM or data2vec-audio model")
@@ -99,8 +101,10 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
     return model, fe
 
 
-def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], *, stock: bool):
-    """A stock classifier (``stock``) or a bare ``AutoModel`` encoder, and the feature extractor.
+def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], *, stock: bool,
+                     budget: int | None = None):
+    """A stock classifier (``stock``) or a bare ``AutoModel`` encoder, and the feature extractor;
+    with ``budget``, its encoder has only its first ``budget`` layers (``models.layer_budget``).
 
     Raises:
         BadConfig: the name cannot be loaded.
@@ -109,12 +113,15 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
 
     auto = AutoModelForAudioClassification if stock else AutoModel
     if name in PRESETS:
-        return auto.from_config(preset_config(name, scheme, **overrides)), preset_feature_extractor(name)
+        config = preset_config(name, scheme, **overrides)
+        config.update(budget_overrides(budget, config.num_hidden_layers))
+        return auto.from_config(config), preset_feature_extractor(name)
     asked, name = name, resolve_model_name(name, progress=True)
     with quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(name, **label_kwargs(scheme), **overrides)
             family = backbone_for(config)  # a family emovox knows, or one clear line
+            config.update(budget_overrides(budget, family.n_layers(config)))
             fe = feature_extractor_for(name, config)
             cls = family.classifier_class(AutoModelForAudioClassification)
             state = _custom_run_backbone(Path(name))
@@ -124,7 +131,8 @@ def _load_pretrained(name: str, scheme: LabelScheme, overrides: dict[str, Any], 
                 return family.encoder_from_pretrained(name, config), fe
             model = (cls.from_config(config) if hasattr(cls, "from_config") else cls(config)) if stock \
                 else family.encoder_from_config(config)
-            (backbone_of(model) if stock else model).load_state_dict(state)
+            (backbone_of(model) if stock else model).load_state_dict(
+                keep_layers_state(state, family.n_layers(config)))
             return model, fe
         except (OSError, ValueError) as exc:
             raise BadConfig(f"cannot load model {asked!r}: {str(exc).splitlines()[0]} ({model_choices()})") from None

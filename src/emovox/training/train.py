@@ -225,12 +225,13 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path | S
     return TrainResult(out, metrics, trainer.state.global_step, trainer.state.best_model_checkpoint, primary=main)
 
 
-def prefetch_depth(cfg: Config, augment: Any) -> int:
-    """Training clips to prepare ahead in a background thread: ``data.prefetch``, except with loader
-    workers (they prefetch themselves) or augmentation. audiomentations draws from NumPy's global
-    RNG, reseeded per clip; so do SpecAugment masks in the model's forward pass, and the two
-    threads would then draw from each other's state (non-reproducible runs)."""
-    if int(cfg.training.get("dataloader_num_workers") or 0) or augment is not None:
+def prefetch_depth(cfg: Config, augment: Any = None) -> int:
+    """Training clips to prepare ahead (decoded, augmented, featurized) in a background thread
+    while the model computes: ``data.prefetch``, except with loader workers (they prefetch
+    themselves). Augmentation draws from generators of its own, seeded per (seed, epoch, clip)
+    (``data.augment.Augmenter``), so it runs ahead too and a run stays reproducible: the model's
+    SpecAugment masks draw from NumPy's global RNG in the training thread, undisturbed."""
+    if int(cfg.training.get("dataloader_num_workers") or 0):
         return 0
     return int(cfg.data.prefetch)
 
