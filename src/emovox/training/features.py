@@ -121,6 +121,47 @@ class BestEvaluation:
                 p.copy_(self.saved[n])
 
 
+def run_steps(*, batches, loss_of, evaluate, model: torch.nn.Module, opt, sched, best: BestEvaluation,
+              schedule: dict[str, Any], log_path: Path, lr_group: int = -1) -> tuple[list[dict[str, Any]], int]:
+    """The gradient-step loop of the paths that train outside the Trainer: ``batches()`` (called
+    once per epoch) gives the batches, ``loss_of(batch)`` the loss to step on; the mean loss is
+    logged every ``log_every`` steps, ``evaluate()`` (in eval mode) every ``eval_every`` steps and at
+    the end, until the schedule's total or early stopping; the best evaluation's weights are
+    restored. Each log row is also appended to ``log_path`` as JSON.
+
+    Returns:
+        The log rows and the number of steps taken.
+    """
+    s, rows, running, step = schedule, [], [], 0
+
+    def log(row: dict[str, Any]) -> None:
+        rows.append({"step": step, "epoch": round(step / s["per_epoch"], 4), **row})
+        with log_path.open("a") as f:
+            f.write(json.dumps(rows[-1]) + "\n")
+
+    while step < s["total"] and not best.stop:
+        for batch in batches():
+            model.train()
+            loss = loss_of(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step, running = step + 1, running + [float(loss.detach())]
+            if step % s["log_every"] == 0:
+                log({"loss": sum(running) / len(running), "learning_rate": sched.get_last_lr()[lr_group]})
+                running = []
+            if step % s["eval_every"] == 0 or step == s["total"]:
+                model.eval()
+                metrics = evaluate()
+                log(metrics)
+                best.update(metrics)
+            if step >= s["total"] or best.stop:
+                break
+    best.restore()
+    return rows, step
+
+
 def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
              val: tuple[torch.Tensor, torch.Tensor], *, cfg: Config, scheme: LabelScheme, log_path: Path):
     """Train the head on features with AdamW, the configured schedule and early stopping; the best
@@ -137,34 +178,12 @@ def fit_head(model: torch.nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     loss_fn, compute = head_loss(model, cfg, train[1], len(scheme)), make_compute_metrics(scheme)
     opt, sched = _optimizer(model, cfg, s["total"])
     best = BestEvaluation({n: p for n, p in model.named_parameters() if p.requires_grad}, s)
-    state, running, step = TrainerState(max_steps=s["total"]), [], 0
-
-    def log(row: dict[str, float]) -> None:
-        entry = {"step": step, "epoch": round(step / s["per_epoch"], 4), **row}
-        state.log_history.append(entry)
-        with log_path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    while step < s["total"] and not best.stop:
-        for idx in torch.randperm(len(train[1]), generator=gen).split(s["batch"]):
-            model.train()
-            loss, _ = loss_fn(train[0][idx], train[1][idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step, running = step + 1, running + [float(loss.detach())]
-            if step % s["log_every"] == 0:
-                log({"loss": sum(running) / len(running), "learning_rate": sched.get_last_lr()[-1]})
-                running = []
-            if step % s["eval_every"] == 0 or step == s["total"]:
-                model.eval()
-                metrics = evaluate_head(loss_fn, *val, compute)
-                log(metrics)
-                best.update(metrics)
-            if step >= s["total"] or best.stop:
-                break
-    best.restore()
+    state = TrainerState(max_steps=s["total"])
+    rows, step = run_steps(batches=lambda: torch.randperm(len(train[1]), generator=gen).split(s["batch"]),
+                           loss_of=lambda idx: loss_fn(train[0][idx], train[1][idx])[0],
+                           evaluate=lambda: evaluate_head(loss_fn, *val, compute), model=model, opt=opt,
+                           sched=sched, best=best, schedule=s, log_path=log_path)
+    state.log_history.extend(rows)
     state.global_step, state.best_metric, state.epoch = step, best.value, step / s["per_epoch"]
     return state
 

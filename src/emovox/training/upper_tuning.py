@@ -39,7 +39,7 @@ from ..evaluation.metrics import fit_temperature
 from ..models.loading import load_model
 from ..rundir import RunDir
 from .common import TrainResult, class_weights, make_compute_metrics, scheme_for, split_frames, with_extra_train
-from .features import BestEvaluation, clip_datasets, fit_and_save, schedule_of
+from .features import BestEvaluation, clip_datasets, fit_and_save, run_steps, schedule_of
 from .head_solvers import evaluate_head, fit_head_ridge
 from .layer_cache import cached_lower, pad_frames, split_family, tuned_parameters, upper_stats
 
@@ -196,37 +196,20 @@ def tune(model: torch.nn.Module, train_items: tuple[list[dict], torch.Tensor], v
     tracked = {**{f"p{i}": p for i, p in enumerate(params)}, **{f"h.{n}": p for n, p in head.named_parameters()}}
     best = BestEvaluation(tracked, s)
     time_p, channel_p = float(t.get("frame_time_mask") or 0.0), float(t.get("frame_channel_mask") or 0.0)
-    rows: list[dict[str, Any]] = []
-    step, running = 0, []
 
-    def log(row: dict[str, Any]) -> None:
-        rows.append({"step": step, "epoch": round(step / s["per_epoch"], 4), **row})
-        with log_path.open("a") as f:
-            f.write(json.dumps(rows[-1]) + "\n")
+    def loss_of(idx):
+        frames, mask, low = pad_frames([train_items[0][i] for i in idx])
+        frames, mask = masked(frames, mask, time_p=time_p, channel_p=channel_p, gen=gen)
+        return F.cross_entropy(head(upper_stats(model, frames, mask, low)), train_items[1][idx], weight=weights)
 
-    while step < s["total"] and not best.stop:
-        for idx in _batches(train_items[0], s["batch"], gen):
-            model.train()
-            frames, mask, low = pad_frames([train_items[0][i] for i in idx])
-            frames, mask = masked(frames, mask, time_p=time_p, channel_p=channel_p, gen=gen)
-            logits = head(upper_stats(model, frames, mask, low))
-            loss = F.cross_entropy(logits, train_items[1][idx], weight=weights)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step, running = step + 1, running + [float(loss.detach())]
-            if step % s["log_every"] == 0:
-                log({"loss": sum(running) / len(running), "learning_rate": sched.get_last_lr()[0]})
-                running = []
-            if step % s["eval_every"] == 0 or step == s["total"]:
-                metrics = _evaluate(model, head, val_items, weights, compute)
-                log(metrics)
-                best.update(metrics)
-            if step >= s["total"] or best.stop:
-                break
-    best.restore()
-    log({"upper_tuning_best": best.value, "tuned_layers_from": k + 1})
+    rows, step = run_steps(batches=lambda: _batches(train_items[0], s["batch"], gen), loss_of=loss_of,
+                           evaluate=lambda: _evaluate(model, head, val_items, weights, compute),
+                           model=torch.nn.ModuleList([model, head]),
+                           opt=opt, sched=sched, best=best, schedule=s, log_path=log_path, lr_group=0)
+    rows.append({"step": step, "epoch": round(step / s["per_epoch"], 4),
+                 "upper_tuning_best": best.value, "tuned_layers_from": k + 1})
+    with log_path.open("a") as f:
+        f.write(json.dumps(rows[-1]) + "\n")
     return rows
 
 
