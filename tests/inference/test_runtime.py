@@ -271,11 +271,13 @@ def conversation_export(whisper_export, tmp_path_factory):
     """The tiny Whisper run exported with its speech detector and speaker encoder (``--conversation``)."""
     pytest.importorskip("silero_vad", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
     pytest.importorskip("resemblyzer", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
+    from emovox.cli import main
+
     run, _ = whisper_export
     out = tmp_path_factory.mktemp("rt_conv") / "onnx"
-    got = _cli("export", run, "--out", out, "--conversation")
-    assert got.returncode == 0, got.stderr
-    assert "conversation" in got.stdout and (out / "conversation" / "speaker_encoder.onnx").is_file()
+    assert main(["export", str(run), "--out", str(out), "--conversation"]) in (0, None)
+    assert sorted(p.name for p in (out / "conversation").iterdir()) == ["speaker_encoder.onnx", "speaker_mel_filters.npy",
+                                                                        "vad.onnx"]
     return run, out
 
 
@@ -293,20 +295,25 @@ def talk(real_data, tmp_path_factory) -> Path:
     return path
 
 
+def _conversation_rows(model: Path, talk: Path) -> list[dict]:
+    from emovox.inference.conversation import ConversationOptions, conversation_rows
+
+    return list(conversation_rows(Predictor.from_run_dir(model), [str(talk)], options=ConversationOptions(speakers=2)))
+
+
 def test_runtime_conversations_without_torch_equal_the_full_install(conversation_export, talk, tmp_path):
     run, onnx = conversation_export
-    args = [talk, "--segment", "vad", "--speakers", "2", "--format", "jsonl"]
-    got = _runtime(tmp_path, "predict", onnx, *args)
+    got = _runtime(tmp_path, "predict", onnx, talk, "--segment", "vad", "--speakers", "2", "--format", "jsonl")
     assert got.returncode == 0, got.stderr
     assert _heavy(got.stderr) == []  # no torch, transformers, scikit-learn, scipy or pandas on this path
     rows = _rows(got.stdout)
     segments = [r for r in rows if "summary" not in r]
     assert len(segments) >= 6 and {r["speaker"] for r in segments} == {"S1", "S2"}
     assert [r.get("summary") for r in rows[len(segments):]] == ["speaker", "speaker", "file"]
-    full = _rows(_cli("predict", onnx, *args).stdout)  # the full install on the same export: the same rows
+    full = _conversation_rows(onnx, talk)  # the full install on the same export: the same rows
     assert [(r.get("start"), r.get("end"), r.get("speaker"), r["label"]) for r in full] == \
         [(r.get("start"), r.get("end"), r.get("speaker"), r["label"]) for r in rows]
-    torch_rows = _rows(_cli("predict", run, *args).stdout)  # the run dir: Resemblyzer and the package's detector
+    torch_rows = _conversation_rows(run, talk)  # the run dir: Resemblyzer in torch, the package's detector
     assert [(r["start"], r["end"], r["speaker"]) for r in torch_rows if "summary" not in r] == \
         [(r["start"], r["end"], r["speaker"]) for r in segments]
     assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(torch_rows, rows) if "summary" not in a)
@@ -321,10 +328,7 @@ def test_runtime_conversation_needs_the_bundle_for_speakers(whisper_export, talk
 
 def test_runtime_serve_segments_and_speakers(conversation_export, talk, tmp_path):
     _, onnx = conversation_export
-    from emovox.inference.conversation import ConversationOptions, conversation_rows
-
-    want = [r for r in conversation_rows(Predictor.from_run_dir(onnx), [str(talk)],
-                                         options=ConversationOptions(speakers=2)) if "summary" not in r]
+    want = [r for r in _conversation_rows(onnx, talk) if "summary" not in r]
     with _runtime_server(tmp_path, onnx) as url:
         status, got = _post(url + "/v1/predict/raw?segments=vad&speakers=2", talk.read_bytes())
     assert status == 200, got
