@@ -318,32 +318,20 @@ mark("decode and score the clip")
 print(json.dumps(out))
 """
 
-# -X importtime self time by where it goes; the first matching prefix names a module's group
-IMPORT_GROUPS = (
-    ("torch._dynamo", "torch._dynamo, torch._inductor (transformers.masking_utils)"),
-    ("torch._inductor", "torch._dynamo, torch._inductor (transformers.masking_utils)"),
-    ("torch.distributed", "torch.distributed (torch; its tensor parallel: transformers' weight loading)"),
-    ("torch", "torch (the rest)"),
-    ("sympy", "sympy, mpmath (torch's symbolic shapes)"),
-    ("mpmath", "sympy, mpmath (torch's symbolic shapes)"),
-    ("scipy", "scipy (transformers' object-detection loss)"),
-    ("transformers", "transformers"),
-    ("tokenizers", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("accelerate", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("huggingface_hub", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("httpx", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("httpcore", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("jinja2", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("PIL", "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)"),
-    ("numpy", "numpy"),
-    ("emovox", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("typer", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("click", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("pydantic", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("annotated_types", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("soundfile", "emovox, typer, click, pydantic, soundfile, soxr"),
-    ("soxr", "emovox, typer, click, pydantic, soundfile, soxr"),
-)
+# -X importtime self time by where it goes: group -> the top-level names (or dotted prefixes) in it
+IMPORT_GROUPS = {
+    "torch._dynamo, torch._inductor (transformers.masking_utils)": ("torch._dynamo", "torch._inductor"),
+    "torch.distributed (torch; its tensor parallel: transformers' weight loading)": ("torch.distributed",),
+    "torch (the rest)": ("torch", "torchgen"),
+    "sympy, mpmath (torch's symbolic shapes)": ("sympy", "mpmath"),
+    "scipy (transformers' object-detection loss)": ("scipy",),
+    "transformers": ("transformers",),
+    "tokenizers, accelerate, huggingface_hub, httpx, jinja2, PIL (transformers' imports)": (
+        "tokenizers", "accelerate", "huggingface_hub", "httpx", "httpx2", "httpcore", "httpcore2", "jinja2", "PIL"),
+    "numpy": ("numpy",),
+    "emovox, typer, click, pydantic, soundfile, soxr": ("emovox", "typer", "click", "pydantic", "pydantic_core",
+                                                        "annotated_types", "soundfile", "soxr"),
+}
 OTHER_IMPORTS = "everything else (standard library, yaml, safetensors, ...)"
 WATCHED = ("sklearn", "pandas", "matplotlib", "datasets", "peft", "optuna", "onnx", "ray", "scipy", "torch._dynamo",
            "torch.distributed.tensor", "sympy")
@@ -362,8 +350,8 @@ def import_groups(env: dict, run: Path, clip: str) -> dict:
             continue
         name = parts[2].strip()
         names.append(name)
-        group = next((g for prefix, g in IMPORT_GROUPS if name == prefix or name.startswith(prefix + ".")
-                      or (prefix in ("httpx", "httpcore") and name.startswith(prefix))), OTHER_IMPORTS)
+        group = next((g for g, prefixes in IMPORT_GROUPS.items()
+                      if any(name == p or name.startswith(p + ".") for p in prefixes)), OTHER_IMPORTS)
         groups[group] = groups.get(group, 0.0) + int(parts[0]) / 1e6
     imported = [w for w in WATCHED if any(n == w or n.startswith(w + ".") for n in names)]
     return {"self_s": groups, "total_s": sum(groups.values()), "modules": len(names), "imported": imported}
