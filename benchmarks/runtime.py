@@ -436,7 +436,7 @@ def render_startup(res: dict) -> str:
         "Where the time goes, stage by stage in one process (median of 3; CPU / wall seconds; each stage imports "
         "or builds only what the ones before it left undone):",
         "",
-        table(["stage", f"before: CPU / wall s", f"after: CPU / wall s"], stages),
+        table(["stage", "before: CPU / wall s", "after: CPU / wall s"], stages),
         "",
         "Imports (`python -X importtime -m emovox predict RUN clip`; self time summed by package, seconds; "
         "under importtime's own overhead):",
