@@ -10,7 +10,7 @@ from benchmarks.common import ROOT, fmt, load_result, marginal_spread, table
 from benchmarks.flops import FlopModel
 
 RESULTS_MD = ROOT / "RESULTS.md"
-SECTIONS = ("whisper-training", "whisper", "runtime", "training", "compile", "inference", "long", "flops", "prepare", "ray",
+SECTIONS = ("whisper-training", "whisper", "runtime", "startup", "training", "compile", "inference", "long", "flops", "prepare", "ray",
             "conversation", "cross-corpus", "stress")
 
 
@@ -147,6 +147,8 @@ def build(machine: dict, notes: str = "") -> str:
         parts += ["", whisper_infer.render(stored["whisper"]["result"], machine)]
     if "runtime" in stored:
         parts += ["", runtime.render(stored["runtime"]["result"])]
+    if "startup" in stored:
+        parts += ["", runtime.render_startup(stored["startup"]["result"])]
     if "training" in stored:
         parts += ["", training.render(stored["training"]["result"])]
     if "compile" in stored:

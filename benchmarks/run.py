@@ -2,7 +2,8 @@
 
 Sections (``--only a,b``): whisper-training, whisper (inference, long audio, FLOPs on a real
 Whisper model trained on RAVDESS), runtime (the light runtime's cold start and whole-process
-throughput against the full install and ``pipeline()``), training, inference, long, flops, prepare, ray, conversation, cross-corpus;
+throughput against the full install and ``pipeline()``), startup (the full install's ``predict RUN``
+start-up against main before its cut, stage by stage), training, inference, long, flops, prepare, ray, conversation, cross-corpus;
 and, only when named, compile and stress (stress tests, groups and abstention on RAVDESS;
 ``benchmarks.stress_bench``). Each section's result is
 stored in ``benchmarks/_work/results/<section>.json`` with the load average during it; the report
@@ -19,7 +20,7 @@ import traceback
 from benchmarks.common import Context, cpu_facts, mem_total_gb, save_result, versions
 from benchmarks.loadmon import LoadMonitor
 
-ORDER = ("whisper-training", "whisper", "runtime", "flops", "inference", "training", "long", "prepare", "ray", "conversation",
+ORDER = ("whisper-training", "whisper", "runtime", "startup", "flops", "inference", "training", "long", "prepare", "ray", "conversation",
          "cross-corpus")
 OPTIONAL = ("compile", "stress")  # run only when named in --only
 
@@ -30,7 +31,7 @@ def _module(name: str):
 
     return {"whisper-training": whisper_train, "whisper": whisper_infer, "runtime": runtime, "flops": flops, "inference": inference, "training": training, "long": long_audio,
             "prepare": prepare_bench, "ray": ray_bench, "conversation": conversation, "cross-corpus": cross_corpus,
-            "compile": _Compile, "stress": stress_bench}[name]
+            "compile": _Compile, "stress": stress_bench, "startup": _Startup}[name]
 
 
 class _Compile:
@@ -39,6 +40,14 @@ class _Compile:
         from benchmarks import training
 
         return training.run_compile(ctx)
+
+
+class _Startup:
+    @staticmethod
+    def run(ctx: Context) -> dict:
+        from benchmarks import runtime
+
+        return runtime.run_startup(ctx)
 
 
 def machine(ctx: Context) -> dict:

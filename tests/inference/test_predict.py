@@ -1,5 +1,6 @@
 """Prediction: agreement with transformers.pipeline, batching/padding/window parity, bad files."""
 import json
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,17 @@ import torch
 from emovox.data.audio import load_audio
 from emovox.inference.predict import Predictor, expand_inputs
 from emovox.testing import make_broken_files, write_tone
+
+
+# The CLI as `emovox` runs it, then which packages of the training and evaluation stack it imported
+CLI_WITH_IMPORTS = """
+import json, sys
+from emovox.cli import main
+code = main(sys.argv[1:])
+stack = {"pandas", "sklearn", "matplotlib", "datasets", "peft", "optuna", "ray", "onnx", "audiomentations", "opensmile"}
+sys.stderr.write("IMPORTED " + json.dumps(sorted({m.split(".")[0] for m in sys.modules} & stack)) + "\\n")
+sys.exit(code)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +120,13 @@ def test_expand_inputs_folders_and_manifests(tiny_corpus, tiny_manifest):
 
 
 def test_cli_predict_jsonl_csv_and_exit_code(tiny_run, clips, tmp_path):
-    cmd = [sys.executable, "-m", "emovox.cli", "predict", str(tiny_run), str(clips[0]), str(clips[1])]
+    cmd = [sys.executable, "-c", CLI_WITH_IMPORTS, "predict", str(tiny_run), str(clips[0]), str(clips[1])]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [set(x) for x in rows] == [{"path", "label", "score", "top_k"}] * 2
+    # scoring with a torch model loads torch and transformers, never the training/evaluation stack (start-up)
+    assert json.loads(re.search(r"IMPORTED (.*)", r.stderr).group(1)) == []
     r = subprocess.run(cmd + [str(tmp_path / "nope.wav"), "--format", "csv", "--out", str(tmp_path / "p.csv")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "nope.wav" in r.stderr and "Traceback" not in r.stderr

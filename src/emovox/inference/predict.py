@@ -49,7 +49,7 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
 
     if threads:
         torch.set_num_threads(threads)
-    model = load_trained(source.ref, allow_pickle=source.allow_pickle)
+    model = load_trained(source.ref, allow_pickle=source.allow_pickle, config=source.config)
     family = backbone_for(model, strict=False)
     fe = feature_extractor_for(source.ref, model.config)
 

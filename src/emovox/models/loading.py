@@ -217,9 +217,12 @@ def check_weights(source: str | Path, *, allow_pickle: bool = False) -> None:
                         "you trust it)")
 
 
-def load_trained(source: str | Path, *, allow_pickle: bool = False):
+def load_trained(source: str | Path, *, allow_pickle: bool = False, config: Any = None):
     """The one loader of a classifier for inference (eval mode): an emovox run dir (stock or
     emovox head), any ``save_pretrained`` audio-classification directory, or a hub id.
+
+    ``config``: the source's ``AutoConfig``, when the caller has read it already
+    (``models.source.open_source``), so it is not parsed twice.
 
     Weights come from safetensors only unless ``allow_pickle``; no code from the model folder
     ever runs (``trust_remote_code`` is off); weights that do not fit the config (another label
@@ -237,7 +240,8 @@ def load_trained(source: str | Path, *, allow_pickle: bool = False):
     from transformers import AutoConfig, AutoModelForAudioClassification
 
     try:
-        config = AutoConfig.from_pretrained(str(source), trust_remote_code=False)
+        if config is None:
+            config = AutoConfig.from_pretrained(str(source), trust_remote_code=False)
         cls = backbone_for(config, strict=False).classifier_class(AutoModelForAudioClassification)
         check_weights(source, allow_pickle=allow_pickle)
         with quiet_transformers():
