@@ -1,0 +1,194 @@
+"""By-hand check of the serving image (`make image`): its size, the time to /v1/ready, the API and the
+page, with scores compared to the same export scored on this machine.
+
+    python -m benchmarks.image_check --image emovox-serve --export runs/whisper-base-onnx [--clips 24]
+
+Starts the image with `docker run -d --network host IMAGE --port PORT`, so it needs a docker daemon and
+the export the image was built with; real clips come from EMOVOX_TEST_DATA (RAVDESS actors 13-16),
+the page is driven in headless Chromium when one is installed. Prints a summary (JSON) and exits 1
+when a check fails. Not part of the tests: building an image needs a daemon and a base image.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def _post_files(url: str, paths: list[Path]) -> tuple[int, object]:
+    """POST /v1/predict with each path as a repeated multipart `file` field."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{p.name}"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + p.read_bytes() + b"\r\n"
+                    for p in paths) + f"--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "/v1/predict", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _poll(fn, timeout: float, step: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError(f"nothing after {timeout} s")
+
+
+def image_size(image: str) -> dict:
+    """The image's size and its layers (MB, as `docker history` counts them, largest first)."""
+    layers = [line.split("\t", 1) for line in
+              _docker("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image).splitlines()]
+    return {"image_mb": round(int(_docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6, 1),
+            "layers": [[size, cmd[:90]] for size, cmd in layers if not size.startswith("0B")]}
+
+
+def start(image: str, port: int) -> tuple[str, dict]:
+    """Run the image; seconds from the container's start to the first 200 on /v1/ready."""
+    t0 = time.monotonic()
+    cid = _docker("run", "-d", "--rm", "--network", "host", image, "--port", str(port))
+    t_run = time.monotonic() - t0
+    url = f"http://127.0.0.1:{port}"
+    _poll(lambda: _get(url + "/v1/ready")[0] == 200, 120, 0.02)
+    ready_at = datetime.now().astimezone()
+    started = datetime.fromisoformat(_docker("inspect", "-f", "{{.State.StartedAt}}", cid).replace("Z", "+00:00")[:26]
+                                     + "+00:00")
+    return cid, {"docker_run_s": round(t_run, 2), "start_to_ready_s": round((ready_at - started).total_seconds(), 2)}
+
+
+def api_checks(url: str, export: Path, clips: list[Path], work: Path) -> dict:
+    """The page, health, model and error statuses, and every clip's scores against this machine's."""
+    from emovox.inference.predict import Predictor
+    from emovox.testing import make_broken_files
+
+    status, page = _get(url + "/")
+    out: dict = {"page": status == 200 and b"<title>emovox" in page}
+    out["health"] = _get(url + "/v1/health") == (200, b'{"status":"ok"}')
+    labels = json.loads((export / "emovox.json").read_text())["scheme"]["labels"]
+    out["model_labels"] = json.loads(_get(url + "/v1/model")[1])["labels"] == labels
+    broken = make_broken_files(work / "broken")
+    out["statuses"] = {k: _post_files(url, [broken[k]])[0] for k in ("text", "corrupt", "empty", "silence")}
+    out["statuses_ok"] = out["statuses"] == {"text": 415, "corrupt": 415, "empty": 400, "silence": 400}
+    refs = {Path(r["path"]).name: r for r in Predictor.from_run_dir(export, backend="onnx").predict_files(clips, top_k=len(labels))}
+    rows, t0 = [], time.monotonic()
+    for i in range(0, len(clips), 8):
+        status, got = _post_files(url, clips[i:i + 8])
+        assert status == 200, got
+        rows += got
+    out["clips"], out["predict_s_per_clip"] = len(rows), round((time.monotonic() - t0) / max(len(rows), 1), 3)
+    diffs = [abs(s["score"] - {t["label"]: t["score"] for t in refs[r["path"]]["top_k"]}[s["label"]])
+             for r in rows for s in r["top_k"]]
+    out["same_labels"] = all(r["label"] == refs[r["path"]]["label"] for r in rows) and len(rows) == len(clips)
+    out["max_score_diff"] = max(diffs) if diffs else None
+    return out
+
+
+def page_check(url: str, clip: Path, expected: str, shot: Path) -> dict:
+    """Upload ``clip`` on the page in headless Chromium; the card's label and a screenshot."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        return {"browser": "chromium not installed: skipped"}
+    from websockets.sync.client import connect
+
+    profile = Path(tempfile.mkdtemp(prefix="emovox-chromium-"))
+    proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             "--window-size=1000,900", "about:blank"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        port = _poll(lambda: (profile / "DevToolsActivePort").exists()
+                     and int((profile / "DevToolsActivePort").read_text().split()[0]), 30)
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+        with connect(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"],
+                     max_size=64 * 2**20) as ws:
+            n = 0
+
+            def call(method: str, **params):
+                nonlocal n
+                n += 1
+                ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                while (msg := json.loads(ws.recv(timeout=30))).get("id") != n:
+                    pass
+                return msg["result"]
+
+            def js(expr: str):
+                return call("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
+
+            call("Page.navigate", url=url + "/")
+            _poll(lambda: js("document.readyState === 'complete' && "
+                             "document.getElementById('model').textContent.includes(':')"), 30)
+            node = call("DOM.querySelector", nodeId=call("DOM.getDocument")["root"]["nodeId"], selector="#file")
+            call("DOM.setFileInputFiles", files=[str(clip)], nodeId=node["nodeId"])
+            label = _poll(lambda: js("document.querySelector('.card[data-label]')?.dataset.label"), 60)
+            shot.write_bytes(base64.b64decode(call("Page.captureScreenshot", format="png")["data"]))
+        return {"browser_label": label, "browser_ok": label == expected, "screenshot": str(shot)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", default="emovox-serve")
+    ap.add_argument("--export", type=Path, required=True, help="the export folder the image was built with")
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/_work/image_check"))
+    args = ap.parse_args(argv)
+    from emovox.testing import test_data_dir
+
+    data = test_data_dir()
+    if data is None:
+        raise SystemExit("error: EMOVOX_TEST_DATA is not set (real clips are needed)")
+    clips = sorted(p for a in range(13, 17) for p in (data / "ravdess16k" / f"Actor_{a:02d}").glob("*.flac"))
+    clips = clips[:: max(1, len(clips) // args.clips)][: args.clips]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"image": args.image, **image_size(args.image)}
+    cid, summary["start"] = start(args.image, args.port)
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        summary["api"] = api_checks(url, args.export, clips, args.out)
+        summary["page"] = page_check(url, clips[0], _post_files(url, clips[:1])[1][0]["label"],
+                                     args.out / "image_page.png")
+    finally:
+        summary["log_tail"] = subprocess.run(["docker", "logs", "--tail", "3", cid], capture_output=True,
+                                             text=True).stderr.splitlines()
+        _docker("stop", cid)
+    print(json.dumps(summary, indent=1))
+    api, page = summary["api"], summary["page"]
+    ok = (all(api[k] for k in ("page", "health", "model_labels", "statuses_ok", "same_labels"))
+          and api["max_score_diff"] is not None and api["max_score_diff"] <= 1e-4 and page.get("browser_ok", True))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
