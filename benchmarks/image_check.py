@@ -2,17 +2,21 @@
 page, with scores compared to the same export scored on this machine.
 
     python -m benchmarks.image_check --image emovox-serve --export runs/whisper-base-onnx [--clips 24]
+        [--starts 3] [--compare-venv .venv-runtime]
 
 Starts the image with `docker run -d --network host IMAGE --port PORT`, so it needs a docker daemon and
 the export the image was built with; real clips come from EMOVOX_TEST_DATA (RAVDESS actors 13-16),
-the page is driven in headless Chromium when one is installed. Prints a summary (JSON) and exits 1
-when a check fails. Not part of the tests: building an image needs a daemon and a base image.
+the page is driven in headless Chromium when one is installed. `--starts N` times N starts of the
+image (container start to the first 200 on /v1/ready), interleaved with N starts of `emovox serve`
+from a runtime venv on this machine when `--compare-venv` names one. Prints a summary (JSON) and
+exits 1 when a check fails. Not part of the tests: building an image needs a daemon and a base image.
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -38,13 +42,13 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _post_files(url: str, paths: list[Path]) -> tuple[int, object]:
-    """POST /v1/predict with each path as a repeated multipart `file` field."""
+def _post_files(url: str, paths: list[Path], query: str = "") -> tuple[int, object]:
+    """POST /v1/predict (``?query``) with each path as a repeated multipart `file` field."""
     boundary = uuid.uuid4().hex
     body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{p.name}"\r\n'
                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + p.read_bytes() + b"\r\n"
                     for p in paths) + f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url + "/v1/predict", data=body, method="POST",
+    req = urllib.request.Request(url + "/v1/predict" + (f"?{query}" if query else ""), data=body, method="POST",
                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
@@ -65,7 +69,7 @@ def _poll(fn, timeout: float, step: float = 0.1):
 
 def image_size(image: str) -> dict:
     """The image's size and its layers (MB, as `docker history` counts them, largest first)."""
-    layers = [line.split("\t", 1) for line in
+    layers = [(line + "\t").split("\t")[:2] for line in
               _docker("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image).splitlines()]
     return {"image_mb": round(int(_docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6, 1),
             "layers": [[size, cmd[:90]] for size, cmd in layers if not size.startswith("0B")]}
@@ -82,6 +86,19 @@ def start(image: str, port: int) -> tuple[str, dict]:
     started = datetime.fromisoformat(_docker("inspect", "-f", "{{.State.StartedAt}}", cid).replace("Z", "+00:00")[:26]
                                      + "+00:00")
     return cid, {"docker_run_s": round(t_run, 2), "start_to_ready_s": round((ready_at - started).total_seconds(), 2)}
+
+
+def host_ready(venv: Path, export: Path, port: int) -> float:
+    """Seconds from spawning ``VENV/bin/emovox serve EXPORT`` to the first 200 on /v1/ready."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(venv / "bin" / "emovox"), "serve", str(export), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _poll(lambda: _get(f"http://127.0.0.1:{port}/v1/ready")[0] == 200, 120, 0.02)
+        return round(time.monotonic() - t0, 2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def api_checks(url: str, export: Path, clips: list[Path], work: Path) -> dict:
@@ -106,6 +123,9 @@ def api_checks(url: str, export: Path, clips: list[Path], work: Path) -> dict:
     out["clips"], out["predict_s_per_clip"] = len(rows), round((time.monotonic() - t0) / max(len(rows), 1), 3)
     diffs = [abs(s["score"] - {t["label"]: t["score"] for t in refs[r["path"]]["top_k"]}[s["label"]])
              for r in rows for s in r["top_k"]]
+    # the page's "conversation" box: speech segments and speakers (reported, not required of the runtime)
+    status, got = _post_files(url, clips[:1], "segments=vad")
+    out["segments_vad"] = [status, got if status != 200 else sorted(got[0])]
     out["same_labels"] = all(r["label"] == refs[r["path"]]["label"] for r in rows) and len(rows) == len(clips)
     out["max_score_diff"] = max(diffs) if diffs else None
     return out
@@ -162,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", type=Path, required=True, help="the export folder the image was built with")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--starts", type=int, default=1, help="timed starts of the image (the last one is checked)")
+    ap.add_argument("--compare-venv", type=Path, help="a runtime venv: its `emovox serve` timed beside the image")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/_work/image_check"))
     args = ap.parse_args(argv)
     from emovox.testing import test_data_dir
@@ -173,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     clips = clips[:: max(1, len(clips) // args.clips)][: args.clips]
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"image": args.image, **image_size(args.image)}
-    cid, summary["start"] = start(args.image, args.port)
+    starts: list[dict] = []
+    for i in range(args.starts):
+        if i:
+            _docker("stop", cid)
+        if args.compare_venv:
+            starts.append({"venv_spawn_to_ready_s": host_ready(args.compare_venv, args.export, args.port)})
+        cid, timing = start(args.image, args.port)
+        starts.append({**timing, "load_1min": round(os.getloadavg()[0], 2)})
+    summary["starts"] = starts
     url = f"http://127.0.0.1:{args.port}"
     try:
         summary["api"] = api_checks(url, args.export, clips, args.out)
