@@ -28,6 +28,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.loadmon import LoadMonitor
+
 
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -200,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     clips = clips[:: max(1, len(clips) // args.clips)][: args.clips]
     args.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"image": args.image, **image_size(args.image)}
+    # what others keep busy while this waits (the container's CPU would count as foreign in a monitor
+    # around the starts: it is no child of this process)
+    with LoadMonitor(every=1.0) as idle:
+        time.sleep(6)
+    summary["load_before"] = idle.summary()
     starts: list[dict] = []
     for i in range(args.starts):
         if i:
