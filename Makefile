@@ -38,14 +38,19 @@ $(RUNTIME_VENV)/.installed: pyproject.toml
 runtime: $(RUNTIME_VENV)/.installed
 
 # The serving image (Dockerfile): the runtime and one export folder, e.g. `make image MODEL=runs/demo-onnx`.
+# The build context is only what the image needs (Dockerfile, pyproject.toml, README.md, src and the
+# export as model/), so MODEL may be anywhere and the rest of runs/ is never sent to the daemon.
 # BASE defaults to Docker Hub's python:3.11-slim; `make image-base` builds a Debian bookworm base from
 # Debian's mirror instead (root, debootstrap), for machines that cannot reach Docker Hub.
 IMAGE ?= emovox-serve
 BASE ?= python:3.11-slim
 DOCKER_BUILD_FLAGS ?=
+MODEL_DIR = $(abspath $(MODEL))
 image:
-	test -f $(MODEL)/model.onnx || { echo "error: MODEL=$(MODEL) is not an emovox export folder (no model.onnx)"; exit 2; }
-	docker build -t $(IMAGE) --build-arg BASE=$(BASE) --build-arg MODEL=$(MODEL) $(DOCKER_BUILD_FLAGS) .
+	test -f "$(MODEL)/model.onnx" || { echo "error: MODEL=$(MODEL) is not an emovox export folder (no model.onnx)"; exit 2; }
+	tar -c --exclude=__pycache__ Dockerfile pyproject.toml README.md src -C "$(dir $(MODEL_DIR))" \
+	    --transform 's,^$(notdir $(MODEL_DIR))\(/\|$$\),model\1,' "$(notdir $(MODEL_DIR))" \
+	  | docker build -t $(IMAGE) --build-arg BASE=$(BASE) $(DOCKER_BUILD_FLAGS) -
 	docker images $(IMAGE)
 
 image-base:
