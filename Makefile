@@ -47,7 +47,8 @@ BASE ?= python:3.11-slim
 DOCKER_BUILD_FLAGS ?=
 MODEL_DIR = $(abspath $(MODEL))
 image:
-	test -f "$(MODEL)/model.onnx" || { echo "error: MODEL=$(MODEL) is not an emovox export folder (no model.onnx)"; exit 2; }
+	@test -n "$(MODEL)" || { echo "error: name the export folder: make image MODEL=runs/demo-onnx"; exit 2; }
+	@test -f "$(MODEL)/model.onnx" || { echo "error: $(MODEL) is not an emovox export folder (no model.onnx)"; exit 2; }
 	tar -c --exclude=__pycache__ Dockerfile pyproject.toml README.md src -C "$(dir $(MODEL_DIR))" \
 	    --transform 's,^$(notdir $(MODEL_DIR))\(/\|$$\),model\1,' "$(notdir $(MODEL_DIR))" \
 	  | docker build -t $(IMAGE) --build-arg BASE=$(BASE) $(DOCKER_BUILD_FLAGS) -

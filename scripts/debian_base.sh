@@ -18,5 +18,6 @@ rm -rf "$work"/rootfs/var/cache/apt/* "$work"/rootfs/var/lib/apt/lists/* \
   "$work"/rootfs/usr/share/locale/*
 # the build's pip reaches PyPI with this host's certificate bundle (a TLS proxy's CA included)
 cp /etc/ssl/certs/ca-certificates.crt "$work/rootfs/etc/ssl/certs/ca-certificates.crt"
-tar -C "$work/rootfs" -c . | docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' - "$tag"
+tar -C "$work/rootfs" -c . | docker import -c 'ENV LANG=C.UTF-8' \
+  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["python3"]' - "$tag"
 docker images "$tag"
