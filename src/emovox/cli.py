@@ -279,15 +279,15 @@ def export(
     int8_encoder: bool = typer.Option(False, help="With --int8, also quantise the convolutional feature encoder "
                                                   "(exported as MatMuls): ~1.3x faster, more top-1 flips on near-ties."),
     allow_pickle: bool = typer.Option(False, help="Also load pickled .bin/.pt weights (they can run code: trusted folders only)."),
+    conversation: bool = typer.Option(False, help="Also bundle the speech detector and speaker encoder (ONNX): --segment vad --speakers without torch."),
 ) -> None:
     """ONNX export (dynamic time axis), optional int8, with a parity check against torch."""
     from .inference.export import cpu_int8_note, export_onnx
 
-    r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder, allow_pickle=allow_pickle)
-    typer.echo(f"wrote {r.onnx_path}; parity vs torch on {r.n_checked} clips: max prob diff {r.max_prob_diff:.2e}, "
-               f"top-1 agreement {r.top1_agreement:.1%}")
-    note = cpu_int8_note() if int8 else None
-    if note:
+    r = export_onnx(run_dir=run, out=out, int8=int8, int8_encoder=int8_encoder, allow_pickle=allow_pickle, conversation=conversation)
+    typer.echo(f"wrote {r.onnx_path}{' and ' + str(out / 'conversation') if conversation else ''}; parity vs torch on {r.n_checked} "
+               f"clips: max prob diff {r.max_prob_diff:.2e}, top-1 agreement {r.top1_agreement:.1%}")
+    if int8 and (note := cpu_int8_note()):
         typer.echo(f"note: {note}")
 
 

@@ -5,6 +5,7 @@ The runtime install is simulated by a child process whose import system refuses 
 transformers: anything on the path that imports them fails the command."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -213,28 +215,35 @@ def test_runtime_errors_are_one_line(whisper_export, tmp_path):
     assert got.returncode == 2 and "Traceback" not in got.stderr and "emovox[train]" in got.stderr
 
 
-def test_runtime_serve_without_torch(whisper_export, clips, tmp_path):
+@contextlib.contextmanager
+def _runtime_server(tmp_path: Path, model: Path) -> Iterator[str]:
+    """``emovox serve MODEL`` under the runtime (torch refused), ready; yields its URL."""
     pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
-    _, onnx = whisper_export
     log_path = tmp_path / "server.log"
     with open(log_path, "w+") as log:
-        proc = _runtime(tmp_path, "serve", onnx, "--port", "0", "--workers", "1", stdout=log,
+        proc = _runtime(tmp_path, "serve", model, "--port", "0", "--workers", "1", stdout=log,
                         stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
         try:
             url = wait_for(lambda: (m := re.search(r"on (http://127\.0\.0\.1:\d+)", log_path.read_text())) and m[1],
                            60, proc)
             wait_for(lambda: _get(url + "/v1/ready")[0] == 200, 60, proc)
-            status, model = _get(url + "/v1/model")
-            assert status == 200 and model["backend"] == "onnx" and model["labels"] == list(get_scheme("crema-d-6").labels)
-            ref = list(Predictor.from_run_dir(onnx).predict_files(clips[:2]))
-            for path, want in zip(clips[:2], ref):
-                status, row = _post(url + "/v1/predict/raw", Path(path).read_bytes())
-                assert status == 200 and row["label"] == want["label"] and abs(row["score"] - want["score"]) < 1e-5
-            assert _post(url + "/v1/predict/raw", b"not audio at all")[0] == 415
+            yield url
         finally:
             proc.terminate()
             proc.wait(10)
     assert "Traceback" not in log_path.read_text()
+
+
+def test_runtime_serve_without_torch(whisper_export, clips, tmp_path):
+    _, onnx = whisper_export
+    with _runtime_server(tmp_path, onnx) as url:
+        status, model = _get(url + "/v1/model")
+        assert status == 200 and model["backend"] == "onnx" and model["labels"] == list(get_scheme("crema-d-6").labels)
+        ref = list(Predictor.from_run_dir(onnx).predict_files(clips[:2]))
+        for path, want in zip(clips[:2], ref):
+            status, row = _post(url + "/v1/predict/raw", Path(path).read_bytes())
+            assert status == 200 and row["label"] == want["label"] and abs(row["score"] - want["score"]) < 1e-5
+        assert _post(url + "/v1/predict/raw", b"not audio at all")[0] == 415
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -254,3 +263,75 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+# -- conversations (--segment vad --speakers) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def conversation_export(whisper_export, tmp_path_factory):
+    """The tiny Whisper run exported with its speech detector and speaker encoder (``--conversation``)."""
+    pytest.importorskip("silero_vad", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
+    pytest.importorskip("resemblyzer", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
+    from emovox.cli import main
+
+    run, _ = whisper_export
+    out = tmp_path_factory.mktemp("rt_conv") / "onnx"
+    assert main(["export", str(run), "--out", str(out), "--conversation"]) in (0, None)
+    assert sorted(p.name for p in (out / "conversation").iterdir()) == ["speaker_encoder.onnx", "speaker_mel_filters.npy",
+                                                                        "vad.onnx"]
+    return run, out
+
+
+@pytest.fixture(scope="module")
+def talk(real_data, tmp_path_factory) -> Path:
+    """Eight real turns of two RAVDESS actors (a man and a woman), pauses of 0.5-1 s, low hiss."""
+    from emovox.inference.assemble import alternate, write_conversation
+
+    def takes(actor):
+        files = sorted((real_data / "ravdess16k" / f"Actor_{actor}").glob("*.flac"))[::9][:4]
+        return [{"path": f, "speaker": actor, "label": "?"} for f in files]
+
+    path = tmp_path_factory.mktemp("rt_talk") / "talk.wav"
+    write_conversation(path, alternate(takes("01"), takes("02"), 8), pauses=(0.5, 1.0), seed=0)
+    return path
+
+
+def _conversation_rows(model: Path, talk: Path) -> list[dict]:
+    from emovox.inference.conversation import ConversationOptions, conversation_rows
+
+    return list(conversation_rows(Predictor.from_run_dir(model), [str(talk)], options=ConversationOptions(speakers=2)))
+
+
+def test_runtime_conversations_without_torch_equal_the_full_install(conversation_export, talk, tmp_path):
+    run, onnx = conversation_export
+    got = _runtime(tmp_path, "predict", onnx, talk, "--segment", "vad", "--speakers", "2", "--format", "jsonl")
+    assert got.returncode == 0, got.stderr
+    assert _heavy(got.stderr) == []  # no torch, transformers, scikit-learn, scipy or pandas on this path
+    rows = _rows(got.stdout)
+    segments = [r for r in rows if "summary" not in r]
+    assert len(segments) >= 6 and {r["speaker"] for r in segments} == {"S1", "S2"}
+    assert [r.get("summary") for r in rows[len(segments):]] == ["speaker", "speaker", "file"]
+    full = _conversation_rows(onnx, talk)  # the full install on the same export: the same rows
+    assert [(r.get("start"), r.get("end"), r.get("speaker"), r["label"]) for r in full] == \
+        [(r.get("start"), r.get("end"), r.get("speaker"), r["label"]) for r in rows]
+    torch_rows = _conversation_rows(run, talk)  # the run dir: Resemblyzer in torch, the package's detector
+    assert [(r["start"], r["end"], r["speaker"]) for r in torch_rows if "summary" not in r] == \
+        [(r["start"], r["end"], r["speaker"]) for r in segments]
+    assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(torch_rows, rows) if "summary" not in a)
+
+
+def test_runtime_conversation_needs_the_bundle_for_speakers(whisper_export, talk, tmp_path):
+    _, onnx = whisper_export  # exported without --conversation
+    got = _runtime(tmp_path, "predict", onnx, talk, "--segment", "vad", "--speakers", "2")
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert len(got.stderr.strip().splitlines()) <= 2 and "--conversation" in got.stderr
+
+
+def test_runtime_serve_segments_and_speakers(conversation_export, talk, tmp_path):
+    _, onnx = conversation_export
+    want = [r for r in _conversation_rows(onnx, talk) if "summary" not in r]
+    with _runtime_server(tmp_path, onnx) as url:
+        status, got = _post(url + "/v1/predict/raw?segments=vad&speakers=2", talk.read_bytes())
+    assert status == 200, got
+    assert [(s["start"], s["end"], s["speaker"], s["label"]) for s in got["segments"]] == \
+        [(r["start"], r["end"], r["speaker"], r["label"]) for r in want]
+    assert {s["speaker"] for s in got["speakers"]} == {"S1", "S2"}

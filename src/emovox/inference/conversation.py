@@ -24,6 +24,7 @@ from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, window_bounds
 from ..errors import BadAudio, BadConfig
 from .speakers import cluster_speakers, embed_segments, parse_speakers
 from .vad import VadOptions, find_speech
+from .voice_models import bundle_of
 
 SEGMENT_MODES = ("windows", "vad")
 SCORE_BATCH = 32  # segments scored per call: bounds memory on long recordings, paces the progress bar
@@ -106,7 +107,8 @@ def conversation_rows(predictor, paths: Sequence[str], *, options: ConversationO
 def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationOptions, top_k: int = 3,
                progress: bool = False) -> list[dict]:
     """Rows for one 16 kHz recording already in memory (the server's uploads come this way)."""
-    spans = [_at_least(s, e, len(wave)) for s, e in find_speech(wave, options.vad)]
+    bundle = bundle_of([s.ref for s in getattr(predictor, "sources", [])])  # an export's own detector and encoder
+    spans = [_at_least(s, e, len(wave)) for s, e in find_speech(wave, options.vad, bundle)]
     waves = [wave[s:e] for s, e in spans]
     probs = segment_probs(predictor, waves, margin=options.margin, progress=progress, what=path)
     rows = []
@@ -116,7 +118,7 @@ def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationO
                      **{k: row[k] for k in ("label", "score", "top_k")}})
     speakers = parse_speakers(options.speakers)
     if speakers is not None and rows:
-        names = cluster_speakers(embed_segments(waves), speakers,
+        names = cluster_speakers(embed_segments(waves, bundle=bundle), speakers,
                                  weights=np.array([(e - s) / SAMPLE_RATE for s, e in spans]))
         rows = [{**r, "speaker": n} for r, n in zip(rows, names)]
         rows = [{k: r[k] for k in ("path", "start", "end", "speaker", "label", "score", "top_k")} for r in rows]

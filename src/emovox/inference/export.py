@@ -115,6 +115,7 @@ def export_onnx(
     dynamo: bool = False,
     int8_encoder: bool = False,
     allow_pickle: bool = False,
+    conversation: bool = False,
 ) -> ExportResult:
     """Export a run dir's classifier to ONNX (optionally int8) and check it against torch.
 
@@ -134,14 +135,21 @@ def export_onnx(
         int8_encoder: With ``int8``, export the convolutional feature encoder as MatMuls so that
             it is quantised too (when it has the wav2vec2 shape), with int8 weights: about 1.3x
             faster, at more top-1 flips on near-ties. ``False`` keeps it fp32.
+        allow_pickle: Also load pickled ``.bin``/``.pt`` weights.
+        conversation: Also write ``OUT/conversation/`` (``voice_models.write_bundle``): the speech
+            detector and the speaker encoder as ONNX, so that the runtime install runs
+            ``--segment vad --speakers`` on the export. Without it a stale bundle is removed.
 
     Returns:
         The written model path and the parity numbers of that model against torch.
 
     Raises:
         BadRunDir: ``run_dir`` is missing, lacks its config or feature extractor, or does not load.
-        BadConfig: unknown ``quantize_ops`` or ``weight_type``.
+        BadConfig: unknown ``quantize_ops`` or ``weight_type``; ``conversation`` without
+            silero-vad and Resemblyzer installed.
     """
+    from .voice_models import BUNDLE, write_bundle
+
     out = Path(out)
     weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
     ops = _check_quantize_args(quantize_ops, weight_type) if int8 else ()
@@ -149,6 +157,10 @@ def export_onnx(
     family = backbone_for(model, strict=False)
     with_mask = family.uses_attention_mask(fe)
     out.mkdir(parents=True, exist_ok=True)
+    if conversation:
+        write_bundle(out)
+    else:
+        shutil.rmtree(out / BUNDLE, ignore_errors=True)  # a stale one from an earlier --conversation export
     model_path = out / MODEL_FILE
     fp32_path = out / FP32_FILE if int8 else model_path
     # fp32 stays convolutional: ORT's Conv beat the MatMul form there (10.9 vs 10.0 audio-s/s, by hand)

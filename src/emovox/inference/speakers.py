@@ -2,11 +2,13 @@
 
 The encoder is Resemblyzer's GE2E speaker encoder (a 3-layer LSTM over 40 mel bands, 256-d
 embeddings, trained for speaker verification on VoxCeleb and LibriSpeech): its weights ship inside
-its registry package (17 MB), so it installs hash-pinned and runs offline on the torch emovox already
-has. A segment is embedded in 1.6 s pieces whose embeddings are averaged (long segments in pieces).
+its registry package (17 MB), so it installs hash-pinned and runs offline on torch; an export made
+with ``--conversation`` carries it as ONNX for the runtime install (``voice_models``). Its mel front
+end and the 1.6 s pieces a segment is embedded in (their embeddings averaged) are Resemblyzer's,
+redone in numpy so that both run the same code.
 Embeddings are centred on the recording's mean (what all its segments share, the room and the
 channel, drops out), L2-normalised, reduced to their main directions (PCA, ``2k`` but at least 4
-dimensions for ``k`` speakers) and clustered with scikit-learn's k-means (10 starts, seeded): on
+dimensions for ``k`` speakers) and clustered with k-means (10 starts, seeded; ``kmeans``): on
 assembled RAVDESS conversations that split speakers best among agglomerative (average, complete,
 Ward), spectral and k-means with and without the reduction (benchmarks/NOTES.md). With ``auto`` the count (2 to 8) is
 the one with the best silhouette; one speaker when the best split's silhouette is low or its two
@@ -15,10 +17,16 @@ closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first a
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig
+from ..models.backbones.front_end import power_spectrum
+from .kmeans import kmeans, pca, silhouette_cosine
+from .voice_models import INSTALL_HINT, onnx_session, speaker_files
 
 MAX_AUTO_SPEAKERS = 8
 PARTIALS_PER_SECOND = 1.3  # Resemblyzer's default: 1.6 s partials every 0.77 s
@@ -29,8 +37,12 @@ MIN_SILHOUETTE = 0.1
 # RAVDESS actor split in two, 0.50-0.82 for two actors), so ``auto`` can split one expressive
 # speaker in two: give the count when it is known.
 SAME_VOICE = 0.9
+N_FFT, HOP, MELS = 400, 160, 40  # Resemblyzer's mel front end: 25 ms windows every 10 ms, 40 bands
+PARTIAL_FRAMES = 160  # 1.6 s partials
+TARGET_DBFS = -30.0  # quieter segments are raised to this RMS level before embedding
+_HANN = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic, as librosa's STFT window
 _LOCK = threading.Lock()
-_ENCODER = None
+_ENCODERS: dict[Any, "VoiceEncoder"] = {}
 
 
 def parse_speakers(value: str | int | None) -> int | str | None:
@@ -52,47 +64,100 @@ def parse_speakers(value: str | int | None) -> int | str | None:
     return n
 
 
-def voice_encoder():
-    """Resemblyzer's GE2E encoder on the CPU, loaded once per process.
+class VoiceEncoder:
+    """GE2E as the conversation path runs it: mel partials [B, 160, 40] -> L2-normalised
+    embeddings [B, 256], by onnxruntime from an export's bundle or by Resemblyzer's torch module;
+    ``mel_filters`` [40, 201] is the filter bank its mel front end uses."""
+
+    def __init__(self, mel_filters: np.ndarray, run: Callable[[np.ndarray], np.ndarray], net: Any = None) -> None:
+        self.mel_filters = np.asarray(mel_filters, dtype=np.float32)
+        self.run = run
+        self.net = net  # the torch module (what ``export --conversation`` exports), None for ONNX
+
+
+def voice_encoder(bundle: Path | None = None) -> VoiceEncoder:
+    """The speaker encoder of an export's bundle (ONNX), else Resemblyzer's, loaded once per process.
 
     Raises:
-        BadConfig: Resemblyzer (or what it imports) is not installed; the message says how.
+        BadConfig: no bundle and Resemblyzer (or what it imports) is not installed; the message says how.
     """
-    global _ENCODER
+    files = speaker_files(bundle)
     with _LOCK:
-        if _ENCODER is None:
-            try:
-                from resemblyzer import VoiceEncoder
-            except ImportError as exc:
-                raise BadConfig(f"--speakers needs Resemblyzer ({exc.name} is missing): pip install --no-deps "
-                                "--require-hashes -r requirements/conversation.txt") from None
-            _ENCODER = VoiceEncoder("cpu", verbose=False)
-        return _ENCODER
+        if files not in _ENCODERS:
+            _ENCODERS[files] = _onnx_encoder(*files) if files else _torch_encoder()
+        return _ENCODERS[files]
 
 
-def embed_segments(waves: list[np.ndarray], *, rate: float = PARTIALS_PER_SECOND, batch: int = 64) -> np.ndarray:
+def _onnx_encoder(graph: Path, mel_filters: Path) -> VoiceEncoder:
+    session = onnx_session(graph)
+    return VoiceEncoder(np.load(mel_filters), lambda mels: session.run(["embeddings"], {"mels": mels})[0])
+
+
+def _torch_encoder() -> VoiceEncoder:
+    try:
+        import librosa
+        import torch
+        from resemblyzer import VoiceEncoder as GE2E
+    except ImportError as exc:
+        raise BadConfig(f"--speakers needs Resemblyzer ({exc.name} is missing): score an export made with "
+                        f"`emovox export RUN --out DIR --conversation`, or {INSTALL_HINT}") from None
+    net = GE2E("cpu", verbose=False).eval()
+
+    def run(mels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(mels)).numpy()
+
+    return VoiceEncoder(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=MELS), run, net)
+
+
+def mel_spectrogram(wave: np.ndarray, mel_filters: np.ndarray) -> np.ndarray:
+    """Resemblyzer's ``wav_to_mel_spectrogram`` (librosa's centred, zero-padded 25 ms power STFT
+    every 10 ms through 40 mel bands, not logged), [frames, 40]."""
+    power = power_spectrum(wave, N_FFT, HOP, _HANN, pad_mode="constant")
+    return (power @ mel_filters.T.astype(np.float64)).astype(np.float32)
+
+
+def louder(wave: np.ndarray) -> np.ndarray:
+    """Resemblyzer's ``normalize_volume(wave, -30, increase_only=True)``: quiet segments raised to
+    -30 dBFS RMS, louder ones left alone."""
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    if rms <= 0.0:
+        return wave
+    change = TARGET_DBFS - 20.0 * np.log10(rms)
+    return wave if change < 0 else (wave * 10 ** (change / 20)).astype(np.float32)
+
+
+def partial_starts(n_samples: int, rate: float = PARTIALS_PER_SECOND, min_coverage: float = 0.75) -> list[int]:
+    """First mel frame of each 1.6 s partial, as Resemblyzer's ``compute_partial_slices``: one
+    every ``1 / rate`` s, the last one kept when the wave covers ``min_coverage`` of it."""
+    n_frames = int(np.ceil((n_samples + 1) / HOP))
+    step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    starts = list(range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step))
+    if len(starts) > 1 and (n_samples - starts[-1] * HOP) / (PARTIAL_FRAMES * HOP) < min_coverage:
+        starts.pop()
+    return starts
+
+
+def embed_segments(waves: list[np.ndarray], *, bundle: Path | None = None, rate: float = PARTIALS_PER_SECOND,
+                   batch: int = 64) -> np.ndarray:
     """One L2-normalised 256-d voice embedding per 16 kHz wave, [N, 256]: Resemblyzer's
     ``embed_utterance`` (1.6 s partials, their embeddings averaged), with the partials of all
     segments run through the encoder together in batches rather than one segment per call."""
-    import torch
-    from resemblyzer import normalize_volume, wav_to_mel_spectrogram
-
-    enc = voice_encoder()
+    enc = voice_encoder(bundle)
     mels, owner = [], []
     for i, w in enumerate(waves):
-        w = normalize_volume(np.asarray(w, dtype=np.float32), -30, increase_only=True).astype(np.float32)
-        wav_slices, mel_slices = enc.compute_partial_slices(len(w), rate=rate, min_coverage=0.75)
-        if wav_slices[-1].stop >= len(w):
-            w = np.pad(w, (0, wav_slices[-1].stop - len(w)))
-        mel = wav_to_mel_spectrogram(w)
-        mels += [mel[s] for s in mel_slices]
-        owner += [i] * len(mel_slices)
+        w = louder(np.asarray(w, dtype=np.float32))
+        starts = partial_starts(len(w), rate)
+        end = (starts[-1] + PARTIAL_FRAMES) * HOP
+        if end >= len(w):
+            w = np.pad(w, (0, end - len(w)))
+        mel = mel_spectrogram(w, enc.mel_filters)
+        mels += [mel[s:s + PARTIAL_FRAMES] for s in starts]
+        owner += [i] * len(starts)
     out = np.zeros((len(waves), 256), dtype=np.float64)
     owner_a = np.array(owner, dtype=int)
-    with torch.inference_mode():
-        for k in range(0, len(mels), batch):
-            part = enc(torch.from_numpy(np.stack(mels[k:k + batch]))).numpy()
-            np.add.at(out, owner_a[k:k + batch], part)
+    for k in range(0, len(mels), batch):
+        np.add.at(out, owner_a[k:k + batch], enc.run(np.stack(mels[k:k + batch])))
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out.astype(np.float32)
 
@@ -125,20 +190,15 @@ def _centred(x: np.ndarray) -> np.ndarray:
 
 
 def _kmeans(x: np.ndarray, k: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-
     if k <= 1 or len(x) < 2:
         return np.zeros(len(x), dtype=int)
     dims = min(max(4, 2 * k), len(x) - 1, x.shape[1])
     if dims >= k:  # the speaker directions dominate a recording's variance; the rest is mostly mood
-        x = PCA(n_components=dims, random_state=0).fit_transform(x)
-    return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
+        x = pca(x, dims)
+    return kmeans(x, k, n_init=10, seed=0)
 
 
 def _auto(x: np.ndarray, raw: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    from sklearn.metrics import silhouette_samples
-
     if len(x) < 3:
         return np.zeros(len(x), dtype=int)
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=float)
@@ -147,7 +207,7 @@ def _auto(x: np.ndarray, raw: np.ndarray, weights: np.ndarray | None) -> np.ndar
         ids = _kmeans(x, k)
         if len(np.unique(ids)) < k or _closest_centres(raw, ids) > SAME_VOICE:
             break  # splitting further separates one voice
-        score = float(np.average(silhouette_samples(x, ids, metric="cosine"), weights=w))
+        score = float(np.average(silhouette_cosine(x, ids), weights=w))
         if score > best_score:
             best, best_score = ids, score
     return best

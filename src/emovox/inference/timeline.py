@@ -93,8 +93,12 @@ def with_outputs(rows: Iterable[dict], *, rttm: str | Path | None = None, plot: 
             handle = open(rttm, "w")
         if plot:
             Path(plot).mkdir(parents=True, exist_ok=True)
+            import matplotlib  # noqa: F401  (before any file is scored: the runtime install has none)
     except OSError as exc:
         raise BadConfig(f"{exc.filename}: cannot be written ({exc.strerror})") from None
+    except ImportError:
+        raise BadConfig("--plot needs matplotlib, which the runtime install leaves out: pip install matplotlib, "
+                        "or pip install 'emovox[train]'") from None
     current: list[dict] = []
     try:
         for row in rows:

@@ -1,5 +1,7 @@
 """Speech segments: where someone speaks in a recording, found by silero-vad's pretrained detector
-(the ONNX model its registry package ships, run by onnxruntime: offline, no torch in the loop).
+(the ONNX model its registry package ships, or an export's copy: ``voice_models``), run by
+onnxruntime with silero's framing and its start/end rule redone in numpy (its Python package
+imports torch, which the runtime install does not have).
 
 Silence is never encoded: only the segments found here reach the emotion model. A segment longer
 than ``max_segment`` is cut at its quietest point (the lowest speech probability, then the lowest
@@ -9,15 +11,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig
+from .voice_models import onnx_session, vad_model_path
 
 FRAME = 512  # silero-vad's frame at 16 kHz (32 ms): one speech probability per frame
+CONTEXT = 64  # samples of the previous frame each frame is scored with
+STATE = 128  # the detector's LSTM state size
+BLOCK_FRAMES = 512  # frames per ONNX call (16.4 s)
 _LOCK = threading.Lock()
-_MODEL = None
+_SESSIONS: dict[Path, object] = {}
 
 
 @dataclass(frozen=True)
@@ -52,54 +59,71 @@ class VadOptions:
         return self
 
 
-def silero_model():
-    """The silero-vad sequence model (one ONNX call per 16 s block), loaded once per process.
-
-    Raises:
-        BadConfig: silero-vad is not installed (the message says how to install it).
-    """
-    global _MODEL
+def detector(bundle: Path | None = None):
+    """An onnxruntime session of silero-vad's sequence model (:func:`vad_model_path`), one per
+    file per process."""
+    path = vad_model_path(bundle)
     with _LOCK:
-        if _MODEL is None:
-            _MODEL = _load_silero()
-        return _MODEL
+        if path not in _SESSIONS:
+            _SESSIONS[path] = onnx_session(path)
+        return _SESSIONS[path]
 
 
-def _load_silero():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    threads = torch.get_num_threads() if torch is not None else None
-    try:
-        from silero_vad import load_silero_vad
-    except ImportError:
-        raise BadConfig("--segment vad needs silero-vad: pip install --no-deps --require-hashes "
-                        "-r requirements/conversation.txt") from None
-    finally:
-        if threads:  # importing silero_vad sets torch to one thread for the whole process
-            torch.set_num_threads(threads)
-    return load_silero_vad(sequence=True)
+def speech_probabilities(wave: np.ndarray, bundle: Path | None = None) -> np.ndarray:
+    """One speech probability per 32 ms frame of a 16 kHz wave (the last frame zero-padded): the
+    sequence model over blocks of up to 512 frames, each frame with the 64 samples before it and
+    the LSTM state carried from block to block, as ``silero_vad.sequence_vad`` runs it."""
+    x = np.ascontiguousarray(wave, dtype=np.float32).reshape(-1)
+    n = -(-x.size // FRAME)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    frames = np.zeros((n, FRAME), dtype=np.float32)
+    frames.reshape(-1)[:x.size] = x
+    context = np.zeros((n, CONTEXT), dtype=np.float32)
+    context[1:] = frames[:-1, -CONTEXT:]
+    blocks = np.concatenate([context, frames], axis=1)
+    session = detector(bundle)
+    h = c = np.zeros((1, 1, STATE), dtype=np.float32)
+    out = []
+    for k in range(0, n, BLOCK_FRAMES):
+        p, h, c = session.run(["speech_probs", "hn", "cn"], {"input": blocks[k:k + BLOCK_FRAMES], "h": h, "c": c})
+        out.append(np.asarray(p).reshape(-1))
+    return np.concatenate(out)
 
 
-def speech_probabilities(wave: np.ndarray) -> np.ndarray:
-    """One speech probability per 32 ms frame of a 16 kHz wave."""
-    return silero_model().audio_forward(np.ascontiguousarray(wave, dtype=np.float32), sampling_rate=SAMPLE_RATE)
+def speech_spans(probs: np.ndarray, n_samples: int, opts: VadOptions) -> list[tuple[int, int]]:
+    """silero-vad's ``get_speech_timestamps_from_probs`` with no padding and no length limit
+    (:func:`pad_spans` and :func:`split_long` do those): speech starts at a frame at or over the
+    threshold and ends where the probability has stayed under ``threshold - 0.15`` for
+    ``min_silence``; bursts no longer than ``min_speech`` are dropped. Sample pairs, in order."""
+    thr = opts.threshold
+    neg = max(thr - 0.15, 0.01)
+    min_speech = SAMPLE_RATE * int(opts.min_speech * 1000) / 1000
+    min_silence = SAMPLE_RATE * int(opts.min_silence * 1000) / 1000
+    spans: list[tuple[int, int]] = []
+    start = quiet_from = None
+    for i, p in enumerate(probs):
+        here = FRAME * i
+        if p >= thr:
+            quiet_from = None
+            start = here if start is None else start
+        elif start is not None and p < neg:
+            quiet_from = here if quiet_from is None else quiet_from
+            if here - quiet_from >= min_silence:
+                if quiet_from - start > min_speech:
+                    spans.append((start, quiet_from))
+                start = quiet_from = None
+    if start is not None and n_samples - start > min_speech:
+        spans.append((start, n_samples))
+    return spans
 
 
-def find_speech(wave: np.ndarray, options: VadOptions | None = None) -> list[tuple[int, int]]:
+def find_speech(wave: np.ndarray, options: VadOptions | None = None, bundle: Path | None = None) -> list[tuple[int, int]]:
     """Speech segments of a 16 kHz wave as ``(start, end)`` sample pairs, in time order, none
-    longer than ``options.max_segment``."""
-    from silero_vad import get_speech_timestamps_from_probs
-
+    longer than ``options.max_segment``; ``bundle``: an export's conversation models, if any."""
     opts = (options or VadOptions()).check()
-    probs = speech_probabilities(wave)
-    spans = get_speech_timestamps_from_probs(
-        probs, sampling_rate=SAMPLE_RATE, threshold=opts.threshold,
-        min_speech_duration_ms=int(opts.min_speech * 1000), min_silence_duration_ms=int(opts.min_silence * 1000),
-        speech_pad_ms=0, audio_length_samples=len(wave))
-    spans = [(int(s["start"]), int(s["end"])) for s in spans]
-    cut = [piece for s, e in spans for piece in split_long(s, e, probs, wave, opts)]
+    probs = speech_probabilities(wave, bundle)
+    cut = [piece for s, e in speech_spans(probs, len(wave), opts) for piece in split_long(s, e, probs, wave, opts)]
     return pad_spans(cut, int(opts.pad * SAMPLE_RATE), len(wave))
 
 

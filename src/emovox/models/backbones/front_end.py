@@ -69,14 +69,20 @@ class WhisperLogMel(_Settings):
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """Log-mel frames [mels, 1 + len // hop - 1] (the last STFT frame dropped, as Whisper does)."""
-        pad = self.n_fft // 2
-        x = np.pad(wave.astype(np.float64), pad, mode="reflect")
-        frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[:: self.hop_length]
-        spec = np.fft.rfft(frames * self.window, axis=-1)
-        mel = (spec.real**2 + spec.imag**2)[:-1] @ self.mel_filters
+        mel = power_spectrum(wave, self.n_fft, self.hop_length, self.window)[:-1] @ self.mel_filters
         log = np.log10(np.maximum(mel, 1e-10))
         log = np.maximum(log, log.max() - 8.0)
         return ((log + 4.0) / 4.0).T.astype(np.float32)
+
+
+def power_spectrum(wave: np.ndarray, n_fft: int, hop: int, window: np.ndarray, *,
+                   pad_mode: str = "reflect") -> np.ndarray:
+    """Power STFT of centred frames (``n_fft // 2`` padding either side), [1 + len // hop, n_fft // 2 + 1],
+    in float64."""
+    x = np.pad(np.asarray(wave, dtype=np.float64), n_fft // 2, mode=pad_mode)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
+    spec = np.fft.rfft(frames * window, axis=-1)
+    return spec.real**2 + spec.imag**2
 
 
 def front_end_for(folder: str | Path) -> Any:
