@@ -27,4 +27,6 @@ COPY ${MODEL} /model
 WORKDIR /
 EXPOSE 8000
 USER nobody
+# nobody's home does not exist; onnxruntime keeps a small id file there (else a warning at each start)
+ENV HOME=/tmp
 ENTRYPOINT ["emovox", "serve", "/model", "--host", "0.0.0.0", "--port", "8000"]
