@@ -7,7 +7,8 @@ page, with scores compared to the same export scored on this machine.
 Starts the image with `docker run -d --network host IMAGE --port PORT`, so it needs a docker daemon and
 the export the image was built with; real clips come from EMOVOX_TEST_DATA (RAVDESS actors 13-16),
 the page is driven in headless Chromium when one is installed, and `?segments=vad&speakers=auto` is
-tried on two actors taking turns (reported: it needs an export made with --conversation). `--starts N` times N starts of the
+tried on two actors taking turns (reported; it needs an export made with --conversation, and then
+the page's conversation box is driven too). `--starts N` times N starts of the
 image (container start to the first 200 on /v1/ready), interleaved with N starts of `emovox serve`
 from a runtime venv on this machine when `--compare-venv` names one. Prints a summary (JSON) and
 exits 1 when a check fails. Not part of the tests: building an image needs a daemon and a base image.
@@ -153,8 +154,9 @@ def conversation_clip(clips: list[Path], out: Path) -> Path:
     return out
 
 
-def page_check(url: str, clip: Path, expected: str, shot: Path) -> dict:
-    """Upload ``clip`` on the page in headless Chromium; the card's label and a screenshot."""
+def page_check(url: str, clip: Path, expected: str, shot: Path, talk: Path | None = None) -> dict:
+    """Upload ``clip`` on the page in headless Chromium: the card's label and a screenshot; with
+    ``talk``, the same with the conversation box ticked: the speaker of each segment drawn."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         return {"browser": "chromium not installed: skipped"}
@@ -184,14 +186,29 @@ def page_check(url: str, clip: Path, expected: str, shot: Path) -> dict:
             def js(expr: str):
                 return call("Runtime.evaluate", expression=expr, returnByValue=True)["result"].get("value")
 
+            call("Page.enable")
+            call("Runtime.enable")
             call("Page.navigate", url=url + "/")
             _poll(lambda: js("document.readyState === 'complete' && "
                              "document.getElementById('model').textContent.includes(':')"), 30)
             node = call("DOM.querySelector", nodeId=call("DOM.getDocument")["root"]["nodeId"], selector="#file")
-            call("DOM.setFileInputFiles", files=[str(clip)], nodeId=node["nodeId"])
+            call("DOM.setFileInputFiles", files=[str(clip.resolve())], nodeId=node["nodeId"])
             label = _poll(lambda: js("document.querySelector('.card[data-label]')?.dataset.label"), 60)
             shot.write_bytes(base64.b64decode(call("Page.captureScreenshot", format="png")["data"]))
-        return {"browser_label": label, "browser_ok": label == expected, "screenshot": str(shot)}
+            out = {"browser_label": label, "browser_ok": label == expected, "screenshot": str(shot)}
+            if talk is not None:  # the conversation box ticked: one lane per speaker
+                call("Page.navigate", url=url + "/")
+                _poll(lambda: js("document.readyState === 'complete' && "
+                                 "document.getElementById('model').textContent.includes(':')"), 30)
+                js("document.getElementById('conversation').checked = true")
+                node = call("DOM.querySelector", nodeId=call("DOM.getDocument")["root"]["nodeId"], selector="#file")
+                call("DOM.setFileInputFiles", files=[str(talk.resolve())], nodeId=node["nodeId"])
+                _poll(lambda: js("document.querySelectorAll('svg.speakers rect.segment').length"), 60, 1.0)
+                out["conversation_lanes"] = js("[...document.querySelectorAll('svg.speakers rect.segment')]"
+                                               ".map(r => r.dataset.speaker)")
+                talk_shot = shot.with_name(shot.stem + "_conversation.png")
+                talk_shot.write_bytes(base64.b64decode(call("Page.captureScreenshot", format="png")["data"]))
+        return out
     finally:
         proc.terminate()
         proc.wait(10)
@@ -234,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{args.port}"
     try:
         summary["api"] = api_checks(url, args.export, clips, args.out)
+        talk = args.out / "conversation.wav" if summary["api"]["conversation"][0] == 200 else None
         summary["page"] = page_check(url, clips[0], _post_files(url, clips[:1])[1][0]["label"],
-                                     args.out / "image_page.png")
+                                     args.out / "image_page.png", talk)
     finally:
         summary["log_tail"] = subprocess.run(["docker", "logs", "--tail", "3", cid], capture_output=True,
                                              text=True).stderr.splitlines()
@@ -243,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=1))
     api, page = summary["api"], summary["page"]
     ok = (all(api[k] for k in ("page", "health", "model_labels", "statuses_ok", "same_labels"))
-          and api["max_score_diff"] is not None and api["max_score_diff"] <= 1e-4 and page.get("browser_ok", True))
+          and api["max_score_diff"] is not None and api["max_score_diff"] <= 1e-4 and page.get("browser_ok", True)
+          and page.get("conversation_lanes", [None]) != [])
     return 0 if ok else 1
 
 
