@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench install install-dev clean whisper-base runtime
+.PHONY: demo test bench install install-dev clean whisper-base runtime image image-base
 
 $(VENV)/.installed: pyproject.toml requirements/whisper-tiny.txt requirements/conversation.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,26 @@ $(RUNTIME_VENV)/.installed: pyproject.toml
 	touch $@
 
 runtime: $(RUNTIME_VENV)/.installed
+
+# The serving image (Dockerfile): the runtime and one export folder, e.g. `make image MODEL=runs/demo-onnx`.
+# The build context is only what the image needs (Dockerfile, pyproject.toml, README.md, src and the
+# export as model/), so MODEL may be anywhere and the rest of runs/ is never sent to the daemon.
+# BASE defaults to Docker Hub's python:3.11-slim; `make image-base` builds a Debian bookworm base from
+# Debian's mirror instead (root, debootstrap), for machines that cannot reach Docker Hub.
+IMAGE ?= emovox-serve
+BASE ?= python:3.11-slim
+DOCKER_BUILD_FLAGS ?=
+MODEL_DIR = $(abspath $(MODEL))
+image:
+	@test -n "$(MODEL)" || { echo "error: name the export folder: make image MODEL=runs/demo-onnx"; exit 2; }
+	@test -f "$(MODEL)/model.onnx" || { echo "error: $(MODEL) is not an emovox export folder (no model.onnx)"; exit 2; }
+	tar -c --exclude=__pycache__ Dockerfile pyproject.toml README.md src -C "$(dir $(MODEL_DIR))" \
+	    --transform 's,^$(notdir $(MODEL_DIR))\(/\|$$\),model\1,' "$(notdir $(MODEL_DIR))" \
+	  | docker build -t $(IMAGE) --build-arg BASE=$(BASE) $(DOCKER_BUILD_FLAGS) -
+	docker images $(IMAGE)
+
+image-base:
+	scripts/debian_base.sh emovox-base:bookworm
 
 # The demo encodes each clip once with the real Whisper tiny.en (both cores help there); the
 # head then trains on cached features in one thread (emovox sets that itself).

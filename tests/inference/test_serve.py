@@ -368,6 +368,19 @@ def test_cli_user_errors_are_one_line(tiny_run, capsys, monkeypatch):
     assert "Traceback" not in err
 
 
+def test_no_writable_temp_dir_is_one_line_at_start(tiny_run, tmp_path, capsys, monkeypatch):
+    """A read-only container without a writable /tmp: the server refuses to start, in one line,
+    instead of answering every upload with 500."""
+    import tempfile
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a-file" / "tmp"))  # what gettempdir() answers
+    assert cli_main(["serve", str(tiny_run), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no writable folder for uploads" in err and "--tmpfs /tmp" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 # -- a real server process and a real browser ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def live_server(tiny_run, tmp_path_factory):

@@ -59,7 +59,8 @@ class ServeSettings:
         """Refuse settings no server can run with.
 
         Raises:
-            BadConfig: a non-positive limit, worker count or top_k, or an empty key.
+            BadConfig: a non-positive limit, worker count or top_k, an empty key, or no writable
+                folder for uploads (a read-only container without a writable /tmp).
         """
         if self.max_upload_bytes <= 0:
             raise BadConfig(f"--max-upload-mb must be positive (got {self.max_upload_bytes / 2**20:g})")
@@ -74,6 +75,12 @@ class ServeSettings:
         check_min_confidence(self.min_confidence)
         if self.api_key is not None and not self.api_key.strip():
             raise BadConfig("the API key is empty; set the variable --api-key-env names to a non-empty key")
+        try:  # uploads are spooled to disk: refuse to start rather than answer every upload with 500
+            remove_dir(tempfile.mkdtemp(prefix="emovox-serve-", dir=self.tmp_dir))
+        except OSError as exc:
+            raise BadConfig(f"no writable folder for uploads ({self.tmp_dir or 'the temp dir'}: "
+                            f"{exc.strerror or exc}); set TMPDIR to one (in a read-only container: "
+                            "docker run --tmpfs /tmp)") from None
         return self
 
 
