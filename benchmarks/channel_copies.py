@@ -1,0 +1,184 @@
+"""Channel copies against the babble, telephone and gender losses of ``configs/ravdess-whisper.yaml``.
+
+``python -m benchmarks.channel_copies [--stage select|confirm] [--recipes a,b]``: the recipe's head
+(a ridge probe on the cached statistics of every whisper-base layer, standardised, class-balanced,
+alpha = 4 x N: the one ``benchmarks.selection_levers`` refits) fitted on clean clips plus the copies
+each recipe names, scored on clean clips and under ``emovox stress``'s conditions (the same code:
+``evaluation.conditions``; babble from other speakers of the scored split, seed 0, each clip keyed
+by its position), with the UAR per gender and the gap.
+
+- ``select``: fitted on RAVDESS actors 01-08, scored on 09-12 (two male, two female) - the choice;
+- ``confirm``: fitted on 01-12, scored once on 13-16, which no choice looked at.
+
+Copies (and their babble) come from the fitted speakers only. Every encoding goes through the
+feature cache (a degraded scored clip under its own key), so reruns cost seconds. Rows are appended
+to ``_work/channel/rows.jsonl``; ``--render`` prints the section and splices it into RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import ROOT, WORK, loadavg, table
+
+OUT = WORK / "channel"
+CONFIG = ROOT.parent / "configs" / "ravdess-whisper.yaml"
+SECTION_TITLE = "## Channel copies: babble, telephone and the gender gap (whisper-base probe, RAVDESS)"
+STAGES = {"select": (range(1, 9), range(9, 13)), "confirm": (range(1, 13), range(13, 17))}
+CONDITIONS = ("babble-10dB", "telephone", "white-10dB")
+L2 = 4.0
+CHANNEL = ["augment.channel_conditions=[babble,telephone,gsm]", "augment.channel_snr_db=[0,20]"]
+RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.yaml)
+    "shipped": ("shipped: clean + 1 augmented copy", []),
+    "ch1": ("+ 1 channel copy (babble / telephone / GSM; 0-20 dB)", ["augment.channel_copies=1", *CHANNEL]),
+    "ch2": ("+ 2 channel copies", ["augment.channel_copies=2", *CHANNEL]),
+    "ch1-only": ("clean + 1 channel copy, no augmented copy",
+                 ["augment.feature_copies=0", "augment.channel_copies=1", *CHANNEL]),
+}
+
+class Loaded:
+    """whisper-base as the recipe loads it (the feature cache's key), loaded once."""
+
+    def __init__(self):
+        from emovox.config import load_config
+        from emovox.labels import get_scheme
+        from emovox.models.loading import load_model
+
+        self.cfg = load_config(CONFIG, [f"model.name={ROOT.parent / 'models' / 'whisper-base'}"])
+        self.scheme = get_scheme("ravdess-8")
+        self.model, self.fe = load_model(self.cfg.model.name, self.scheme, self.cfg.model, seed=self.cfg.seed,
+                                         max_seconds=self.cfg.data.max_seconds)
+
+    def fit_set(self, df: pd.DataFrame, overrides: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Statistics and labels of ``df``'s clean clips and the recipe's copies of them."""
+        from emovox.config import load_config
+        from emovox.training.feature_cache import cached_features
+        from emovox.training.features import clip_datasets, copy_counts
+
+        cfg = load_config(CONFIG, [f"model.name={self.cfg.model.name}", *overrides])
+        copies, channel = copy_counts(cfg)
+        sets = clip_datasets(self.model, self.fe, df, self.scheme, cfg, copies=copies, channel=channel, pool=df)
+        x = [cached_features(self.model, self.fe, ds, variant=v, progress=True).numpy() for ds, v in sets]
+        return _flat(np.concatenate(x)), np.concatenate([ds.labels for ds, _ in sets])
+
+    def scored(self, df: pd.DataFrame, name: str | None) -> np.ndarray:
+        """Statistics of ``df``'s clips, clean (``name`` None) or under the stress condition ``name``
+        as ``emovox stress`` degrades them (seed 0, babble from the other speakers of ``df``)."""
+        from emovox.data.audio import load_audio
+        from emovox.data.dataset import AudioDataset
+        from emovox.evaluation.conditions import Babble, condition
+        from emovox.models.backbones import backbone_for
+        from emovox.models.tuning import backbone_of
+        from emovox.training.feature_cache import cached_features
+
+        family = backbone_for(backbone_of(self.model))
+        kw = dict(max_seconds=self.cfg.data.max_seconds, input_name=family.input_name, seed=0)
+        featurize = lambda w: family.featurize(self.fe, w)  # noqa: E731
+        if name is None:
+            return _flat(cached_features(self.model, self.fe, AudioDataset(df, self.scheme, featurize, **kw)).numpy())
+        cond, speakers = condition(name), list(df["speaker"])
+        babble = Babble([load_audio(p, max_seconds=kw["max_seconds"], check=False) for p in df["path"]], speakers) \
+            if cond.family == "babble" else None
+
+        def degrade(wave, seed, epoch, i):
+            return cond.apply(wave, rng=cond.key(seed, i), babble=babble, exclude=speakers[i])
+
+        split = hashlib.blake2b("\n".join(df["path"]).encode(), digest_size=8).hexdigest()
+        ds = AudioDataset(df, self.scheme, featurize, augment=degrade, **kw)
+        return _flat(cached_features(self.model, self.fe, ds, variant=f"stress|{name}|seed=0|{split}",
+                                     progress=True).numpy())
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def ridge(x: np.ndarray, y: np.ndarray, n_classes: int = 8):
+    """The recipe's head: ridge against one-vs-rest +-1 targets on standardised features,
+    class-balanced, alpha = L2 x N; returns a predict function."""
+    from sklearn.linear_model import Ridge
+
+    mu, sd = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)
+    targets = -np.ones((len(y), n_classes))
+    targets[np.arange(len(y)), y] = 1.0
+    w = (len(y) / (n_classes * np.bincount(y, minlength=n_classes)))[y]
+    fit = Ridge(alpha=L2 * len(y)).fit((x - mu) / sd, targets, sample_weight=w)
+    return lambda z: fit.predict((z - mu) / sd).argmax(1)
+
+
+def scores(y: np.ndarray, pred: np.ndarray, gender: np.ndarray) -> dict:
+    from emovox.evaluation.metrics import uar_of
+
+    out = {"uar": float(uar_of(y, pred, 8)[0])}
+    for g in ("female", "male"):
+        out[g] = float(uar_of(y[gender == g], pred[gender == g], 8)[0])
+    out["gap"] = abs(out["female"] - out["male"])
+    return out
+
+
+def run_stage(stage: str, recipes: list[str]) -> list[dict]:
+    from benchmarks.selection import corpus_manifest, speaker_ids
+
+    df = corpus_manifest("ravdess")
+    fit_ids, score_ids = STAGES[stage]
+    fit_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", fit_ids))].reset_index(drop=True)
+    score_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", score_ids))].reset_index(drop=True)
+    m = Loaded()
+    y = np.array([m.scheme.id(v) for v in score_df["label"]])
+    gender = score_df["gender"].to_numpy()
+    scored = {name: m.scored(score_df, name) for name in (None, *CONDITIONS)}
+    rows = []
+    for recipe in recipes:
+        t = time.time()
+        x, yt = m.fit_set(fit_df, RECIPES[recipe][1])
+        predict = ridge(x, yt)
+        row = {"stage": stage, "recipe": recipe, "n_fit": len(yt), "clean": scores(y, predict(scored[None]), gender)}
+        for name in CONDITIONS:
+            row[name] = scores(y, predict(scored[name]), gender)
+        row.update(seconds=round(time.time() - t, 1), load=loadavg())
+        print(json.dumps(row), flush=True)
+        OUT.mkdir(parents=True, exist_ok=True)
+        with (OUT / "rows.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+def render() -> str:
+    rows = {(r["stage"], r["recipe"]): r for r in map(json.loads, (OUT / "rows.jsonl").read_text().splitlines())}
+    head = ["recipe", "stage", "clean UAR", "babble-10dB drop", "telephone drop", "white-10dB drop",
+            "female", "male", "gender gap"]
+    body = []
+    for recipe in RECIPES:
+        for stage in STAGES:
+            r = rows.get((stage, recipe))
+            if r is None:
+                continue
+            c = r["clean"]
+            body.append([RECIPES[recipe][0], stage, f"{c['uar']:.3f}",
+                         *(f"{c['uar'] - r[n]['uar']:+.3f}" for n in CONDITIONS),
+                         f"{c['female']:.3f}", f"{c['male']:.3f}", f"{c['gap']:.3f}"])
+    return "\n".join([SECTION_TITLE, "", __doc__.split("\n\n")[1].replace("\n", " "), "",
+                      table(head, body), ""])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.channel_copies", description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=tuple(STAGES), default="select")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated keys of {', '.join(RECIPES)}")
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args(argv)
+    if args.render:
+        print(render())
+        return 0
+    run_stage(args.stage, [n.strip() for n in args.recipes.split(",")])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
