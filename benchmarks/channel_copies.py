@@ -69,9 +69,7 @@ class Loaded:
     def scored(self, df: pd.DataFrame, name: str | None) -> np.ndarray:
         """Statistics of ``df``'s clips, clean (``name`` None) or under the stress condition ``name``
         as ``emovox stress`` degrades them (seed 0, babble from the other speakers of ``df``)."""
-        from emovox.data.audio import load_audio
         from emovox.data.dataset import AudioDataset
-        from emovox.evaluation.conditions import Babble, condition
         from emovox.models.backbones import backbone_for
         from emovox.models.tuning import backbone_of
         from emovox.training.feature_cache import cached_features
@@ -81,17 +79,61 @@ class Loaded:
         featurize = lambda w: family.featurize(self.fe, w)  # noqa: E731
         if name is None:
             return _flat(cached_features(self.model, self.fe, AudioDataset(df, self.scheme, featurize, **kw)).numpy())
-        cond, speakers = condition(name), list(df["speaker"])
-        babble = Babble([load_audio(p, max_seconds=kw["max_seconds"], check=False) for p in df["path"]], speakers) \
-            if cond.family == "babble" else None
-
-        def degrade(wave, seed, epoch, i):
-            return cond.apply(wave, rng=cond.key(seed, i), babble=babble, exclude=speakers[i])
-
+        degrade = degrader(df, name, self.cfg.data.max_seconds)
         split = hashlib.blake2b("\n".join(df["path"]).encode(), digest_size=8).hexdigest()
         ds = AudioDataset(df, self.scheme, featurize, augment=degrade, **kw)
         return _flat(cached_features(self.model, self.fe, ds, variant=f"stress|{name}|seed=0|{split}",
                                      progress=True).numpy())
+
+
+def degrader(df: pd.DataFrame, name: str, max_seconds: float):
+    """``degrade(wave, seed, epoch, i)``: clip ``i`` of ``df`` under the condition ``name`` as
+    ``emovox stress`` makes it (generator keyed by (seed, name, i); babble from the other speakers of ``df``)."""
+    from emovox.data.audio import load_audio
+    from emovox.evaluation.conditions import Babble, condition
+
+    cond, speakers = condition(name), list(df["speaker"])
+    babble = Babble([load_audio(p, max_seconds=max_seconds, check=False) for p in df["path"]], speakers) \
+        if cond.family == "babble" else None
+
+    def degrade(wave, seed, epoch, i):
+        return cond.apply(wave, rng=cond.key(seed, i), babble=babble, exclude=speakers[i])
+
+    return degrade
+
+
+def egemaps_row(stage: str) -> dict:
+    """The eGeMAPS baseline on the same speakers: ``evaluation.baseline``'s balanced logistic
+    regression (C chosen on the last two fitted actors, then refitted on all), clean clips only for
+    the fit, scored clean and under each condition (the same degraded waves)."""
+    from benchmarks.selection import corpus_manifest, speaker_ids
+    from emovox.data.audio import load_audio
+    from emovox.evaluation.baseline import fit_classifier, wave_features
+    from emovox.labels import get_scheme
+
+    scheme, max_s = get_scheme("ravdess-8"), 5.0
+    df = corpus_manifest("ravdess")
+    fit_ids, score_ids = STAGES[stage]
+    fit_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", fit_ids))].reset_index(drop=True)
+    score_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", score_ids))].reset_index(drop=True)
+
+    def feats(waves):
+        return np.stack([wave_features(w) for w in waves])
+
+    def waves(part):
+        return [load_audio(p, max_seconds=max_s, check=False) for p in part["path"]]
+
+    x, y = feats(waves(fit_df)), np.array([scheme.id(v) for v in fit_df["label"]])
+    held = fit_df["speaker"].isin(speaker_ids(df, "ravdess", list(fit_ids)[-2:])).to_numpy()
+    _, c, _ = fit_classifier(x[~held], y[~held], x[held], y[held])
+    clf, _, _ = fit_classifier(x, y, x, y, grid=(c,))
+    ys, gender = np.array([scheme.id(v) for v in score_df["label"]]), score_df["gender"].to_numpy()
+    clean = waves(score_df)
+    row = {"stage": stage, "recipe": "egemaps", "clean": scores(ys, clf.predict(feats(clean)), gender)}
+    for name in CONDITIONS:
+        degrade = degrader(score_df, name, max_s)
+        row[name] = scores(ys, clf.predict(feats([degrade(w, 0, 0, i) for i, w in enumerate(clean)])), gender)
+    return row
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -141,12 +183,16 @@ def run_stage(stage: str, recipes: list[str]) -> list[dict]:
         for name in CONDITIONS:
             row[name] = scores(y, predict(scored[name]), gender)
         row.update(seconds=round(time.time() - t, 1), load=loadavg())
-        print(json.dumps(row), flush=True)
-        OUT.mkdir(parents=True, exist_ok=True)
-        with (OUT / "rows.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        _append(row)
         rows.append(row)
     return rows
+
+
+def _append(row: dict) -> None:
+    print(json.dumps(row), flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with (OUT / "rows.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def render() -> str:
@@ -171,10 +217,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.channel_copies", description=__doc__.splitlines()[0])
     ap.add_argument("--stage", choices=tuple(STAGES), default="select")
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated keys of {', '.join(RECIPES)}")
+    ap.add_argument("--egemaps", action="store_true", help="the eGeMAPS baseline row of --stage")
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
     if args.render:
         print(render())
+        return 0
+    if args.egemaps:
+        _append(egemaps_row(args.stage))
         return 0
     run_stage(args.stage, [n.strip() for n in args.recipes.split(",")])
     return 0

@@ -133,7 +133,7 @@ class AugmentConfig:
     # cached-feature path: augmented copies of each clip the head fits on, encoded and cached
     # beside the clean one (copy k seeded by (seed, k, clip)); 0 fits on the clean clips only
     feature_copies: int = 0
-    # cached-feature path: channel copies of each training clip (training.channel_copies), each
+    # cached-feature path: channel copies of each training clip (emovox.training.channel_copies), each
     # through one stress condition drawn per (seed, copy, clip) from channel_conditions: a noise
     # family (white, pink, babble: babble from other training speakers only) at an SNR drawn from
     # channel_snr_db, another family (telephone, gsm, mp3, opus, reverb, ...) as one of its

@@ -14,7 +14,8 @@ rules), or a one-shot fit with an L2 penalty (``training.head_l2``): full-batch 
 head's own loss (``training.head_solver=lbfgs``) or a ridge probe (``ridge``), both in
 ``training.head_solvers``, optionally refitted on train + validation (``training.head_refit``).
 Augmentation applies as augmented copies (``augment.feature_copies``) and channel-degraded copies
-(``augment.channel_copies``, ``training.channel_copies``), each encoded once and cached; there are no checkpoints to resume from: a rerun reads the cache and refits the head.
+(``augment.channel_copies``: ``training.channel_copies``), each encoded once and cached; there are
+no checkpoints to resume from: a rerun reads the cache and refits the head.
 
 The cache itself is ``training.feature_cache``.
 """
@@ -290,7 +291,7 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     train_log.jsonl, train_metrics.json, curves.png) except checkpoints and tensorboard logs.
     With ``augment.feature_copies`` K, the head also fits on K augmented copies of each training
     clip (encoded once each and cached), and with ``augment.channel_copies`` C on C channel-degraded
-    copies (``training.channel_copies``). With ``training.head_refit`` (L-BFGS), the head is fitted
+    copies (the module ``training.channel_copies``). With ``training.head_refit`` (L-BFGS), the head is fitted
     on train, validated (the reported validation metrics and the temperature come from that fit),
     then fitted again with the same settings on train + validation: the saved head has seen the
     validation speakers, so only the test split measures it.
