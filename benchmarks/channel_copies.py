@@ -12,7 +12,8 @@ by its position), with the UAR per gender and the gap.
 
 Copies (and their babble) come from the fitted speakers only. Every encoding goes through the
 feature cache (a degraded scored clip under its own key), so reruns cost seconds. Rows are appended
-to ``_work/channel/rows.jsonl``; ``--render`` prints the section and splices it into RESULTS.md.
+to ``_work/channel/rows.jsonl``; ``--egemaps`` adds the eGeMAPS baseline's row for ``--stage``;
+``--render`` prints the section and splices it into RESULTS.md.
 """
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ CONDITIONS = ("babble-10dB", "telephone", "white-10dB")
 L2 = 4.0
 CHANNEL = ["augment.channel_conditions=[babble,telephone,gsm]", "augment.channel_snr_db=[0,20]"]
 RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.yaml)
-    "shipped": ("shipped: clean + 1 augmented copy", []),
-    "ch1": ("+ 1 channel copy (babble / telephone / GSM; 0-20 dB)", ["augment.channel_copies=1", *CHANNEL]),
+    "before": ("before: clean + 1 augmented copy", ["augment.channel_copies=0"]),
+    "ch1": ("+ 1 channel copy (babble / telephone / GSM; 0-20 dB): **now shipped**",
+            ["augment.channel_copies=1", *CHANNEL]),
     "ch2": ("+ 2 channel copies", ["augment.channel_copies=2", *CHANNEL]),
     "ch1-only": ("clean + 1 channel copy, no augmented copy",
                  ["augment.feature_copies=0", "augment.channel_copies=1", *CHANNEL]),
@@ -200,17 +202,29 @@ def render() -> str:
     head = ["recipe", "stage", "clean UAR", "babble-10dB drop", "telephone drop", "white-10dB drop",
             "female", "male", "gender gap"]
     body = []
-    for recipe in RECIPES:
+    names = {**{k: v[0] for k, v in RECIPES.items()}, "egemaps": "eGeMAPS baseline (logistic regression, clean fit)"}
+    for recipe in names:
         for stage in STAGES:
             r = rows.get((stage, recipe))
             if r is None:
                 continue
             c = r["clean"]
-            body.append([RECIPES[recipe][0], stage, f"{c['uar']:.3f}",
+            body.append([names[recipe], stage, f"{c['uar']:.3f}",
                          *(f"{c['uar'] - r[n]['uar']:+.3f}" for n in CONDITIONS),
                          f"{c['female']:.3f}", f"{c['male']:.3f}", f"{c['gap']:.3f}"])
-    return "\n".join([SECTION_TITLE, "", __doc__.split("\n\n")[1].replace("\n", " "), "",
-                      table(head, body), ""])
+    loads = sorted({x for r in rows.values() for x in r.get("load", [])})
+    note = (f"Chance: UAR 0.125 (8 classes). Drops are clean UAR minus the condition's UAR; the gap is |female - male| "
+            f"UAR over the two actresses and two actors scored. Shared 2-core machine (1-min load "
+            f"{loads[0]:.1f}-{loads[-1]:.1f} while rows were fitted)." if loads else "")
+    intro = ("`python -m benchmarks.channel_copies`: the head of `configs/ravdess-whisper.yaml` (ridge probe on the "
+             "cached statistics of every whisper-base layer, standardised, class-balanced, alpha = 4 x N, refitted "
+             "with scikit-learn as `benchmarks.selection_levers` does) fitted on clean clips plus each recipe's copies, "
+             "scored clean and under `emovox stress`'s conditions (the same code and seeds; babble from the other "
+             "speakers of the scored split; clips cut at the recipe's 5 s). **select**: fitted on RAVDESS actors 01-08, "
+             "scored on 09-12 - the choice; **confirm**: fitted on 01-12, scored once on 13-16. Channel copies "
+             "(`augment.channel_copies`) and their babble come from the fitted speakers only; the augmented copy is the "
+             "recipe's noise / pitch / time-stretch copy (`augment.feature_copies`).")
+    return "\n".join([SECTION_TITLE, "", intro, "", table(head, body), "", note, ""])
 
 
 def main(argv=None) -> int:
@@ -221,7 +235,10 @@ def main(argv=None) -> int:
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
     if args.render:
+        from benchmarks.stress_bench import splice
+
         print(render())
+        print(f"wrote {splice(render(), title=SECTION_TITLE)}")
         return 0
     if args.egemaps:
         _append(egemaps_row(args.stage))
