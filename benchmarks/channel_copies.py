@@ -13,7 +13,10 @@ by its position), with the UAR per gender and the gap.
 Copies (and their babble) come from the fitted speakers only. Every encoding goes through the
 feature cache (a degraded scored clip under its own key), so reruns cost seconds. Rows are appended
 to ``_work/channel/rows.jsonl``; ``--egemaps`` adds the eGeMAPS baseline's row for ``--stage``;
-``--render`` prints the section and splices it into RESULTS.md.
+``--render`` prints the section and splices it into RESULTS.md, with the shipped recipe's
+``emovox stress`` run when ``_work/e2e26/stress/stress.json`` exists (``emovox prepare --corpus
+ravdess --test-speakers 13,14,15,16``, ``emovox train --config configs/ravdess-whisper.yaml``,
+``emovox stress RUN --split test --conditions babble-10dB,telephone,white-10dB --by gender``).
 """
 from __future__ import annotations
 
@@ -235,6 +238,18 @@ def render() -> str:
                       "gender gap <= 0.05": c["clean"]["gap"] <= 0.05}
             choice += (" Issue 26's targets on the confirmation: "
                        + "; ".join(f"{k}: {'met' if v else '**not met**'}" for k, v in checks.items()) + ".")
+    e2e = WORK / "e2e26" / "stress" / "stress.json"
+    if e2e.exists():  # the shipped recipe through the commands (see the module docstring)
+        r = json.loads(e2e.read_text())
+        cl = r["clean"]
+        choice += ("\n\nThe shipped recipe through the commands (`emovox train --config configs/ravdess-whisper.yaml` on "
+                   "RAVDESS prepared with `--test-speakers 13,14,15,16`: actors 01-12 less the validation speaker train, "
+                   "and the refit adds it; then `emovox stress --conditions babble-10dB,telephone,white-10dB --by gender`, "
+                   f"whole clips in windows): clean UAR {cl['uar']:.3f} (female {cl['groups']['gender']['uar']['female']:.3f}, "
+                   f"male {cl['groups']['gender']['uar']['male']:.3f}, gap {cl['groups']['gender']['gap']:.3f}); "
+                   + "; ".join(f"{c['name']} {c['uar']:.3f}, drop {c['uar_drop']:.3f} "
+                               f"(95% CI {c['uar_drop_ci'][0]:.3f} to {c['uar_drop_ci'][1]:.3f})" for c in r["conditions"])
+                   + ". Before (section \"Stress, groups and abstention\"): clean 0.715, drops 0.418 / 0.035 / 0.051, gap 0.148.")
     loads = sorted({x for r in rows.values() for x in r.get("load", [])})
     note = (f"Chance: UAR 0.125 (8 classes). Drops are clean UAR minus the condition's UAR; the gap is |female - male| "
             f"UAR over the two actresses and two actors scored. Shared 2-core machine (1-min load "
