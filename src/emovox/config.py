@@ -133,6 +133,14 @@ class AugmentConfig:
     # cached-feature path: augmented copies of each clip the head fits on, encoded and cached
     # beside the clean one (copy k seeded by (seed, k, clip)); 0 fits on the clean clips only
     feature_copies: int = 0
+    # cached-feature path: channel copies of each training clip (emovox.training.channel_copies), each
+    # through one stress condition drawn per (seed, copy, clip) from channel_conditions: a noise
+    # family (white, pink, babble: babble from other training speakers only) at an SNR drawn from
+    # channel_snr_db, another family (telephone, gsm, mp3, opus, reverb, ...) as one of its
+    # default conditions, or a full condition name; 0: none
+    channel_copies: int = 0
+    channel_conditions: list[str] = field(default_factory=lambda: ["babble", "telephone", "gsm"])
+    channel_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
 
 
 EXTRA_TRAINING_KEYS = {

@@ -64,7 +64,7 @@ class AudioDataset(Dataset):
                  augment: Augmenter | None = None, cache: bool = False, seed: int = 0,
                  input_name: str = "input_values", seed_by_path: bool = False, prefetch: int = 0):
         self.paths = list(df["path"])
-        self.clip_seeds = [_path_seed(p) for p in self.paths] if seed_by_path else None
+        self.clip_seeds = [path_seed(p) for p in self.paths] if seed_by_path else None
         # a composite label (ANG_HI) trains an emotion-only scheme (crema-d-6) as its emotion (ANG)
         self.labels = [scheme.id(scheme.coerce(lab)) for lab in df["label"]]
         durations = pd.to_numeric(df["duration"], errors="coerce").fillna(max_seconds).to_numpy()
@@ -169,7 +169,7 @@ class AudioDataset(Dataset):
         return {self.input_name: np.asarray(values, dtype=np.float32), "labels": self.labels[i]}
 
 
-def _path_seed(path: str) -> int:
+def path_seed(path: str) -> int:
     """A stable 32-bit number for a clip's resolved path."""
     return int(hashlib.blake2b(str(Path(path).resolve()).encode(), digest_size=4).hexdigest(), 16)
 

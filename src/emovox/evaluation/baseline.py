@@ -53,10 +53,15 @@ def clip_features(path: str) -> tuple[np.ndarray | None, str]:
         wave = load_audio(path, sample_rate=SAMPLE_RATE)
     except BadAudio as exc:
         return None, str(exc)
-    values = _smile().process_signal(wave, SAMPLE_RATE).to_numpy(dtype=np.float64).reshape(-1)
+    values = wave_features(wave)
     if not np.isfinite(values).all():
         return None, f"{path}: openSMILE returned non-finite features (clip too short?)"
     return values, ""
+
+
+def wave_features(wave: np.ndarray) -> np.ndarray:
+    """eGeMAPS functionals [88] of a 16 kHz mono wave (e.g. one degraded in memory)."""
+    return _smile().process_signal(wave, SAMPLE_RATE).to_numpy(dtype=np.float64).reshape(-1)
 
 
 def _file_key(path: str) -> tuple[str, int, int]:

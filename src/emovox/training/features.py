@@ -13,8 +13,9 @@ is exact on this path too. Two solvers: AdamW with early stopping on validation 
 rules), or a one-shot fit with an L2 penalty (``training.head_l2``): full-batch L-BFGS on the
 head's own loss (``training.head_solver=lbfgs``) or a ridge probe (``ridge``), both in
 ``training.head_solvers``, optionally refitted on train + validation (``training.head_refit``).
-Augmentation applies as augmented copies (``augment.feature_copies``), each encoded once and
-cached; there are no checkpoints to resume from: a rerun reads the cache and refits the head.
+Augmentation applies as augmented copies (``augment.feature_copies``) and channel-degraded copies
+(``augment.channel_copies``: ``training.channel_copies``), each encoded once and cached; there are
+no checkpoints to resume from: a rerun reads the cache and refits the head.
 
 The cache itself is ``training.feature_cache``.
 """
@@ -42,6 +43,7 @@ from ..models.tuning import backbone_of, param_groups
 from ..rundir import RunDir
 from .common import TrainResult, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .distributed import barrier, start_group
+from .channel_copies import channel_augment, check_channel
 from .feature_cache import cache_root, cached_features
 from .feature_scaling import UNSCALED_HEAD, head_params, save_unscaled_head, scaler_for, standardise_by_group
 from .head_solvers import evaluate_head, fit_head_lbfgs, fit_head_ridge, head_loss
@@ -216,8 +218,10 @@ def _solver(cfg: Config):
     return SOLVERS[name]
 
 
-def clip_datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[tuple[AudioDataset, str]]:
-    """``part``'s clean clips, then ``copies`` augmented copies, with each one's cache variant."""
+def clip_datasets(model, fe, part, scheme, cfg: Config, *, copies: int, channel: int = 0,
+                  pool=None) -> list[tuple[AudioDataset, str]]:
+    """``part``'s clean clips, then ``copies`` augmented copies, then ``channel`` channel copies
+    (``training.channel_copies``: babble from ``pool``, the training split), each with its cache variant."""
     family = backbone_for(backbone_of(model))
     featurize = lambda w: family.featurize(fe, w)  # noqa: E731
     kw = dict(max_seconds=cfg.data.max_seconds, input_name=family.input_name, seed=cfg.seed)
@@ -225,12 +229,34 @@ def clip_datasets(model, fe, part, scheme, cfg: Config, *, copies: int) -> list[
     augment = build_augment(cfg.augment) if copies else None
     # what shapes a copy (not how many copies there are, so asking for more reuses the first ones)
     recipe = json.dumps({k: v for k, v in dataclasses.asdict(cfg.augment).items()
-                         if k not in ("enabled", "feature_copies")}, sort_keys=True)
+                         if k not in ("enabled", "feature_copies") and not k.startswith("channel_")}, sort_keys=True)
     for k in range(1, copies + 1):
         aug = AudioDataset(part, scheme, featurize, augment=augment, seed_by_path=True, **kw)
         aug.set_epoch(k)
         sets.append((aug, f"{recipe}|seed={cfg.seed}|copy {k}"))
+    if channel:
+        degrade, recipe = channel_augment(cfg.augment, part, part if pool is None else pool,
+                                          max_seconds=cfg.data.max_seconds)
+        for k in range(1, channel + 1):
+            aug = AudioDataset(part, scheme, featurize, augment=degrade, seed_by_path=True, **kw)
+            aug.set_epoch(k)
+            sets.append((aug, f"{recipe}|seed={cfg.seed}|channel copy {k}"))
     return sets
+
+
+def copy_counts(cfg: Config) -> tuple[int, int]:
+    """``augment.feature_copies`` and ``augment.channel_copies``.
+
+    Raises:
+        BadConfig: copies with ``augment.enabled=false``, or invalid channel settings.
+    """
+    copies, channel = int(cfg.augment.feature_copies or 0), int(cfg.augment.channel_copies or 0)
+    for name, n in (("feature_copies", copies), ("channel_copies", channel)):
+        if n and not cfg.augment.enabled:
+            raise BadConfig(f"augment.{name}={n} needs augment.enabled=true")
+    if channel:
+        check_channel(cfg.augment)
+    return copies, channel
 
 
 def _encode(model, fe, sets: list[tuple[AudioDataset, str]], *, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +290,8 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     Writes the same files as the Trainer path (model, feature extractor, emovox.json, config.yaml,
     train_log.jsonl, train_metrics.json, curves.png) except checkpoints and tensorboard logs.
     With ``augment.feature_copies`` K, the head also fits on K augmented copies of each training
-    clip (encoded once each and cached). With ``training.head_refit`` (L-BFGS), the head is fitted
+    clip (encoded once each and cached), and with ``augment.channel_copies`` C on C channel-degraded
+    copies (the module ``training.channel_copies``). With ``training.head_refit`` (L-BFGS), the head is fitted
     on train, validated (the reported validation metrics and the temperature come from that fit),
     then fitted again with the same settings on train + validation: the saved head has seen the
     validation speakers, so only the test split measures it.
@@ -274,16 +301,14 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
 
     Raises:
         BadConfig: attentive pooling (needs frames), a backbone that is not frozen, augmented
-            copies with augmentation off, or an unknown solver;
+            copies with augmentation off, invalid channel conditions, or an unknown solver;
         BadManifest: missing splits or labels outside the scheme.
     """
     if not cfg.model.cacheable or not cfg.model.freeze_backbone:
         raise BadConfig(f"cached features need model.freeze_backbone=true and model.pooling=mean or stats (got "
                         f"freeze_backbone={cfg.model.freeze_backbone}, pooling={cfg.model.pooling!r}); "
                         "set model.cache_features=false to train through the full model")
-    copies = int(cfg.augment.feature_copies or 0)
-    if copies and not cfg.augment.enabled:
-        raise BadConfig(f"augment.feature_copies={copies} needs augment.enabled=true")
+    copies, channel = copy_counts(cfg)
     _solver(cfg)  # an unknown solver fails before any encoding
     refit = bool(cfg.training.get("head_refit"))
     started, out = time.time(), Path(out)
@@ -291,8 +316,9 @@ def train_head_on_features(*, cfg: Config, manifest: str | Path, out: str | Path
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df, manifest)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
-    train_sets = clip_datasets(model, fe, train_df, scheme, cfg, copies=copies)
-    val_sets = clip_datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
+    train_sets = clip_datasets(model, fe, train_df, scheme, cfg, copies=copies, channel=channel, pool=train_df)
+    val_sets = clip_datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0,
+                             channel=channel if refit else 0, pool=train_df)
     if not _encode_shared(model, fe, train_sets + val_sets, progress=progress):
         return TrainResult(out, {}, 0, None, primary=False)
     train = _encode(model, fe, train_sets, progress=progress)
@@ -312,7 +338,7 @@ def fit_and_save(model: torch.nn.Module, fe: Any, *, cfg: Config, scheme: LabelS
     of ``model`` must be the head's alone."""
     df, train_df, val_df = frames
     solver, refit = _solver(cfg), bool(cfg.training.get("head_refit"))
-    copies = int(cfg.augment.feature_copies or 0)
+    copies = sum(copy_counts(cfg))
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # the head
     val = (val_all[0][:n_val], val_all[1][:n_val])
     out.mkdir(parents=True, exist_ok=True)

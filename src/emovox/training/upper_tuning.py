@@ -39,7 +39,7 @@ from ..evaluation.metrics import fit_temperature
 from ..models.loading import load_model
 from ..rundir import RunDir
 from .common import TrainResult, class_weights, make_compute_metrics, scheme_for, split_frames, with_extra_train
-from .features import BestEvaluation, clip_datasets, fit_and_save, run_steps, schedule_of
+from .features import BestEvaluation, clip_datasets, copy_counts, fit_and_save, run_steps, schedule_of
 from .head_solvers import evaluate_head, fit_head_ridge
 from .layer_cache import cached_lower, pad_frames, split_family, tuned_parameters, upper_stats
 
@@ -62,17 +62,16 @@ def train_upper_layers(*, cfg: Config, manifest: str | Path, out: str | Path, pr
             and not cfg.model.multitask):
         raise BadConfig("model.tune_upper_layers needs model.freeze_backbone=true, model.cache_features=true, "
                         f"model.pooling=stats and model.multitask=false (got pooling={cfg.model.pooling!r})")
-    copies = int(cfg.augment.feature_copies or 0)
-    if copies and not cfg.augment.enabled:
-        raise BadConfig(f"augment.feature_copies={copies} needs augment.enabled=true")
+    copies, channel = copy_counts(cfg)
     refit, started, out = bool(cfg.training.get("head_refit")), time.time(), Path(out)
     df, train_df, val_df = split_frames(manifest)
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df, manifest)
     model, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
     _, k = split_family(model, int(cfg.model.tune_upper_layers))
-    train_sets = clip_datasets(model, fe, train_df, scheme, cfg, copies=copies)
-    val_sets = clip_datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0)
+    train_sets = clip_datasets(model, fe, train_df, scheme, cfg, copies=copies, channel=channel, pool=train_df)
+    val_sets = clip_datasets(model, fe, val_df, scheme, cfg, copies=copies if refit else 0,
+                             channel=channel if refit else 0, pool=train_df)
     lower = lambda sets: ([it for ds, v in sets for it in cached_lower(model, fe, ds, k, variant=v,  # noqa: E731
                                                                        progress=progress)],
                           torch.cat([torch.tensor(ds.labels) for ds, _ in sets]))
