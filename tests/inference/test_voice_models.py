@@ -12,7 +12,8 @@ from emovox.inference.kmeans import kmeans, pca, silhouette_cosine
 from emovox.inference.speakers import (PARTIALS_PER_SECOND, embed_segments, louder, mel_spectrogram, partial_starts,
                                        voice_encoder)
 from emovox.inference.vad import FRAME, VadOptions, speech_probabilities, speech_spans
-from emovox.inference.voice_models import SPEAKER_FILE, VAD_FILE, bundle_of, speaker_files, write_bundle
+from emovox.inference.conversation_export import update_bundle, write_bundle
+from emovox.inference.voice_models import SPEAKER_FILE, VAD_FILE, bundle_of, speaker_files
 from emovox.testing import tone
 
 SR = SAMPLE_RATE
@@ -105,6 +106,7 @@ def test_bundle_holds_the_detector_and_an_onnx_speaker_encoder_equal_to_torch(tm
     for batch in (waves, waves[:1], waves[:1] * 3):  # the graph was traced at batch 2: other sizes hold too
         assert np.abs(embed_segments(batch, bundle=bundle) - embed_segments(batch)).max() < 1e-5
     assert np.array_equal(speech_probabilities(speech[: 5 * SR], bundle), speech_probabilities(speech[: 5 * SR]))
+    assert update_bundle(tmp_path, False) == [] and bundle_of([tmp_path]) is None  # a re-export without it
 
 
 # -- clustering --------------------------------------------------------------------------------

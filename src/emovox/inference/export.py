@@ -136,9 +136,8 @@ def export_onnx(
             it is quantised too (when it has the wav2vec2 shape), with int8 weights: about 1.3x
             faster, at more top-1 flips on near-ties. ``False`` keeps it fp32.
         allow_pickle: Also load pickled ``.bin``/``.pt`` weights.
-        conversation: Also write ``OUT/conversation/`` (``voice_models.write_bundle``): the speech
-            detector and the speaker encoder as ONNX, so that the runtime install runs
-            ``--segment vad --speakers`` on the export. Without it a stale bundle is removed.
+        conversation: Also write the speech detector and speaker encoder (``conversation_export``)
+            for ``--segment vad --speakers`` under the runtime install; else drop a stale copy.
 
     Returns:
         The written model path and the parity numbers of that model against torch.
@@ -148,7 +147,7 @@ def export_onnx(
         BadConfig: unknown ``quantize_ops`` or ``weight_type``; ``conversation`` without
             silero-vad and Resemblyzer installed.
     """
-    from .voice_models import BUNDLE, write_bundle
+    from .conversation_export import update_bundle
 
     out = Path(out)
     weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
@@ -157,10 +156,7 @@ def export_onnx(
     family = backbone_for(model, strict=False)
     with_mask = family.uses_attention_mask(fe)
     out.mkdir(parents=True, exist_ok=True)
-    if conversation:
-        write_bundle(out)
-    else:
-        shutil.rmtree(out / BUNDLE, ignore_errors=True)  # a stale one from an earlier --conversation export
+    update_bundle(out, conversation)
     model_path = out / MODEL_FILE
     fp32_path = out / FP32_FILE if int8 else model_path
     # fp32 stays convolutional: ORT's Conv beat the MatMul form there (10.9 vs 10.0 audio-s/s, by hand)

@@ -12,12 +12,8 @@ install, so both give the same rows.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from ..errors import BadConfig
 
@@ -74,29 +70,3 @@ def onnx_session(path: Path) -> Any:
     options.inter_op_num_threads = 1
     options.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def write_bundle(out: str | Path) -> list[Path]:
-    """``OUT/conversation/``: the detector copied from silero-vad's wheel, the GE2E speaker encoder
-    exported to ONNX (a batch of 1.6 s mel partials -> L2-normalised 256-d embeddings), its mel
-    filter bank as ``.npy``. Needs the full install and requirements/conversation.txt.
-
-    Raises:
-        BadConfig: silero-vad or Resemblyzer is not installed.
-    """
-    import torch
-
-    from .speakers import PARTIAL_FRAMES, voice_encoder
-
-    folder = Path(out) / BUNDLE
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(vad_model_path(None), folder / VAD_FILE)
-    enc = voice_encoder(None)
-    example = torch.rand(2, PARTIAL_FRAMES, enc.mel_filters.shape[0])
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer chatter; tests hold the graph to the torch module at other batch sizes
-        torch.onnx.export(enc.net, (example,), str(folder / SPEAKER_FILE), input_names=["mels"],
-                          output_names=["embeddings"], dynamic_axes={"mels": {0: "batch"}, "embeddings": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-    np.save(folder / SPEAKER_MEL_FILE, enc.mel_filters)
-    return [folder / VAD_FILE, folder / SPEAKER_FILE, folder / SPEAKER_MEL_FILE]
