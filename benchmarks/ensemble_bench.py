@@ -113,12 +113,33 @@ def _train(manifest: Path, out: Path, model_name: str) -> Path:
     return out
 
 
+def _fold_scores(df, root: Path, x: dict, y: np.ndarray, row: dict, scheme: str, on_ensemble=None) -> dict:
+    """Per speaker fold of ``df`` (its folder under ``root``): each probe trained and scored on the
+    fold's test clips, and their ensemble; ``on_ensemble`` sees each fold's ensemble run dir."""
+    from emovox.data.manifest import save_manifest
+    from emovox.data.splits import fold_manifests
+
+    out: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
+    for k, fold in enumerate(fold_manifests(df, folds=FOLDS, seed=0), start=1):
+        d = root / f"fold-{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        fm = save_manifest(fold, d / "manifest.csv")
+        rows = np.array([row[p] for p in fold.loc[fold["split"] == "test", "path"]])
+        runs = {m: _train(fm, d / f"run-{m}", m) for m in MODELS}
+        probs = {m: member_probs(runs[m], x[m][rows]) for m in MODELS}
+        for m in MODELS:
+            out[m].append(_metrics(y[rows], probs[m], scheme))
+        ens = _ensemble([runs[m] for m in MODELS], d / "ens", fm)
+        if on_ensemble:
+            on_ensemble(ens)
+        out["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, [probs[m] for m in MODELS]), scheme))
+    return out
+
+
 def accuracy(work: Path) -> dict:
     """Selection on 3 speaker folds over 01-12, confirmation on 13-16, from cached encoder features."""
     import pandas as pd
 
-    from emovox.data.manifest import save_manifest
-    from emovox.data.splits import fold_manifests
     from emovox.labels import get_scheme
 
     prep = work / "prep" / "manifest.csv"
@@ -128,20 +149,9 @@ def accuracy(work: Path) -> dict:
     row = {p: i for i, p in enumerate(df["path"])}
     x = {m: features(prep, m) for m in MODELS}
     dev = df[df["speaker"].astype(int) <= 12]
-    sel: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
-    fits = []
-    for k, fold in enumerate(fold_manifests(dev, folds=FOLDS, seed=0), start=1):
-        d = work / "sel" / f"fold-{k}"
-        d.mkdir(parents=True, exist_ok=True)
-        fm = save_manifest(fold, d / "manifest.csv")
-        rows = np.array([row[p] for p in fold.loc[fold["split"] == "test", "path"]])
-        runs = {m: _train(fm, d / f"run-{m}", m) for m in MODELS}
-        probs = {m: member_probs(runs[m], x[m][rows]) for m in MODELS}
-        for m in MODELS:
-            sel[m].append(_metrics(y[rows], probs[m]))
-        ens = _ensemble([runs[m] for m in MODELS], d / "ens", fm)
-        fits.append(json.loads((ens / "emovox.json").read_text())["temperature_fit"])
-        sel["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, [probs[m] for m in MODELS])))
+    fits: list[dict] = []
+    sel = _fold_scores(dev, work / "sel", x, y, row, "ravdess-8",
+                       on_ensemble=lambda ens: fits.append(json.loads((ens / "emovox.json").read_text())["temperature_fit"]))
     test = np.array([row[p] for p in df.loc[df["split"] == "test", "path"]])
     runs = {m: work / f"run-{m}" for m in MODELS}
     probs = {m: member_probs(runs[m], x[m][test]) for m in MODELS}
@@ -159,9 +169,7 @@ def emovo(work: Path, root: Path = Path("/work/shared/data/emovo16k")) -> dict:
     """Second check on EMOVO (Italian, 6 actors): 3 speaker folds, both probes and their ensemble per fold."""
     import pandas as pd
 
-    from emovox.data.manifest import save_manifest
     from emovox.data.prepare import prepare
-    from emovox.data.splits import fold_manifests
 
     d = work / "emovo"
     manifest = d / "prep" / "manifest.csv"
@@ -175,18 +183,7 @@ def emovo(work: Path, root: Path = Path("/work/shared/data/emovo16k")) -> dict:
     y = np.array([labels.index(v) for v in df["label"]])
     row = {p: i for i, p in enumerate(df["path"])}
     x = {m: features(manifest, m, scheme) for m in MODELS}
-    out: dict[str, list[dict]] = {"ensemble": [], **{m: [] for m in MODELS}}
-    for k, fold in enumerate(fold_manifests(df, folds=FOLDS, seed=0), start=1):
-        f = d / f"fold-{k}"
-        f.mkdir(parents=True, exist_ok=True)
-        fm = save_manifest(fold, f / "manifest.csv")
-        rows = np.array([row[p] for p in fold.loc[fold["split"] == "test", "path"]])
-        runs = {m: _train(fm, f / f"run-{m}", m) for m in MODELS}
-        probs = {m: member_probs(runs[m], x[m][rows]) for m in MODELS}
-        for m in MODELS:
-            out[m].append(_metrics(y[rows], probs[m], scheme))
-        ens = _ensemble([runs[m] for m in MODELS], f / "ens", fm)
-        out["ensemble"].append(_metrics(y[rows], ensemble_probs(ens, list(probs.values())), scheme))
+    out = _fold_scores(df, d, x, y, row, scheme)
     result = {"folds": out, "classes": len(labels)}
     egemaps_cv = d / "egemaps-cv" / "cv_metrics.json"  # `emovox baseline --folds 3` on the same manifest
     if egemaps_cv.is_file():
