@@ -60,6 +60,29 @@ def test_batched_equals_single(tiny_run, clips, max_pad):
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
+def test_batches_side_by_side_equal_one_at_a_time_and_restore_torch_threads(tiny_run, clips):
+    """Two workers on one thread each score what one worker on all threads does; torch's thread
+    count is back where it was afterwards, also after concurrent callers overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    waves = [load_audio(c) for c in clips] * 3
+    before = torch.get_num_threads()
+    predictor = Predictor.from_run_dir(tiny_run, threads=2)
+    member = predictor.members[0]
+    assert member.workers == 2
+    parallel = predictor.probs(waves)
+    assert torch.get_num_threads() == 2
+    member.workers = 1
+    serial = predictor.probs(waves)
+    np.testing.assert_allclose(parallel, serial, atol=1e-6)
+    member.workers = 2
+    with ThreadPoolExecutor(3) as pool:
+        for got in pool.map(lambda _: predictor.probs(waves), range(6)):
+            np.testing.assert_allclose(got, serial, atol=1e-6)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(before)
+
+
 def test_padding_does_not_change_a_clip(tiny_run):
     from transformers import AutoModelForAudioClassification
 

@@ -6,10 +6,12 @@ audio-classification folder, an ONNX export, or a hub id."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,6 +39,10 @@ class Member:
     temperature: float
     uses_mask: bool
     run_logits: Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (inputs [B,...,T], mask or None) -> [B,C]
+    # batches scored at once, each on one thread (torch): two small forwards side by side use two
+    # cores better than one forward split across both (1.24x on whisper-base segments, 2 cores)
+    workers: int = 1
+    one_thread: Callable[[], ContextManager] = nullcontext
 
     def normalise(self, wave: np.ndarray) -> np.ndarray:
         return self.family.featurize(self.fe, wave)
@@ -58,7 +64,32 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
             kwargs = {"attention_mask": torch.from_numpy(mask)} if mask is not None else {}
             return model(**{family.input_name: torch.from_numpy(values)}, **kwargs).logits.float().numpy()
 
-    return Member(family, fe, source.temperature, family.uses_attention_mask(fe), run)
+    return Member(family, fe, source.temperature, family.uses_attention_mask(fe), run,
+                  workers=max(1, threads or torch.get_num_threads()), one_thread=_torch_one_thread)
+
+
+_ONE_THREAD = threading.Lock()
+_ONE_THREAD_USERS = [0, 0]  # callers inside _torch_one_thread, torch's thread count before the first
+
+
+@contextmanager
+def _torch_one_thread():
+    """torch's intra-op threads set to 1 while any caller is inside (the count is process-wide),
+    restored when the last one leaves."""
+    import torch
+
+    with _ONE_THREAD:
+        if _ONE_THREAD_USERS[0] == 0:
+            _ONE_THREAD_USERS[1] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _ONE_THREAD_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _ONE_THREAD:
+            _ONE_THREAD_USERS[0] -= 1
+            if _ONE_THREAD_USERS[0] == 0:
+                torch.set_num_threads(_ONE_THREAD_USERS[1])
 
 
 def _onnx_member(source: ModelSource, threads: int | None) -> Member:
@@ -143,9 +174,19 @@ class Predictor:
     def _member_logits(self, m: Member, waves: Sequence[np.ndarray]) -> np.ndarray:
         values = [m.normalise(w) for w in waves]
         out = np.zeros((len(values), len(self.scheme)), dtype=np.float32)
-        for batch in self._batches([v.shape[-1] for v in values], exact=not m.uses_mask):
+        batches = list(self._batches([v.shape[-1] for v in values], exact=not m.uses_mask))
+
+        def score(batch: list[int]) -> tuple[list[int], np.ndarray]:
             x, mask = m.family.pad([values[i] for i in batch])
-            out[batch] = m.run_logits(x, mask if m.uses_mask else None)
+            return batch, m.run_logits(x, mask if m.uses_mask else None)
+
+        if m.workers > 1 and len(batches) > 1:
+            with m.one_thread(), ThreadPoolExecutor(min(m.workers, len(batches))) as pool:
+                done = list(pool.map(score, batches))
+        else:
+            done = [score(b) for b in batches]
+        for batch, logits in done:
+            out[batch] = logits
         return out
 
     def _batches(self, lengths: list[int], *, exact: bool) -> Iterator[list[int]]:

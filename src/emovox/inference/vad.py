@@ -44,7 +44,7 @@ class VadOptions:
     min_speech: float = 0.25
     min_silence: float = 0.25
     max_segment: float = 15.0
-    pad: float = 0.1
+    pad: float = 0.2
 
     def check(self) -> "VadOptions":
         """Raises:
