@@ -40,6 +40,9 @@ RECIPES = {
     "copies2": ["augment.feature_copies=2"],
     "upper1": UPPER,
     "upper1-2ep": [*UPPER, "training.num_train_epochs=2"],
+    # silence trimmed before encoding (training and inference): no scoring margins needed in conversations,
+    # a third less audio encoded there (benchmarks/NOTES.md, conversation speed)
+    "trim35": ["model.trim_silence_db=35"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
