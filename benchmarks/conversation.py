@@ -214,7 +214,7 @@ def speed_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
         path = tmp / f"long_{m}.wav"
         seconds = make_long(path, m, manifest, ctx.seed)
         for mode in ("vad", "windows", "vad-onnx"):
-            if mode == "windows" and m not in WINDOW_MINUTES and not ctx.quick or mode == "vad-onnx" and m != longest:
+            if (mode == "windows" and m not in WINDOW_MINUTES and not ctx.quick) or (mode == "vad-onnx" and m != longest):
                 continue
             ctx.log(f"  {m} min, {mode} ...")
             model = exported(run) if mode == "vad-onnx" else run

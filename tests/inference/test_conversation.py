@@ -4,6 +4,7 @@ where the speech is, speakers separated, turn emotions equal to the clips' own p
 the segment is the clip, and bad or silent files named as everywhere else."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -149,10 +150,11 @@ def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
     rows = score_wave(predictor, wave, path="conv.wav", options=ConversationOptions(speakers=2))
     segs = [r for r in rows if "summary" not in r]
     assert [set(r) for r in segs] == [{"path", "start", "end", "speaker", "label", "score", "top_k"}] * len(turns)
-    matched = _matched([(r["start"] * SR, r["end"] * SR) for r in segs], turns, tol=0.25 + VadOptions().pad)
-    # the detector keeps VadOptions().pad of context either side: silence here, so the segments the
-    # detector finds look like each clip framed by margin + pad of silence
-    z = np.zeros(int(round((0.5 + VadOptions().pad) * SR)), np.float32)
+    pad = VadOptions().pad  # the context the detector keeps either side of each segment
+    padded_turns = [dataclasses.replace(t, start=t.start - pad, end=t.end + pad) for t in turns]
+    matched = _matched([(r["start"] * SR, r["end"] * SR) for r in segs], padded_turns, tol=0.25)
+    # that context is silence here: the segments look like each clip framed by margin + pad of silence
+    z = np.zeros(int(round((0.5 + pad) * SR)), np.float32)
     alone = predictor.probs([np.concatenate([z, trim_silence(load_audio(t.path), 40.0, margin_seconds=0.0), z])
                              for t in turns])
     labels = [predictor.scheme.labels[j] for j in alone.argmax(1)]
@@ -162,7 +164,7 @@ def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
     assert [(r["summary"], r.get("speaker")) for r in summaries] == [("speaker", "S1"), ("speaker", "S2"), ("file", None)]
     assert summaries[-1]["segments"] == len(turns) and abs(sum(summaries[-1]["shares"].values()) - 1) < 1e-3
     speech = sum(t.end - t.start for t in turns)
-    assert summaries[-1]["speech_seconds"] == pytest.approx(speech + 2 * VadOptions().pad * len(turns), abs=0.25 * len(turns))
+    assert summaries[-1]["speech_seconds"] == pytest.approx(speech + 2 * pad * len(turns), abs=0.25 * len(turns))
 
 
 def test_bad_silent_and_speechless_files(predictor, tmp_path):

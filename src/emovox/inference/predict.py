@@ -40,7 +40,8 @@ class Member:
     uses_mask: bool
     run_logits: Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (inputs [B,...,T], mask or None) -> [B,C]
     # batches scored at once, each on one thread (torch): two small forwards side by side use two
-    # cores better than one forward split across both (1.24x on whisper-base segments, 2 cores)
+    # cores better than one forward split across both (1.24x on whisper-base segments, 2 cores);
+    # only when there are at least as many batches as workers, so no core is left idle
     workers: int = 1
     one_thread: Callable[[], ContextManager] = nullcontext
 
@@ -180,8 +181,8 @@ class Predictor:
             x, mask = m.family.pad([values[i] for i in batch])
             return batch, m.run_logits(x, mask if m.uses_mask else None)
 
-        if m.workers > 1 and len(batches) > 1:
-            with m.one_thread(), ThreadPoolExecutor(min(m.workers, len(batches))) as pool:
+        if 1 < m.workers <= len(batches):
+            with m.one_thread(), ThreadPoolExecutor(m.workers) as pool:
                 done = list(pool.map(score, batches))
         else:
             done = [score(b) for b in batches]
