@@ -65,3 +65,14 @@ def wait_for(fn, timeout: float, proc=None):
             return value
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout} s")
+
+
+# Files whose tests take a minute or more of one worker (`make test` prints the slowest): scheduled
+# first, so that `-n 2 --dist loadfile` does not end with one worker running a long file alone.
+LONG_FILES = ("test_readme.py", "test_distributed.py", "test_realdata_whisper.py", "test_train.py",
+              "test_ray_predict.py", "test_demo_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: file order kept otherwise

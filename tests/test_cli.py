@@ -30,10 +30,11 @@ def test_prepare_bad_corpus_lists_every_file_exit_2(tmp_path):
     (["prepare", "--corpus", "nope", "--root", ".", "--out", "x"], "valid: crema-d"),
     (["prepare", "--corpus", "crema-d", "--root", "/does/not/exist", "--out", "x"], "not found"),
     (["evaluate", "/does/not/exist", "--manifest", "m.csv", "--out", "x"], "/does/not/exist is not a directory"),
-    (["train", "--manifest", "/no/manifest.csv", "--out", "x", "training.bogus=1"], "training.bogus"),
+    (["train", "--manifest", "m.csv", "--out", "x", "training.bogus=1"], "training.bogus"),
     (["train", "--manifest", "/no/manifest.csv", "--out", "x"], "manifest not found"),
 ])
 def test_user_errors_are_one_line(args, needle, tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,split\n")
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr

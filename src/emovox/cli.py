@@ -127,10 +127,14 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out."),
 ) -> None:
     """Fine-tune on the train split, early-stopped on validation. Extra args: section.key=value."""
+    from .config import load_config
+    from .data.manifest import load_manifest
+
+    [load_manifest(m) for m in manifest]  # a missing manifest is said at once, before torch loads
+    cfg = load_config(config, list(ctx.args))
     from .training.train import train as run
 
-    res = run(config=config, manifest=manifest, out=out, model=model, resume=resume, overrides=list(ctx.args),
-              progress=True)
+    res = run(config=cfg, manifest=manifest, out=out, model=model, resume=resume, progress=True)
     if not res.primary:  # another rank of a data-parallel launch: rank 0 reports
         return
     shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in res.metrics.items()
@@ -455,8 +459,7 @@ def push(
 
 
 class _NoteHandler(logging.Handler):
-    """Library notes (``logging.getLogger("emovox")``, e.g. defaults assumed for a plain model)
-    as one ``note:`` line each on stderr."""
+    """Library notes (``logging.getLogger("emovox")``) as one ``note:`` line each on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         _say(f"note: {record.getMessage()}")
@@ -473,14 +476,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int):
             return rv
-    except InvalidCorpus as exc:
-        for path, reason in exc.problems:
-            _say(f"invalid: {path}: {reason}")
-        _say(f"error: {exc}")
-        return 2
     except EmovoxError as exc:
-        _say(f"error: {exc}")
-        return 2
+        for path, reason in exc.problems if isinstance(exc, InvalidCorpus) else ():
+            _say(f"invalid: {path}: {reason}")
+        return _say(f"error: {exc}") or 2
     except ModuleNotFoundError as exc:  # the runtime install has no training stack: one line, no traceback
         return _say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
     except typer.Exit as exc:
