@@ -41,6 +41,13 @@ RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.
     "before": ("before: clean + 1 augmented copy", ["augment.channel_copies=0"]),
     "ch1": ("+ 1 channel copy (babble / telephone / GSM; 0-20 dB)", ["augment.channel_copies=1", *CHANNEL]),
     "ch2": ("+ 2 channel copies: **now shipped**", ["augment.channel_copies=2", *CHANNEL]),
+    "ch3": ("+ 3 channel copies", ["augment.channel_copies=3", *CHANNEL]),
+    "ch3-babble": ("+ 3 channel copies, babble drawn twice as often",
+                   ["augment.channel_copies=3", "augment.channel_conditions=[babble,babble,telephone,gsm]",
+                    "augment.channel_snr_db=[0,20]"]),
+    "ch2-trim20": ("+ 2 channel copies, each clip trimmed to 20 dB below its loudest frame",
+                   ["model.trim_silence_db=20", "augment.channel_copies=2", *CHANNEL]),
+    "ch2-trim25": ("+ 2 channel copies, trimmed at 25 dB", ["model.trim_silence_db=25", "augment.channel_copies=2", *CHANNEL]),
     "ch1-only": ("clean + 1 channel copy, no augmented copy",
                  ["augment.feature_copies=0", "augment.channel_copies=1", *CHANNEL]),
 }
@@ -48,12 +55,13 @@ RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.
 class Loaded:
     """whisper-base as the recipe loads it (the feature cache's key), loaded once."""
 
-    def __init__(self):
+    def __init__(self, model_overrides: tuple[str, ...] = ()):
         from emovox.config import load_config
         from emovox.labels import get_scheme
         from emovox.models.loading import load_model
 
-        self.cfg = load_config(CONFIG, [f"model.name={ROOT.parent / 'models' / 'whisper-base'}"])
+        self.model_overrides = [f"model.name={ROOT.parent / 'models' / 'whisper-base'}", *model_overrides]
+        self.cfg = load_config(CONFIG, self.model_overrides)
         self.scheme = get_scheme("ravdess-8")
         self.model, self.fe = load_model(self.cfg.model.name, self.scheme, self.cfg.model, seed=self.cfg.seed,
                                          max_seconds=self.cfg.data.max_seconds)
@@ -64,7 +72,7 @@ class Loaded:
         from emovox.training.feature_cache import cached_features
         from emovox.training.features import clip_datasets, copy_counts
 
-        cfg = load_config(CONFIG, [f"model.name={self.cfg.model.name}", *overrides])
+        cfg = load_config(CONFIG, [*self.model_overrides, *overrides])
         copies, channel = copy_counts(cfg)
         sets = clip_datasets(self.model, self.fe, df, self.scheme, cfg, copies=copies, channel=channel, pool=df)
         x = [cached_features(self.model, self.fe, ds, variant=v, progress=True).numpy() for ds, v in sets]
@@ -167,21 +175,30 @@ def scores(y: np.ndarray, pred: np.ndarray, gender: np.ndarray) -> dict:
     return out
 
 
+def model_overrides(recipe: str) -> tuple[str, ...]:
+    return tuple(o for o in RECIPES[recipe][1] if o.startswith("model."))
+
+
 def run_stage(stage: str, recipes: list[str]) -> list[dict]:
     from benchmarks.selection import corpus_manifest, speaker_ids
+    from emovox.labels import get_scheme
 
     df = corpus_manifest("ravdess")
     fit_ids, score_ids = STAGES[stage]
     fit_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", fit_ids))].reset_index(drop=True)
     score_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", score_ids))].reset_index(drop=True)
-    m = Loaded()
-    y = np.array([m.scheme.id(v) for v in score_df["label"]])
+    y = np.array([get_scheme("ravdess-8").id(v) for v in score_df["label"]])
     gender = score_df["gender"].to_numpy()
-    scored = {name: m.scored(score_df, name) for name in (None, *CONDITIONS)}
+    loaded: dict[tuple[str, ...], tuple[Loaded, dict]] = {}
     rows = []
     for recipe in recipes:
+        key = model_overrides(recipe)  # the encoder's settings: features are scored through the same ones
+        if key not in loaded:
+            m = Loaded(key)
+            loaded = {key: (m, {name: m.scored(score_df, name) for name in (None, *CONDITIONS)})}
+        m, scored = loaded[key]
         t = time.time()
-        x, yt = m.fit_set(fit_df, RECIPES[recipe][1])
+        x, yt = m.fit_set(fit_df, [o for o in RECIPES[recipe][1] if o not in key])
         predict = ridge(x, yt)
         row = {"stage": stage, "recipe": recipe, "n_fit": len(yt), "clean": scores(y, predict(scored[None]), gender)}
         for name in CONDITIONS:

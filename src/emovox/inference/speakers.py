@@ -16,6 +16,7 @@ closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first a
 """
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -94,20 +95,46 @@ def _onnx_encoder(graph: Path, mel_filters: Path) -> VoiceEncoder:
 
 
 def _torch_encoder() -> VoiceEncoder:
+    """Resemblyzer's GE2E network with the weights inside its wheel, built here rather than imported:
+    the package's ``__init__`` imports librosa (2 s of numba) for mel filters that transformers'
+    ``mel_filter_bank`` makes the same way (Slaney scale and norm)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    weights = Path(spec.origin).parent / "pretrained.pt" if spec and spec.origin else None
     try:
-        import librosa
         import torch
-        from resemblyzer import VoiceEncoder as GE2E
+        from transformers.audio_utils import mel_filter_bank
     except ImportError as exc:
-        raise BadConfig(f"--speakers needs Resemblyzer ({exc.name} is missing): score an export made with "
-                        f"`emovox export RUN --out DIR --conversation`, or {INSTALL_HINT}") from None
-    net = GE2E("cpu", verbose=False).eval()
+        weights, missing = None, exc.name
+    else:
+        missing = "resemblyzer"
+    if weights is None or not weights.is_file():
+        raise BadConfig(f"--speakers needs Resemblyzer ({missing} is missing): score an export made with "
+                        f"`emovox export RUN --out DIR --conversation`, or {INSTALL_HINT}")
+
+    class GE2E(torch.nn.Module):  # resemblyzer.VoiceEncoder's layers and forward
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(MELS, 256, 3, batch_first=True)
+            self.linear = torch.nn.Linear(256, 256)
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, mels):
+            _, (hidden, _) = self.lstm(mels)
+            raw = self.relu(self.linear(hidden[-1]))
+            return raw / torch.norm(raw, dim=1, keepdim=True)
+
+    net = GE2E()
+    net.load_state_dict(torch.load(weights, map_location="cpu")["model_state"], strict=False)
+    net.eval()
 
     def run(mels: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return net(torch.from_numpy(mels)).numpy()
 
-    return VoiceEncoder(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=MELS), run, net)
+    filters = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=MELS, min_frequency=0.0,
+                              max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney",
+                              mel_scale="slaney")
+    return VoiceEncoder(filters.T, run, net)
 
 
 def mel_spectrogram(wave: np.ndarray, mel_filters: np.ndarray) -> np.ndarray:
