@@ -243,7 +243,7 @@ def render() -> str:
         choice = ("Rule, fixed before any row was seen: on **select**, the smallest mean of the babble-10dB and telephone "
                   "drops among recipes whose clean UAR is not lower than before's; mean drops: "
                   + ", ".join(f"{k} {mean_drop(r):.3f}" for k, r in cands.items())
-                  + f" (clean below before's: " + (", ".join(k for (st, k) in rows if st == "select" and k in RECIPES
+                  + " (clean below before's: " + (", ".join(k for (st, k) in rows if st == "select" and k in RECIPES
                                                          and k not in cands) or "none")
                   + f"). Chosen: **{best}**, then confirmed once on 13-16.")
         c, b = rows.get(("confirm", best)), rows.get(("confirm", "before"))
