@@ -106,6 +106,30 @@ def test_fp32_padded_batch_with_mask_matches_each_clip(tiny_run, tiny_export):
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
+def test_onnx_batches_side_by_side_on_one_thread_sessions_equal_one_worker(tiny_export, tmp_path):
+    """With two threads, an export's batches run two at a time on a one-thread session of the same
+    graph (made on first use, once), and score what one worker does on the two-thread session."""
+    from emovox.inference.predict import Predictor
+
+    out = tmp_path / "onnx"
+    shutil.copytree(tiny_export[0], out)
+    (out / "emovox.json").write_text(json.dumps({"scheme": get_scheme("crema-d-21").to_dict()}))
+    predictor = Predictor.from_run_dir(out, threads=2)
+    member = predictor.members[0]
+    made = []
+    lazy = member.side_logits
+    member.side_logits = lambda: made.append(1) or lazy()
+    waves = synthetic_waves([0.6, 0.9, 1.2, 1.5, 1.8, 2.1], seed=3)  # lengths apart: one batch each
+    assert member.workers == 2
+    parallel = np.stack([predictor.probs(waves) for _ in range(2)])
+    assert len(made) == 2 and lazy() is lazy()  # asked once per call, the session made once
+    member.workers = 1
+    serial = predictor.probs(waves)
+    assert len(made) == 2
+    np.testing.assert_allclose(parallel, np.stack([serial, serial]), atol=1e-6)
+    assert np.abs(serial - serial[0]).max() > 1e-3, "clips should score differently"
+
+
 def test_int8_export_loads_and_reports_agreement(tiny_run, tmp_path):
     checks = synthetic_waves([1.0, 2.2, 3.1], seed=3)
     result = export_onnx(run_dir=tiny_run, out=tmp_path, int8=True, int8_encoder=True, check_inputs=checks)

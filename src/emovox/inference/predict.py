@@ -6,12 +6,13 @@ audio-classification folder, an ONNX export, or a hub id."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +45,9 @@ class Member:
     # only when there are at least as many batches as workers, so no core is left idle
     workers: int = 1
     one_thread: Callable[[], ContextManager] = nullcontext
+    # the logits function those side-by-side batches use (ONNX: a one-thread session of the same
+    # graph, made on first use); None: run_logits inside one_thread
+    side_logits: Callable[[], Callable[[np.ndarray, np.ndarray | None], np.ndarray]] | None = None
 
     def normalise(self, wave: np.ndarray) -> np.ndarray:
         return self.family.featurize(self.fe, wave)
@@ -100,7 +104,22 @@ def _onnx_member(source: ModelSource, threads: int | None) -> Member:
 
     clf = OnnxClassifier.from_dir(source.ref, threads=threads)
     fe = front_end_for(source.ref)
-    return Member(backbone_for(clf.config, strict=False), fe, source.temperature, clf.uses_attention_mask, clf.logits)
+    workers = threads or os.cpu_count() or 1
+    return Member(backbone_for(clf.config, strict=False), fe, source.temperature, clf.uses_attention_mask, clf.logits,
+                  workers=workers, side_logits=_once(lambda: OnnxClassifier.from_dir(source.ref, threads=1).logits))
+
+
+def _once(make: Callable[[], Any]) -> Callable[[], Any]:
+    """``make()``'s value, made on the first call only (thread-safe)."""
+    lock, made = threading.Lock(), []
+
+    def get() -> Any:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get
 
 
 def member_backend(backend: str, ref: str | Path) -> str:
@@ -177,13 +196,14 @@ class Predictor:
         out = np.zeros((len(values), len(self.scheme)), dtype=np.float32)
         batches = list(self._batches([v.shape[-1] for v in values], exact=not m.uses_mask))
 
-        def score(batch: list[int]) -> tuple[list[int], np.ndarray]:
+        def score(batch: list[int], run=m.run_logits) -> tuple[list[int], np.ndarray]:
             x, mask = m.family.pad([values[i] for i in batch])
-            return batch, m.run_logits(x, mask if m.uses_mask else None)
+            return batch, run(x, mask if m.uses_mask else None)
 
         if 1 < m.workers <= len(batches):
+            run = m.side_logits() if m.side_logits else m.run_logits
             with m.one_thread(), ThreadPoolExecutor(m.workers) as pool:
-                done = list(pool.map(score, batches))
+                done = list(pool.map(lambda b: score(b, run), batches))
         else:
             done = [score(b) for b in batches]
         for batch, logits in done:

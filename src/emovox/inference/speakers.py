@@ -17,7 +17,9 @@ closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first a
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -183,8 +185,12 @@ def embed_segments(waves: list[np.ndarray], *, bundle: Path | None = None, rate:
         owner += [i] * len(starts)
     out = np.zeros((len(waves), 256), dtype=np.float64)
     owner_a = np.array(owner, dtype=int)
-    for k in range(0, len(mels), batch):
-        np.add.at(out, owner_a[k:k + batch], enc.run(np.stack(mels[k:k + batch])))
+    starts = range(0, len(mels), batch)
+    # an ONNX encoder's session runs on one thread: its batches go side by side, one per core
+    workers = 1 if enc.net is not None else max(1, min(len(starts), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for k, emb in zip(starts, pool.map(lambda k: enc.run(np.stack(mels[k:k + batch])), starts)):
+            np.add.at(out, owner_a[k:k + batch], emb)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out.astype(np.float32)
 
