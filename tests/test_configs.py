@@ -121,3 +121,23 @@ def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
         assert load_config(spelling).model.name == "whisper-tiny.en"
     with pytest.raises(BadConfig, match="shipped configs, usable by name from any folder: .*ravdess-whisper"):
         load_config("no-such-config.yaml")
+
+
+def test_training_keys_are_checked_without_importing_transformers():
+    """The installed TrainingArguments' fields, read from its source, are exactly its dataclass fields,
+    and a mistyped key is refused in a process that never imports torch or transformers."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from transformers import TrainingArguments
+
+    from emovox.config import _training_argument_names
+
+    assert _training_argument_names() == {f.name for f in dataclasses.fields(TrainingArguments)}
+    code = ("import sys\nfrom emovox.config import load_config\nfrom emovox.errors import BadConfig\n"
+            "load_config(None, ['training.learning_rate=1e-4'])\n"
+            "try:\n    load_config(None, ['training.lerning_rate=1e-4'])\nexcept BadConfig as e:\n    print(e)\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "unknown key training.lerning_rate" in out[0] and out[1] == "False False"

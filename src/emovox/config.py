@@ -306,6 +306,21 @@ def from_dict(raw: dict, *, source: str = "config") -> Config:
 
 
 def _training_argument_names() -> set[str]:
+    """``TrainingArguments``' field names, read from its source (importing transformers' trainer
+    side takes seconds, so a mistyped key would wait for torch to load); imported when the source
+    does not show them."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("transformers")
+    try:
+        tree = ast.parse((Path(spec.origin).parent / "training_args.py").read_text(encoding="utf-8"))
+        body = next(n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainingArguments")
+        names = {n.target.id for n in body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    except (AttributeError, TypeError, OSError, SyntaxError, StopIteration):
+        names = set()
+    if names:
+        return names
     from transformers import TrainingArguments
 
     return {f.name for f in dataclasses.fields(TrainingArguments)}
