@@ -33,10 +33,28 @@ def test_group_metrics_match_hand_computed_values():
     # every top-1 confidence is 0.8: ECE = |accuracy - 0.8|
     assert f["ece"] == pytest.approx(0.05) and m["ece"] == pytest.approx(0.3)
     gap = res["gap"]["uar"]
-    assert gap == {"value": pytest.approx(1 / 3), "best": "f", "worst": "m"}
+    assert {k: gap[k] for k in ("value", "best", "worst")} == {"value": pytest.approx(1 / 3), "best": "f", "worst": "m"}
+    assert gap["ci_unit"] == "clip" and gap["ci"][0] <= 1 / 3 <= gap["ci"][1]
     warnings = gap_warnings({"gender": res}, 0.05)
     assert len(warnings) == 1 and "0.333 across gender" in warnings[0] and "f 0.833 vs m 0.500" in warnings[0]
     assert gap_warnings({"gender": res}, 0.4) == []
+
+
+def test_gap_interval_resamples_speakers_within_each_group():
+    """Two women always right; of two men one always right, one always wrong. Drawing speakers,
+    the men score 1, 0.5 or 0 (gap 0, 0.5 or 1): the interval spans 0 to 1. Drawing clips, the
+    wrong man's share stays near half: a narrower interval around 0.5, which hides the speaker effect."""
+    y = np.tile([0, 0, 1, 1, 2, 2], 4)
+    speaker = np.repeat(["f1", "f2", "m1", "m2"], 6)
+    pred = np.where(speaker == "m2", (y + 1) % 3, y)
+    gender = [s[0] for s in speaker]
+    by_speaker = group_metrics(y, _probs(pred), gender, SCHEME, clusters=speaker)["gap"]["uar"]
+    assert by_speaker["value"] == pytest.approx(0.5) and by_speaker["ci_unit"] == "speaker"
+    assert by_speaker["ci"] == [0.0, 1.0]
+    by_clip = group_metrics(y, _probs(pred), gender, SCHEME)["gap"]["uar"]
+    assert 0.1 < by_clip["ci"][0] < 0.5 < by_clip["ci"][1] < 0.9
+    assert "95% CI +0.000 to +1.000, speakers resampled" in gap_warnings({"gender": {"groups": {
+        "f": {"uar": 1.0}, "m": {"uar": 0.5}}, "gap": {"uar": by_speaker}}})[0]
 
 
 def test_missing_values_are_listed_but_left_out_of_the_gap():
@@ -73,9 +91,14 @@ def test_evaluate_by_gender_and_speaker_writes_groups_and_warns_on_the_card(tiny
         mine = preds[preds["speaker"].astype(str) == spk]
         assert stats["n"] == len(mine) and stats["accuracy"] == pytest.approx((mine["true"] == mine["predicted"]).mean())
     assert sum(g["n"] for g in saved["groups"]["gender"]["groups"].values()) == len(df)
+    # a gender gap resamples speakers; a gap between speakers resamples their clips
+    assert saved["groups"]["gender"]["gap"]["uar"]["ci_unit"] == "speaker"
+    assert saved["groups"]["speaker"]["gap"]["uar"]["ci_unit"] == "clip"
+    low, high = saved["groups"]["gender"]["gap"]["uar"]["ci"]
+    assert low <= saved["groups"]["gender"]["gap"]["uar"]["value"] <= high
     assert len(m["group_warnings"]) == 2
     report = (tmp_path / "e" / "report.md").read_text()
-    assert "### By gender" in report and "**Warning:**" in report
+    assert "### By gender" in report and "**Warning:**" in report and "speakers resampled within each group" in report
     card = (tiny_run / "README.md").read_text()
     assert "**Warning (train split):** UAR differs by" in card
 

@@ -15,7 +15,7 @@ from ..inference.predict import Predictor, member_backend
 from ..modelcard import record_evaluation
 from ..models.source import ModelSource
 from .abstention import aurc, check_target, coverage_curve, threshold_for_accuracy
-from .groups import DEFAULT_GAP_WARNING, gap_warnings, group_metrics, group_values, groups_markdown
+from .groups import DEFAULT_GAP_WARNING, gap_warnings, group_metrics, group_values, groups_markdown, speaker_units
 from .label_subset import LabelSubset, label_subset
 from .metrics import classification_metrics, compare_table, confusion, reliability_bins
 
@@ -90,7 +90,8 @@ def evaluate(*, runs: Sequence[str | Path], manifest: str | Path, out: str | Pat
         metrics["method"] = method
     metrics.update(_abstention(out, *answered, target_accuracy))
     if by:
-        metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme) for c in by}
+        metrics["groups"] = {c: group_metrics(y, P, group_values(df, c), scheme, clusters=speaker_units(df, c))
+                             for c in by}
         metrics["group_warnings"] = gap_warnings(metrics["groups"], gap_warning)
     members = _member_metrics(runs, df, y, scheme, backend, progress, allow_pickle, subset) if len(runs) > 1 else {}
     if members:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import BadManifest
 from ..labels import LabelScheme
-from .metrics import classification_metrics
+from .metrics import classification_metrics, uar_of
 
 GROUP_KEYS = ("uar", "accuracy", "macro_f1", "ece", "n")
 GAP_KEYS = ("uar", "accuracy", "macro_f1")
@@ -32,17 +32,31 @@ def group_values(df: pd.DataFrame, column: str, *, where: str = "the manifest") 
     return values
 
 
+def speaker_units(df: pd.DataFrame, column: str) -> list[str] | None:
+    """The speakers a gap over ``column`` resamples: the manifest's speaker column when every row
+    has one (and the grouping is not by speaker itself), else None (clips are resampled)."""
+    if column == "speaker" or "speaker" not in df.columns:
+        return None
+    speakers = [str(v).strip() for v in df["speaker"]]
+    return None if any(v in ("", "nan", "None") for v in speakers) else speakers
+
+
 def group_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str], scheme: LabelScheme, *,
-                  min_n: int = 1) -> dict:
+                  min_n: int = 1, clusters: Sequence[str] | None = None, reps: int = 1000, seed: int = 0) -> dict:
     """UAR, accuracy, macro-F1, ECE and n for each group, and the largest gap between groups.
 
     Args:
         groups: One group name per row (as :func:`group_values` gives them).
         min_n: Groups with fewer rows are listed but left out of the gap.
+        clusters: One unit per row (the speaker) that the UAR gap's interval resamples: a gap
+            between two groups of a few speakers each moves with which speakers were drawn far
+            more than with which clips. None resamples clips.
 
     Returns:
         ``{"groups": {name: {uar, accuracy, macro_f1, ece, n}}, "gap": {metric: {"value", "best",
-        "worst"}}}``; ``gap`` is empty when fewer than two groups count.
+        "worst"}}}``; ``gap`` is empty when fewer than two groups count. The UAR gap also has
+        ``ci`` (95% bootstrap interval of best minus worst, each group resampled on its own) and
+        ``ci_unit`` (``speaker`` or ``clip``); ``reps=0`` leaves the interval out.
     """
     y_true, probs, groups = np.asarray(y_true), np.asarray(probs), np.asarray(groups, dtype=object)
     out: dict = {"groups": {}, "gap": {}}
@@ -56,7 +70,30 @@ def group_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str
             best = max(counted, key=lambda g: counted[g][key])
             worst = min(counted, key=lambda g: counted[g][key])
             out["gap"][key] = {"value": counted[best][key] - counted[worst][key], "best": best, "worst": worst}
+        gap = out["gap"]["uar"]
+        if reps <= 0:
+            return out
+        units = np.arange(len(groups)) if clusters is None else np.asarray(clusters, dtype=object)
+        gap["ci"] = gap_interval(y_true, probs.argmax(axis=1), [groups == gap["best"], groups == gap["worst"]],
+                                 units, len(scheme), reps=reps, seed=seed)
+        gap["ci_unit"] = "clip" if clusters is None else "speaker"
     return out
+
+
+def gap_interval(y: np.ndarray, pred: np.ndarray, masks: Sequence[np.ndarray], units: np.ndarray, n_classes: int, *,
+                 reps: int = 1000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of UAR(first group) - UAR(second group): each group's
+    units (speakers, or clips) drawn with replacement, every row of a drawn unit kept."""
+    rng = np.random.default_rng(seed)
+    rows = [[np.flatnonzero(m & (units == u)) for u in dict.fromkeys(units[m])] for m in masks]
+    diffs = np.empty(reps)
+    for r in range(reps):
+        uar = []
+        for parts in rows:
+            idx = np.concatenate([parts[k] for k in rng.integers(0, len(parts), len(parts))])
+            uar.append(uar_of(y[idx], pred[idx], n_classes)[0])
+        diffs[r] = uar[0] - uar[1]
+    return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
 
 
 def gap_warnings(by: dict[str, dict], threshold: float = DEFAULT_GAP_WARNING) -> list[str]:
@@ -67,7 +104,8 @@ def gap_warnings(by: dict[str, dict], threshold: float = DEFAULT_GAP_WARNING) ->
         if gap and gap["value"] > threshold:
             g = res["groups"]
             lines.append(f"UAR differs by {gap['value']:.3f} across {column} (above {threshold:g}): "
-                         f"{gap['best']} {g[gap['best']]['uar']:.3f} vs {gap['worst']} {g[gap['worst']]['uar']:.3f}")
+                         f"{gap['best']} {g[gap['best']]['uar']:.3f} vs {gap['worst']} {g[gap['worst']]['uar']:.3f}"
+                         + _interval(gap))
     return lines
 
 
@@ -79,7 +117,14 @@ def groups_markdown(by: dict[str, dict], warnings: list[str]) -> list[str]:
         lines += [f"| {g} | {m['n']} | {m['uar']:.3f} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['ece']:.3f} |"
                   for g, m in res["groups"].items()]
         gap = res["gap"].get("uar")
-        lines += ["", f"Largest UAR gap: {gap['value']:.3f} ({gap['best']} over {gap['worst']})." if gap
+        lines += ["", f"Largest UAR gap: {gap['value']:.3f} ({gap['best']} over {gap['worst']}){_interval(gap)}." if gap
                   else "Fewer than two groups with values: no gap.", ""]
     lines += [f"> **Warning:** {w}" for w in warnings]
     return lines + ([""] if warnings else [])
+
+
+def _interval(gap: dict) -> str:
+    if "ci" not in gap:
+        return ""
+    unit = "speakers resampled within each group" if gap["ci_unit"] == "speaker" else "clips resampled"
+    return f" (95% CI {gap['ci'][0]:+.3f} to {gap['ci'][1]:+.3f}, {unit})"

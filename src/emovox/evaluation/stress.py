@@ -127,7 +127,7 @@ def _metrics(y: np.ndarray, probs: np.ndarray, scheme, groups: dict[str, list[st
     if groups:
         out["groups"] = {}
         for column, values in groups.items():
-            g = group_metrics(y, probs, values, scheme)
+            g = group_metrics(y, probs, values, scheme, reps=0)  # per condition: the gap alone
             out["groups"][column] = {"uar": {k: v["uar"] for k, v in g["groups"].items()},
                                      "gap": g["gap"]["uar"]["value"] if g["gap"] else None}
     return out
