@@ -48,6 +48,8 @@ RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.
     "ch2-trim20": ("+ 2 channel copies, each clip trimmed to 20 dB below its loudest frame",
                    ["model.trim_silence_db=20", "augment.channel_copies=2", *CHANNEL]),
     "ch2-trim25": ("+ 2 channel copies, trimmed at 25 dB", ["model.trim_silence_db=25", "augment.channel_copies=2", *CHANNEL]),
+    "ch2-snr5-15": ("+ 2 channel copies, noise at 5-15 dB", ["augment.channel_copies=2",
+                    "augment.channel_conditions=[babble,telephone,gsm]", "augment.channel_snr_db=[5,15]"]),
     "ch1-only": ("clean + 1 channel copy, no augmented copy",
                  ["augment.feature_copies=0", "augment.channel_copies=1", *CHANNEL]),
 }
