@@ -47,7 +47,6 @@ RECIPES = {  # key -> (description, config overrides on configs/ravdess-whisper.
                     "augment.channel_snr_db=[0,20]"]),
     "ch2-trim20": ("+ 2 channel copies, each clip trimmed to 20 dB below its loudest frame",
                    ["model.trim_silence_db=20", "augment.channel_copies=2", *CHANNEL]),
-    "ch2-trim25": ("+ 2 channel copies, trimmed at 25 dB", ["model.trim_silence_db=25", "augment.channel_copies=2", *CHANNEL]),
     "ch2-snr5-15": ("+ 2 channel copies, noise at 5-15 dB", ["augment.channel_copies=2",
                     "augment.channel_conditions=[babble,telephone,gsm]", "augment.channel_snr_db=[5,15]"]),
     "ch1-only": ("clean + 1 channel copy, no augmented copy",
@@ -191,14 +190,13 @@ def run_stage(stage: str, recipes: list[str]) -> list[dict]:
     score_df = df[df["speaker"].isin(speaker_ids(df, "ravdess", score_ids))].reset_index(drop=True)
     y = np.array([get_scheme("ravdess-8").id(v) for v in score_df["label"]])
     gender = score_df["gender"].to_numpy()
-    loaded: dict[tuple[str, ...], tuple[Loaded, dict]] = {}
+    key, m, scored = None, None, {}
     rows = []
     for recipe in recipes:
-        key = model_overrides(recipe)  # the encoder's settings: features are scored through the same ones
-        if key not in loaded:
+        if model_overrides(recipe) != key:  # the encoder's settings: the scored clips go through the same ones
+            key = model_overrides(recipe)
             m = Loaded(key)
-            loaded = {key: (m, {name: m.scored(score_df, name) for name in (None, *CONDITIONS)})}
-        m, scored = loaded[key]
+            scored = {name: m.scored(score_df, name) for name in (None, *CONDITIONS)}
         t = time.time()
         x, yt = m.fit_set(fit_df, [o for o in RECIPES[recipe][1] if o not in key])
         predict = ridge(x, yt)

@@ -130,7 +130,8 @@ def train(
     from .config import load_config
     from .data.manifest import load_manifest
 
-    [load_manifest(m) for m in manifest]  # a missing manifest is said at once, before torch loads
+    for m in manifest:  # a missing manifest is said at once, before torch loads
+        load_manifest(m)
     cfg = load_config(config, list(ctx.args))
     from .training.train import train as run
 

@@ -85,12 +85,20 @@ def gap_interval(y: np.ndarray, pred: np.ndarray, masks: Sequence[np.ndarray], u
     """95% percentile-bootstrap interval of UAR(first group) - UAR(second group): each group's
     units (speakers, or clips) drawn with replacement, every row of a drawn unit kept."""
     rng = np.random.default_rng(seed)
-    rows = [[np.flatnonzero(m & (units == u)) for u in dict.fromkeys(units[m])] for m in masks]
+    layouts = []  # per group: its rows ordered by unit, and each unit's first position and row count
+    for m in masks:
+        rows = np.flatnonzero(m)
+        _, code = np.unique(units[rows].astype(str), return_inverse=True)
+        order = np.argsort(code, kind="stable")
+        counts = np.bincount(code)
+        layouts.append((rows[order], np.cumsum(counts) - counts, counts))
     diffs = np.empty(reps)
     for r in range(reps):
         uar = []
-        for parts in rows:
-            idx = np.concatenate([parts[k] for k in rng.integers(0, len(parts), len(parts))])
+        for rows, starts, counts in layouts:
+            draw = rng.integers(0, len(counts), len(counts))
+            n = counts[draw]
+            idx = rows[np.repeat(starts[draw] - np.cumsum(n) + n, n) + np.arange(n.sum())]
             uar.append(uar_of(y[idx], pred[idx], n_classes)[0])
         diffs[r] = uar[0] - uar[1]
     return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]

@@ -102,14 +102,13 @@ def _torch_encoder() -> VoiceEncoder:
     ``mel_filter_bank`` makes the same way (Slaney scale and norm)."""
     spec = importlib.util.find_spec("resemblyzer")
     weights = Path(spec.origin).parent / "pretrained.pt" if spec and spec.origin else None
+    missing = "resemblyzer" if weights is None or not weights.is_file() else None
     try:
         import torch
         from transformers.audio_utils import mel_filter_bank
     except ImportError as exc:
-        weights, missing = None, exc.name
-    else:
-        missing = "resemblyzer"
-    if weights is None or not weights.is_file():
+        missing = exc.name
+    if missing:
         raise BadConfig(f"--speakers needs Resemblyzer ({missing} is missing): score an export made with "
                         f"`emovox export RUN --out DIR --conversation`, or {INSTALL_HINT}")
 
