@@ -22,7 +22,7 @@ import numpy as np
 
 from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, window_bounds
 from ..errors import BadAudio, BadConfig
-from .speakers import cluster_speakers, embed_segments, parse_speakers
+from .speakers import cluster_speakers, embed_segments, noise_floor, parse_speakers
 from .vad import VadOptions, find_speech
 from .voice_models import bundle_of
 
@@ -118,7 +118,8 @@ def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationO
                      **{k: row[k] for k in ("label", "score", "top_k")}})
     speakers = parse_speakers(options.speakers)
     if speakers is not None and rows:
-        names = cluster_speakers(embed_segments(waves, bundle=bundle), speakers,
+        voices = embed_segments(waves, bundle=bundle, noise=noise_floor(wave, spans, bundle=bundle))
+        names = cluster_speakers(voices, speakers,
                                  weights=np.array([(e - s) / SAMPLE_RATE for s, e in spans]))
         rows = [{**r, "speaker": n} for r, n in zip(rows, names)]
         rows = [{k: r[k] for k in ("path", "start", "end", "speaker", "label", "score", "top_k")} for r in rows]
