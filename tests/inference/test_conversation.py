@@ -15,7 +15,8 @@ from emovox.data.audio import SAMPLE_RATE, load_audio, trim_silence, write_audio
 from emovox.errors import BadConfig
 from emovox.inference.assemble import alternate, assemble_conversation, write_conversation
 from emovox.inference.conversation import ConversationOptions, conversation_rows, score_wave, segment_probs
-from emovox.inference.speakers import cluster_speakers, embed_segments, parse_speakers
+from emovox.inference.speakers import (cluster_speakers, embed_segments, mel_spectrogram, noise_floor, parse_speakers,
+                                       voice_encoder)
 from emovox.inference.vad import VadOptions, find_speech, pad_spans
 
 pytest.importorskip("silero_vad", reason="pip install --no-deps --require-hashes -r requirements/conversation.txt")
@@ -119,6 +120,34 @@ def test_speakers_separated_with_a_count_and_auto(rav, conv):
     one = embed_segments([load_audio(p) for p in calm.path])  # one voice, one mood: one speaker
     assert set(cluster_speakers(one, "auto")) == {"S1"}
     assert cluster_speakers(emb[:1], "auto") == ["S1"] and cluster_speakers(emb[:0], 2) == []
+
+
+def test_noise_floor_is_read_in_the_pauses_and_takes_the_hiss_off_the_voices(rav):
+    """Six trimmed clips of one actor, 1 s pauses, white hiss 35 dB below the speech: the floor is
+    the hiss's own mel power (not the speech's), and subtracting it brings every segment's voice
+    embedding back towards the one without hiss."""
+    rng = np.random.default_rng(0)
+    clips = [trim_silence(load_audio(p), 40, margin_seconds=0.0) for p in rav[rav.speaker == "02"].path.iloc[::10][:6]]
+    gap, spans, parts, t = np.zeros(SR, np.float32), [], [], SR
+    for c in clips:
+        parts += [gap, c]
+        spans.append((t, t + len(c)))
+        t += len(c) + SR
+    clean = np.concatenate([*parts, gap])
+    power = float(np.mean(np.square(np.concatenate(clips))))
+    hiss = rng.normal(0, np.sqrt(power / 10 ** 3.5), clean.shape).astype(np.float32)
+    noisy = clean + hiss
+    floor = noise_floor(noisy, spans)
+    hiss_mel = np.median(mel_spectrogram(hiss, voice_encoder().mel_filters), axis=0)
+    assert floor.shape == (40,) and np.allclose(floor, hiss_mel, rtol=0.2)
+    assert noise_floor(noisy, []).sum() > 3 * hiss_mel.sum()  # the speech, had it been read as pauses
+    assert noise_floor(noisy, [(0, len(noisy))]) is None  # no pauses: nothing to subtract
+    segs = lambda w: [w[s:e] for s, e in spans]
+    want = embed_segments(segs(clean))
+    plain = 1 - (embed_segments(segs(noisy)) * want).sum(1)
+    denoised = 1 - (embed_segments(segs(noisy), noise=floor) * want).sum(1)
+    assert np.all(denoised <= plain + 1e-3) and denoised.mean() < 0.5 * plain.mean(), (plain, denoised)
+    assert np.allclose(embed_segments(segs(clean), noise=np.zeros(40)), want, atol=1e-5)
 
 
 def test_parse_speakers_and_options_name_the_bad_value():
