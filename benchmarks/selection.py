@@ -40,6 +40,11 @@ RECIPES = {
     "copies2": ["augment.feature_copies=2"],
     "upper1": UPPER,
     "upper1-2ep": [*UPPER, "training.num_train_epochs=2"],
+    # validated every ~epoch (480 training clips / 16), early-stopped: more epochs, one or two layers
+    "upper1-6ep": [*UPPER, "training.num_train_epochs=6", "training.eval_steps=30"],
+    "upper2-6ep": [*UPPER, "model.tune_upper_layers=2", "training.num_train_epochs=6", "training.eval_steps=30"],
+    "upper2-6ep-slow": [*UPPER, "model.tune_upper_layers=2", "training.num_train_epochs=6", "training.eval_steps=30",
+                        "training.learning_rate=1e-5", "training.head_learning_rate=2e-5"],
     # silence trimmed before encoding (training and inference): no scoring margins needed in conversations,
     # a third less audio encoded there (benchmarks/NOTES.md, conversation speed)
     "trim35": ["model.trim_silence_db=35"],
