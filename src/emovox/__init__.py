@@ -80,8 +80,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

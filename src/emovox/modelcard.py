@@ -227,7 +227,7 @@ def _body(run: RunDir, meta: Mapping[str, Any]) -> list[str]:
              f"A {len(labels)}-class speech emotion classifier (label scheme `{scheme.get('name', '?')}`) "
              + (f"made with [emovox](https://pypi.org/project/emovox/) as an ensemble of {len(meta['members'])} "
                 f"models: {source}." if ensemble else
-                f"fine-tuned with [emovox](https://pypi.org/project/emovox/) from "
+                "fine-tuned with [emovox](https://pypi.org/project/emovox/) from "
                 + (f"[`{base}`](https://huggingface.co/{base})." if base else f"`{source}` (a local or randomly "
                    "initialised model, not a hub id).")), ""]
     lines += _results_section(meta)

@@ -108,7 +108,7 @@ def make_iemocap_corpus(root: str | Path, *, sessions: Iterable[int] = (1, 2, 3)
                 write_tone(path, seconds, freq=_emotion_pitch(cat) * (1.1 if letter == "F" else 0.9), seed=s * 100 + i)
                 out.append(path)
                 lines += [f"[{2.0 * i:.4f} - {2.0 * i + 1.5:.4f}]\t{utt}\t{cat}\t[2.5000, 3.0000, 3.5000]",
-                          f"C-E1:\tNeutral;\t()", "A-E1:\tval 3; act 3; dom  3;\t()", ""]
+                          "C-E1:\tNeutral;\t()", "A-E1:\tval 3; act 3; dom  3;\t()", ""]
         ev = root / f"Session{s}" / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
         ev.parent.mkdir(parents=True, exist_ok=True)
         ev.write_text("\n".join(lines) + "\n")

@@ -64,7 +64,7 @@ def test_every_generated_file_is_accepted_or_named(tmp_path_factory, spec):
     duration = _check_one(path)
     if duration is None:
         with pytest.raises(BadAudio):  # what prepare refuses, predict refuses too
-            w = load_audio(path, max_seconds=None)
+            load_audio(path, max_seconds=None)
             if read_info(path).duration > 10:
                 list(stream_windows(path, window_seconds=10, hop_seconds=5))
         return

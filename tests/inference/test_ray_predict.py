@@ -1,5 +1,4 @@
 """Ray Data batch inference: the same rows as local predict, from a local cluster started once."""
-import json
 
 import pytest
 
