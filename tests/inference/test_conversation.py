@@ -150,6 +150,19 @@ def test_noise_floor_is_read_in_the_pauses_and_takes_the_hiss_off_the_voices(rav
     assert np.allclose(embed_segments(segs(clean), noise=np.zeros(40)), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_keeps_one_expressive_speaker_whole(rav, seed):
+    """Twelve clips of one actor in five or more moods, over hiss: ``auto`` answers one speaker
+    (with ``SAME_VOICE`` at its former 0.9 these recordings split into 2 to 7)."""
+    clips = rav[rav.speaker == "02"].sample(12, random_state=seed)
+    assert clips.emotion.nunique() >= 5
+    wave, _ = assemble_conversation(clips.to_dict("records"), snr_db=35.0, seed=seed)
+    spans = find_speech(wave)
+    voices = embed_segments([wave[s:e] for s, e in spans], noise=noise_floor(wave, spans))
+    assert set(cluster_speakers(voices, "auto", weights=np.array([(e - s) / SR for s, e in spans]))) == {"S1"}
+    assert len(set(cluster_speakers(voices, 2))) == 2  # a count is obeyed all the same
+
+
 def test_parse_speakers_and_options_name_the_bad_value():
     assert parse_speakers("auto") == "auto" and parse_speakers("3") == 3 and parse_speakers(None) is None
     for bad in ("0", "two", "40"):

@@ -42,10 +42,12 @@ PARTIALS_PER_SECOND = 1.3  # Resemblyzer's default: 1.6 s partials every 0.77 s
 # With ``auto``: below this silhouette no split separates voices, and the recording is one speaker.
 MIN_SILHOUETTE = 0.1
 # ... and two clusters whose raw (uncentred) centres are this similar (cosine) are one voice. On
-# acted emotional speech one actor's emotions can be as far apart as two actors (0.59-0.82 for one
-# RAVDESS actor split in two, 0.50-0.82 for two actors), so ``auto`` can split one expressive
-# speaker in two: give the count when it is known.
-SAME_VOICE = 0.9
+# acted emotional speech one actor's moods can be as far apart as two actors. Chosen on recordings of
+# actors 01-12 with the noise floor taken off (24 of one actor, 66 pairs, 12 trios; the count right
+# for 96% / 70% / 25% of them against 13% / 77% / 25% at 0.9) and confirmed on 13-16 and EMOVO
+# (benchmarks/NOTES.md): one expressive speaker is now kept whole, but two voices of the same gender
+# are often merged; give the count when it is known.
+SAME_VOICE = 0.8
 N_FFT, HOP, MELS = 400, 160, 40  # Resemblyzer's mel front end: 25 ms windows every 10 ms, 40 bands
 PARTIAL_FRAMES = 160  # 1.6 s partials
 TARGET_DBFS = -30.0  # quieter segments are raised to this RMS level before embedding
