@@ -1,7 +1,11 @@
 """Assembles ``benchmarks/RESULTS.md`` from the per-section JSON results in ``_work/results``, so
-running one section (``--only inference``) refreshes its part and keeps the others."""
+running one section (``--only inference``) refreshes its part and keeps the others. Sections that
+their own commands write (``python -m benchmarks.selection --render``, the ensemble, layer-budget,
+gender-gap and channel-copy studies) and sections whose results this checkout does not hold are
+carried over from the previous file as they were, before the notes."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from benchmarks import (conversation, cross_corpus, flops, inference, long_audio, prepare_bench, ray_bench,
@@ -178,5 +182,22 @@ def build(machine: dict, notes: str = "") -> str:
 
 
 def write(machine: dict) -> Path:
-    RESULTS_MD.write_text(build(machine))
+    new = build(machine)
+    RESULTS_MD.write_text(with_carried(new, RESULTS_MD.read_text() if RESULTS_MD.exists() else ""))
     return RESULTS_MD
+
+
+NOTES_TITLE = "## Notes on this run"
+
+
+def with_carried(new: str, old: str) -> str:
+    """``new`` with every ``## `` section of ``old`` whose title ``new`` lacks, in ``old``'s order,
+    inserted before the notes (or at the end)."""
+    made = {line for line in new.splitlines() if line.startswith("## ")}
+    carried = [block.rstrip() + "\n\n" for block in re.split(r"(?m)^(?=## )", old)
+               if block.startswith("## ") and block.splitlines()[0] not in made]
+    if not carried:
+        return new
+    at = new.find(NOTES_TITLE)
+    at = len(new) if at < 0 else at
+    return new[:at] + "".join(carried) + new[at:]
