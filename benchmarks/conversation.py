@@ -7,7 +7,8 @@ on actors 01-12 (validation 11-12, refitted on both). Conversations: actors 13-1
 hiss 35 dB below the speech. Measured: segment boundary precision/recall (0.25 s), DER (pyannote,
 a 0.25 s collar either side of each reference boundary, i.e. pyannote's ``collar=0.5``, best
 mapping) with its confusion / missed / false-alarm parts, the emotion of each turn (the segment or window overlapping it most)
-as UAR against scoring the same clips alone; speed (RTF, peak RSS) for 1, 10 and 30 minutes in
+as UAR against scoring the same clips alone; the speaker error again over ``DRAWS`` more conversations per
+pair (the emotion model stubbed out); speed (RTF, peak RSS) for 1, 10 and 30 minutes in
 fresh processes. ``python -m benchmarks.conversation '<json spec>'`` is the child.
 """
 from __future__ import annotations
