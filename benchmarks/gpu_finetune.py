@@ -18,7 +18,7 @@ Here, ``python -m benchmarks.gpu_finetune stage`` writes the git-ignored transpo
 (``.gpu/enc``: whisper-base's encoder weights in float16, exact since the registry package is
 float16; ``.gpu/smoke``: actors 01-03; ``.gpu/data``: actors 01-16) from ``models/whisper-base``
 and ``EMOVOX_TEST_DATA``; delete ``.gpu`` afterwards (audio never enters the repository).
-``python -m benchmarks.gpu_finetune render RESULT.json`` prints the RESULTS.md section.
+``python -m benchmarks.gpu_finetune render RESULT.json...`` prints the RESULTS.md section (seeds pooled).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / ".gpu"
 DEVICE_MODEL = Path("/tmp/emovox-gpu/whisper-base")
 CONFIG = ROOT / "configs" / "whisper-finetune.yaml"
-SECTION_TITLE = "## Full fine-tuning of whisper-base on a GPU (RAVDESS, trained on 01-12, tested on 13-16)"
+SECTION_TITLE = "## Full fine-tuning of whisper-base on a GPU (RAVDESS: trained on 01-10, validated on 11-12, tested on 13-16)"
 CPU_RECIPE = {  # configs/ravdess-whisper.yaml on the same split (RESULTS.md "Model selection", "Channel copies")
     "recipe": "configs/ravdess-whisper.yaml (frozen probe, 2 CPU cores)", "test_uar": 0.723, "val_chosen": True,
 }
@@ -175,7 +175,8 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
 
     from emovox.training.train import train
 
-    overrides = [*COMMON, *VARIANTS[name], *(SMOKE if smoke else [])]
+    base, _, seed = name.partition("@s")
+    overrides = [*COMMON, *VARIANTS[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
     if torch.cuda.is_available():
         overrides.append("training.bf16=true")
     run = out / name
@@ -184,7 +185,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     result = train(config=CONFIG, manifest=manifest, out=run, model=model, overrides=overrides, progress=False,
                    callbacks=[budget])
     train_s = time.time() - started
-    record = {"variant": name, "overrides": VARIANTS[name], "train_s": round(train_s, 1), "steps": result.steps,
+    record = {"variant": name, "overrides": VARIANTS[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
               "best_checkpoint": Path(str(result.best_checkpoint)).name if result.best_checkpoint else None,
               "val_uar": float(result.metrics.get("eval_uar", float("nan"))), "epochs": result.metrics.get("epoch"),
               "stopped_by_time_budget": bool(type(budget).hit),
@@ -195,13 +196,14 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
           f"{record['steps']} steps", flush=True)
 
 
-def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float) -> dict:
+def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float, seeds=(0,)) -> dict:
     """Prepare the split, train every variant side by side (one process each), gather the results."""
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     manifest = confirm_manifest(data_root, out / "work", smoke=smoke)
     procs = {}
-    for name in VARIANTS:
+    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in VARIANTS]
+    for name in names:
         log = open(out / f"{name}.log", "w")
         cmd = [sys.executable, "-m", "benchmarks.gpu_finetune", "one", name, str(manifest), str(out),
                "--model", str(DEVICE_MODEL if DEVICE_MODEL.exists() else ROOT / "models" / "whisper-base"),
@@ -216,12 +218,12 @@ def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_
         log.close()
         f = out / f"{name}.json"
         rows.append(json.loads(f.read_text()) if f.exists() else {"variant": name, "failed": f"exit {p.returncode}"})
-    report = {"smoke": smoke, "wall_s": round(time.time() - started, 1), "machine": machine(), "variants": rows,
+    report = {"smoke": smoke, "date": time.strftime("%Y-%m-%d", time.gmtime()), "wall_s": round(time.time() - started, 1), "machine": machine(), "variants": rows,
               "cpu_recipe": CPU_RECIPE, "egemaps": EGEMAPS_CONFIRM, "chance": 1 / 8}
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(report, indent=1))
     with open(results.with_suffix(".logs.txt"), "w") as f:
-        for name in VARIANTS:
+        for name in names:
             f.write(f"==== {name}\n" + "".join((out / f"{name}.log").read_text().splitlines(True)[-60:]))
     return report
 
@@ -234,27 +236,47 @@ def machine() -> dict:
     return {"gpu": gpu, "cpus": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def render(path: Path) -> str:
+def render(paths) -> str:
+    """The RESULTS.md section from one or more run files (every seed of a variant pooled)."""
+    import statistics
+
     from benchmarks.common import table
 
-    rep = json.loads(Path(path).read_text())
-    ok = [r for r in rep["variants"] if "test_uar" in r]
-    chosen = max(ok, key=lambda r: r["val_uar"])["variant"] if ok else None
-    body = [[f"**{r['variant']}** (chosen on validation)" if r["variant"] == chosen else r["variant"],
-             f"{r['val_uar']:.3f}", f"{r['test_uar']:.3f}", f"{r['epochs']:.1f}" if r.get("epochs") else "—",
-             str(r["steps"]), f"{r['train_s']:.0f}", f"{r['peak_gpu_mb']:,}" if r.get("peak_gpu_mb") else "—"]
-            if "test_uar" in r else [r["variant"], "failed", r.get("failed", ""), "", "", "", ""] for r in rep["variants"]]
+    reps = [json.loads(Path(p).read_text()) for p in paths]
+    runs: dict[str, list[dict]] = {}
+    for rep in reps:
+        for r in rep["variants"]:
+            runs.setdefault(r["variant"].partition("@s")[0], []).append(r)
+    ok = {v: rs for v, rs in runs.items() if all("test_uar" in r for r in rs)}
+    mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
+    chosen = max(ok, key=lambda v: mean(ok[v], "val_uar")) if ok else None
+    seeds = lambda rs, k: "/".join(f"{r[k]:.3f}".lstrip("0") for r in sorted(rs, key=lambda r: r.get("seed", 0)))  # noqa: E731
+    body = []
+    for v, rs in runs.items():
+        if v not in ok:
+            body.append([v, "failed", "", "", "", "", ""])
+            continue
+        body.append([f"**{v}** (chosen on validation)" if v == chosen else v,
+                     f"{mean(rs, 'val_uar'):.3f} ({seeds(rs, 'val_uar')})", f"{mean(rs, 'test_uar'):.3f} ({seeds(rs, 'test_uar')})",
+                     f"{mean(rs, 'epochs'):.1f}", f"{mean(rs, 'steps'):.0f}", f"{mean(rs, 'train_s'):.0f}",
+                     f"{max(r['peak_gpu_mb'] for r in rs):,}"])
+    rep = reps[0]
     cpu = rep["cpu_recipe"]
     body.append([cpu["recipe"], "—", f"{cpu['test_uar']:.3f}", "—", "—", "—", "—"])
     body.append(["eGeMAPS + logistic regression", "—", f"{rep['egemaps']:.3f}", "—", "—", "—", "—"])
     body.append(["chance", f"{rep['chance']:.3f}", f"{rep['chance']:.3f}", "—", "—", "—", "—"])
     m = rep["machine"]
+    n = max(len(rs) for rs in runs.values())
+    walls = ", ".join(f"{r['wall_s']:.0f} s" for r in reps)
     return "\n".join([SECTION_TITLE, "", table(
-        ["variant", "validation UAR (11-12)", "test UAR (13-16)", "epochs", "steps", "train s", "peak GPU MB"], body), "",
-        f"{m['gpu']} ({m['cpus']} CPU cores), torch {m['torch']}, transformers {m['transformers']}; whole run "
-        f"{rep['wall_s']:.0f} s with the variants side by side on the one GPU. `python -m benchmarks.gpu_finetune` "
-        "(its docstring has the protocol); the CPU recipe's number is from the same split (trained on 01-10, "
-        "validated on 11-12, refitted on 01-12) in the \"Channel copies\" section."])
+        ["variant", f"validation UAR (11-12), mean of {n} seeds", "test UAR (13-16)", "epochs", "steps", "train s",
+         "peak GPU MB"], body), "",
+        f"Run {rep.get('date', '2026-12-04')} on one {m['gpu']} ({m['cpus']} CPU cores; the device tool), torch {m['torch']}, transformers {m['transformers']}; the variants of "
+        f"one seed set train side by side on the one GPU, bf16 autocast (whole runs: {walls}). "
+        "`python -m benchmarks.gpu_finetune` (its docstring has the protocol; the raw results are in "
+        "`benchmarks/device_results/`). Every variant is early-stopped on the validation actors 11-12 (patience 4 "
+        "epochs, at most 15) and trains on actors 01-10 only; the CPU recipe's number is from the same split but "
+        "refitted on 01-12 (\"Channel copies\" section), so it saw two more speakers."])
 
 
 def main(argv=None) -> None:
@@ -265,6 +287,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=float, default=300.0)
     ap.add_argument("--deadline", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--seeds", default="0", help="comma-separated training seeds, every variant once per seed")
     a = ap.parse_args(argv)
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "_work" / "gpu")
     if a.mode == "stage":
@@ -273,14 +296,16 @@ def main(argv=None) -> None:
         device_stage()
     elif a.mode in ("smoke", "run"):
         smoke = a.mode == "smoke"
-        rep = run_all(STAGE / ("smoke" if smoke else "data"), Path("/tmp/emovox-gpu") / a.mode, out_dir / f"gpu_{a.mode}.json",
-                      smoke=smoke, deadline_s=a.deadline)
+        seeds = [int(x) for x in a.seeds.split(",")]
+        tag = a.mode + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
+        rep = run_all(STAGE / ("smoke" if smoke else "data"), Path("/tmp/emovox-gpu") / tag, out_dir / f"gpu_{tag}.json",
+                      smoke=smoke, deadline_s=a.deadline, seeds=seeds)
         print(json.dumps(rep, indent=1)[:6000])
     elif a.mode == "one":
         name, manifest, out = a.args
         one(name, Path(manifest), Path(out), a.model, a.budget, a.smoke)
     else:
-        print(render(Path(a.args[0])))
+        print(render(a.args))
 
 
 if __name__ == "__main__":
