@@ -58,6 +58,11 @@ VARIANTS = {
                        "training.head_learning_rate=1e-3", "model.freeze_layers=4",
                        "model.freeze_feature_encoder=true"],
 }
+# refit (as the CPU probe does): train on 01-12 for the chosen variant's median best epoch on validation
+# (9, 9, 7 over its three seeds), no early stopping; the validation rows are training rows then, so the
+# checkpoint kept is the last (lowest loss), and the validation column means nothing
+REFIT = {"refit-full-b8-lr3e-5": [*VARIANTS["full-b8-lr3e-5"], "training.num_train_epochs=9",
+                                  "training.early_stopping_patience=0", "training.metric_for_best_model=eval_loss"]}
 SMOKE = ["training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
          "training.dataloader_num_workers=2"]
 
@@ -96,6 +101,17 @@ def device_stage() -> None:
     for name in ("config.json", "preprocessor_config.json"):
         shutil.copy(enc / name, DEVICE_MODEL / name)
     print(f"model staged at {DEVICE_MODEL}")
+
+
+def refit_manifest(manifest: Path) -> Path:
+    """The same split with the validation rows also in train (the refit's training set: 01-12)."""
+    import pandas as pd
+
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    df = pd.concat([df, df[df["split"] == "validation"].assign(split="train")], ignore_index=True)
+    path = manifest.with_name(manifest.stem + "-refit.csv")
+    df.to_csv(path, index=False)
+    return path
 
 
 def confirm_manifest(data_root: Path, work: Path, *, smoke: bool = False) -> Path:
@@ -176,7 +192,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     from emovox.training.train import train
 
     base, _, seed = name.partition("@s")
-    overrides = [*COMMON, *VARIANTS[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
+    overrides = [*COMMON, *{**VARIANTS, **REFIT}[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
     if torch.cuda.is_available():
         overrides.append("training.bf16=true")
     run = out / name
@@ -185,7 +201,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     result = train(config=CONFIG, manifest=manifest, out=run, model=model, overrides=overrides, progress=False,
                    callbacks=[budget])
     train_s = time.time() - started
-    record = {"variant": name, "overrides": VARIANTS[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
+    record = {"variant": name, "overrides": {**VARIANTS, **REFIT}[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
               "best_checkpoint": Path(str(result.best_checkpoint)).name if result.best_checkpoint else None,
               "val_uar": float(result.metrics.get("eval_uar", float("nan"))), "epochs": result.metrics.get("epoch"),
               "stopped_by_time_budget": bool(type(budget).hit),
@@ -196,13 +212,16 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
           f"{record['steps']} steps", flush=True)
 
 
-def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float, seeds=(0,)) -> dict:
+def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float, seeds=(0,),
+            refit: bool = False) -> dict:
     """Prepare the split, train every variant side by side (one process each), gather the results."""
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     manifest = confirm_manifest(data_root, out / "work", smoke=smoke)
+    if refit:
+        manifest = refit_manifest(manifest)
     procs = {}
-    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in VARIANTS]
+    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in (REFIT if refit else VARIANTS)]
     for name in names:
         log = open(out / f"{name}.log", "w")
         cmd = [sys.executable, "-m", "benchmarks.gpu_finetune", "one", name, str(manifest), str(out),
@@ -287,6 +306,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=float, default=300.0)
     ap.add_argument("--deadline", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--refit", action="store_true", help="the REFIT variants on 01-12 instead of VARIANTS")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds, every variant once per seed")
     a = ap.parse_args(argv)
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "_work" / "gpu")
@@ -297,9 +317,9 @@ def main(argv=None) -> None:
     elif a.mode in ("smoke", "run"):
         smoke = a.mode == "smoke"
         seeds = [int(x) for x in a.seeds.split(",")]
-        tag = a.mode + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
+        tag = a.mode + ("-refit" if a.refit else "") + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
         rep = run_all(STAGE / ("smoke" if smoke else "data"), Path("/tmp/emovox-gpu") / tag, out_dir / f"gpu_{tag}.json",
-                      smoke=smoke, deadline_s=a.deadline, seeds=seeds)
+                      smoke=smoke, deadline_s=a.deadline, seeds=seeds, refit=a.refit)
         print(json.dumps(rep, indent=1)[:6000])
     elif a.mode == "one":
         name, manifest, out = a.args
