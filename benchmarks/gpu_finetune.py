@@ -13,7 +13,19 @@ budget callback stops a run that would outlast the device lease (the best checkp
 scored). Test clips are scored on the GPU through the run dir's model (fp32).
 
 The device machine reaches no registry and the lease carries at most 64 MiB a call, so the run
-takes two calls (the machine stays warm in between): see ``benchmarks/gpu_finetune.sh``.
+takes two calls, the second made while the machine is still warm (it keeps /tmp between calls):
+
+1. carry ``.gpu/enc``, ``.gpu/smoke``, ``.whl`` (the wheels the device lacks: audiomentations 0.43.1, librosa,
+   numpy-minmax, numpy-rms, python-stretch, soxr, soundfile, cffi, pycparser, audioread, pooch, platformdirs,
+   decorator; ``pip download --python-version 3.12 --only-binary=:all: --no-deps -d .whl ...``)::
+
+     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+     export PYTHONPATH=/tmp/site:src HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2
+     python3 -m benchmarks.gpu_finetune device-stage && python3 -m benchmarks.gpu_finetune smoke
+
+2. carry ``.gpu/data`` and ``.whl``; the same two first lines, then
+   ``python3 -m benchmarks.gpu_finetune run [--seeds 1,2] [--refit]``; results land in ``$OUT/gpu_run*.json``.
+
 Here, ``python -m benchmarks.gpu_finetune stage`` writes the git-ignored transport folders
 (``.gpu/enc``: whisper-base's encoder weights in float16, exact since the registry package is
 float16; ``.gpu/smoke``: actors 01-03; ``.gpu/data``: actors 01-16) from ``models/whisper-base``
