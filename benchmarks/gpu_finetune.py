@@ -70,6 +70,11 @@ VARIANTS = {
                        "training.head_learning_rate=1e-3", "model.freeze_layers=4",
                        "model.freeze_feature_encoder=true"],
 }
+# heads like the probe's, trained end to end (a later run, seeds 0 and 1)
+HEADS = {
+    "full-stats-b8-lr3e-5": [*VARIANTS["full-b8-lr3e-5"], "model.pooling=stats"],
+    "full-lw-b8-lr3e-5": [*VARIANTS["full-b8-lr3e-5"], "model.layer_weighting=true"],
+}
 # refit (as the CPU probe does): train on 01-12 for the chosen variant's median best epoch on validation
 # (9, 9, 7 over its three seeds), no early stopping; the validation rows are training rows then, so the
 # checkpoint kept is the last (lowest loss), and the validation column means nothing
@@ -204,7 +209,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     from emovox.training.train import train
 
     base, _, seed = name.partition("@s")
-    overrides = [*COMMON, *{**VARIANTS, **REFIT}[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
+    overrides = [*COMMON, *{**VARIANTS, **HEADS, **REFIT}[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
     if torch.cuda.is_available():
         overrides.append("training.bf16=true")
     run = out / name
@@ -213,7 +218,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     result = train(config=CONFIG, manifest=manifest, out=run, model=model, overrides=overrides, progress=False,
                    callbacks=[budget])
     train_s = time.time() - started
-    record = {"variant": name, "overrides": {**VARIANTS, **REFIT}[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
+    record = {"variant": name, "overrides": {**VARIANTS, **HEADS, **REFIT}[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
               "best_checkpoint": Path(str(result.best_checkpoint)).name if result.best_checkpoint else None,
               "val_uar": float(result.metrics.get("eval_uar", float("nan"))), "epochs": result.metrics.get("epoch"),
               "stopped_by_time_budget": bool(type(budget).hit),
@@ -225,7 +230,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
 
 
 def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float, seeds=(0,),
-            refit: bool = False) -> dict:
+            refit: bool = False, heads: bool = False) -> dict:
     """Prepare the split, train every variant side by side (one process each), gather the results."""
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +238,7 @@ def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_
     if refit:
         manifest = refit_manifest(manifest)
     procs = {}
-    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in (REFIT if refit else VARIANTS)]
+    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in (REFIT if refit else HEADS if heads else VARIANTS)]
     for name in names:
         log = open(out / f"{name}.log", "w")
         cmd = [sys.executable, "-m", "benchmarks.gpu_finetune", "one", name, str(manifest), str(out),
@@ -298,10 +303,9 @@ def render(paths) -> str:
     body.append(["eGeMAPS + logistic regression", "—", f"{rep['egemaps']:.3f}", "—", "—", "—", "—"])
     body.append(["chance", f"{rep['chance']:.3f}", f"{rep['chance']:.3f}", "—", "—", "—", "—"])
     m = rep["machine"]
-    n = max(len(rs) for rs in runs.values())
     walls = ", ".join(f"{r['wall_s']:.0f} s" for r in reps)
     return "\n".join([SECTION_TITLE, "", table(
-        ["variant", f"validation UAR (11-12), mean of {n} seeds", "test UAR (13-16)", "epochs", "steps", "train s",
+        ["variant", "validation UAR (11-12), mean over seeds", "test UAR (13-16)", "epochs", "steps", "train s",
          "peak GPU MB"], body), "",
         f"Run {rep.get('date', '2026-12-04')} on one {m['gpu']} ({m['cpus']} CPU cores; the device tool), torch {m['torch']}, transformers {m['transformers']}; the variants of "
         f"one seed set train side by side on the one GPU, bf16 autocast (whole runs: {walls}). "
@@ -320,6 +324,7 @@ def main(argv=None) -> None:
     ap.add_argument("--deadline", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--refit", action="store_true", help="the REFIT variants on 01-12 instead of VARIANTS")
+    ap.add_argument("--heads", action="store_true", help="the HEADS variants instead of VARIANTS")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds, every variant once per seed")
     a = ap.parse_args(argv)
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "_work" / "gpu")
@@ -330,9 +335,9 @@ def main(argv=None) -> None:
     elif a.mode in ("smoke", "run"):
         smoke = a.mode == "smoke"
         seeds = [int(x) for x in a.seeds.split(",")]
-        tag = a.mode + ("-refit" if a.refit else "") + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
+        tag = a.mode + ("-refit" if a.refit else "-heads" if a.heads else "") + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
         rep = run_all(STAGE / ("smoke" if smoke else "data"), Path("/tmp/emovox-gpu") / tag, out_dir / f"gpu_{tag}.json",
-                      smoke=smoke, deadline_s=a.deadline, seeds=seeds, refit=a.refit)
+                      smoke=smoke, deadline_s=a.deadline, seeds=seeds, refit=a.refit, heads=a.heads)
         print(json.dumps(rep, indent=1)[:6000])
     elif a.mode == "one":
         name, manifest, out = a.args
