@@ -137,6 +137,30 @@ def test_clips_are_prefetched_with_augmentation_but_not_with_loader_workers():
     assert prefetch_depth(workers, None) == 0
 
 
+def test_bf16_and_loader_workers_auto_follow_the_machine(monkeypatch):
+    """``auto`` means bf16 autocast and loader workers on a CUDA machine, fp32 and the prefetch
+    thread on a CPU; bad values are refused in one line naming the key."""
+    from emovox.training.train import loader_workers, prefetch_depth, use_bf16
+
+    auto = load_config(None, ["training.bf16=auto", "training.dataloader_num_workers=auto"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert use_bf16(auto.training) is False and loader_workers(auto.training) == 0
+    assert prefetch_depth(auto) == auto.data.prefetch > 0  # the CPU keeps its prefetch thread
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert use_bf16(auto.training) is True and loader_workers(auto.training) == 4
+    assert prefetch_depth(auto) == 0  # workers prefetch themselves
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert loader_workers(auto.training) == 1
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert use_bf16(auto.training) is False  # an older GPU: fp32
+    assert use_bf16({}) is False and use_bf16({"bf16": True}) is True and loader_workers({}) == 0
+    for bad in ({"bf16": "yes"}, {"dataloader_num_workers": "many"}, {"dataloader_num_workers": -1}):
+        with pytest.raises(BadConfig, match="training.(bf16|dataloader_num_workers)"):
+            use_bf16(bad) if "bf16" in bad else loader_workers(bad)
+
+
 def test_the_end_of_a_run_reuses_the_best_evaluation(tiny_manifest, tmp_path, monkeypatch):
     """No second pass over the validation split: the best step's evaluation (logits kept) gives the
     saved metrics and the temperature, and they equal a fresh pass over the saved model."""

@@ -125,6 +125,7 @@ def training_arguments(cfg: Config, out: Path, *, progress: bool):
     from transformers import TrainingArguments
 
     kwargs = trainer_kwargs(cfg.training)
+    kwargs.update(bf16=use_bf16(cfg.training), dataloader_num_workers=loader_workers(cfg.training))
     metric = str(kwargs.get("metric_for_best_model") or "eval_loss")
     metric = metric if metric.startswith("eval_") else f"eval_{metric}"
     kwargs.update(
@@ -139,6 +140,35 @@ def training_arguments(cfg: Config, out: Path, *, progress: bool):
         return TrainingArguments(**kwargs)
     except (TypeError, ValueError) as exc:
         raise BadConfig(f"training.* settings rejected by transformers: {str(exc).splitlines()[0]}") from None
+
+
+def use_bf16(training: dict[str, Any]) -> bool:
+    """``training.bf16``: true, false, or ``auto`` (bf16 autocast where a CUDA device supports it; a
+    CPU run stays fp32, as without the key)."""
+    value = training.get("bf16", False)
+    if value == "auto":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if not isinstance(value, bool):
+        raise BadConfig(f"training.bf16 must be true, false or auto, not {value!r}")
+    return value
+
+
+def loader_workers(training: dict[str, Any]) -> int:
+    """``training.dataloader_num_workers``: a count, or ``auto`` (on a CUDA machine, up to 4 loader
+    processes, leaving a core to the training loop; on a CPU 0, so clips are prepared by the
+    prefetch thread beside the model's own threads)."""
+    value = training.get("dataloader_num_workers") or 0
+    if value == "auto":
+        import os
+
+        return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = -1
+    if workers < 0:
+        raise BadConfig(f"training.dataloader_num_workers must be a count >= 0 or auto, not {value!r}")
+    return workers
 
 
 def tensorboard_callback(folder: Path, *, main: bool = True):
@@ -231,7 +261,7 @@ def prefetch_depth(cfg: Config, augment: Any = None) -> int:
     themselves). Augmentation draws from generators of its own, seeded per (seed, epoch, clip)
     (``data.augment.Augmenter``), so it runs ahead too and a run stays reproducible: the model's
     SpecAugment masks draw from NumPy's global RNG in the training thread, undisturbed."""
-    if int(cfg.training.get("dataloader_num_workers") or 0):
+    if loader_workers(cfg.training):
         return 0
     return int(cfg.data.prefetch)
 
