@@ -48,6 +48,10 @@ RECIPES = {
     # silence trimmed before encoding (training and inference): no scoring margins needed in conversations,
     # a third less audio encoded there (benchmarks/NOTES.md, conversation speed)
     "trim35": ["model.trim_silence_db=35"],
+    # configs/whisper-probe.yaml (any corpus: trimmed, no copies) as overrides of this config, and with the
+    # augmented copy this recipe has (the lever for whisper-probe.yaml; EMOVO stands in for other languages)
+    "probe": ["model.trim_silence_db=35", "augment.enabled=false", "augment.feature_copies=0", "augment.channel_copies=0"],
+    "probe+copy": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
