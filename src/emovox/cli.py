@@ -352,19 +352,19 @@ def pseudo_label_cmd(
 def cv(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
-    manifest: List[Path] = typer.Option(..., help="Manifest; every row is used, its split column is ignored. "
-                                        "Repeat for several corpora."),
+    manifest: List[Path] = typer.Option(..., help="Manifest (split column unused but by --confirm); repeat per corpus."),
     folds: int = typer.Option(5, help="Number of speaker-grouped folds."),
     out: Path = typer.Option(..., help="Folder for fold-K/ runs and cv_metrics.json."),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
     seed: int = typer.Option(0, help="Seed of the fold and validation-speaker assignment."),
+    confirm: bool = typer.Option(False, help="Keep the test split's speakers out of every fold; then train once on "
+                                 "train + validation and score them (choose on the folds, confirm on these)."),
 ) -> None:
     """Speaker-grouped K-fold cross-validation: mean ± std of UAR and friends. Extra args: section.key=value."""
     from .training.cv import cross_validate
 
-    res = cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model,
-                         overrides=list(ctx.args), seed=seed, progress=True)
-    typer.echo("\n".join(res.summary_lines()))
+    typer.echo("\n".join(cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model, seed=seed,
+                                        overrides=list(ctx.args), confirm=confirm, progress=True).summary_lines()))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

@@ -86,3 +86,36 @@ def test_cli_cv_names_the_problem(tiny_manifest, tmp_path, capsys):
 
     assert main(["cv", "--manifest", str(tiny_manifest), "--folds", "7", "--out", str(tmp_path)]) == 2
     assert "7 speakers" in capsys.readouterr().err
+
+
+def test_confirm_keeps_the_test_speakers_out_of_every_fold_and_scores_them_once(tiny_manifest, tmp_path, capsys):
+    """Choose on some speakers, confirm on others: the folds never see the manifest's test speakers;
+    one run trained on its train + validation splits is scored on them and reported beside the mean."""
+    from emovox.cli import main
+
+    df = load_manifest(tiny_manifest)
+    held = set(df.loc[df["split"] == "test", "speaker"])
+    assert held and held != set(df["speaker"])
+    out = tmp_path / "cv"
+    res = cross_validate(config=None, manifest=tiny_manifest, folds=2, out=out, model="tiny", overrides=FAST,
+                         confirm=True, progress=False)
+    for k in (1, 2):
+        fold = load_manifest(out / f"fold-{k}" / "manifest.csv")
+        assert not set(fold["speaker"]) & held and len(fold) == int((df["split"] != "test").sum())
+    assert sum(r["n"] for r in res.per_fold) == int((df["split"] != "test").sum())
+    summary = json.loads((out / "cv_metrics.json").read_text())
+    conf = summary["confirmation"]
+    assert set(conf["speakers"]) == held and conf["n"] == int((df["split"] == "test").sum())
+    scored = json.loads((out / "confirm" / "eval" / "metrics.json").read_text())
+    assert conf["uar"] == pytest.approx(scored["uar"]) and res.confirmation == conf
+    trained_on = load_manifest(out / "confirm" / "manifest.csv")
+    assert (trained_on["split"].to_numpy() == df["split"].to_numpy()).all()  # the manifest's own splits
+    report = (out / "cv_report.md").read_text()
+    assert "| confirmation (held out of every fold) | " + ", ".join(sorted(held)) in report
+    assert any(line.startswith("confirmation on held-out speakers") for line in res.summary_lines())
+    # a manifest with no test split cannot be confirmed: one line, exit 2
+    lone = tmp_path / "lone.csv"
+    df.assign(split=df["split"].replace("test", "train")).to_csv(lone, index=False)
+    assert main(["cv", "--manifest", str(lone), "--folds", "2", "--out", str(tmp_path / "x"), "--confirm"]) == 2
+    err = capsys.readouterr().err
+    assert "--confirm" in err and "0 test row(s)" in err and "Traceback" not in err

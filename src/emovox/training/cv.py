@@ -10,7 +10,9 @@ Layout of ``out``::
     fold-K/manifest.csv   the fold's manifest (test = the fold's speakers)
     fold-K/run/           the training run
     fold-K/eval/          ``evaluate`` on the fold's test split
-    cv_metrics.json       mean and std over folds, and the per-fold table
+    confirm/              with ``confirm``: the run trained on the manifest's own train and
+                          validation splits, and ``eval/`` on its test split (held out of every fold)
+    cv_metrics.json       mean and std over folds, the per-fold table (and the confirmation)
     cv_report.md          the same as a markdown table
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .runlock import holds_run_lock
 from ..config import Config, load_config
 from ..data.manifest import load_manifest, save_manifest
 from ..data.splits import fold_manifests
-from ..errors import BadRunDir
+from ..errors import BadManifest, BadRunDir
 from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
 from ..rundir import RunDir
 from .common import scheme_for, training_manifest
@@ -58,8 +60,8 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
     same = before == [fresh.read_text(), settings]
     if run.exists() and not same:
         fresh.unlink()
-        raise BadRunDir(f"{fold_dir}: holds fold {k} of a cross-validation with other folds or settings; "
-                        "choose a new --out")
+        raise BadRunDir(f"{fold_dir}: holds {f'fold {k}' if k else 'the confirmation run'} of a cross-validation "
+                        "with other folds or settings; choose a new --out")
     fresh.replace(manifest_path)
     settings_path.write_text(settings)
     if same and metrics_path.exists():
@@ -75,7 +77,7 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
 def cross_validate(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path], folds: int,
                    out: str | Path,
                    model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
-                   progress: bool = True) -> CVResult:
+                   confirm: bool = False, progress: bool = True) -> CVResult:
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
 
     Each fold trains into ``out/fold-K/run`` (K = 1..folds) and is evaluated on its test speakers
@@ -91,11 +93,15 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
         model: Model override (hub id, directory or size), as for ``train``.
         overrides: ``section.key=value`` overrides, as for ``train``.
         seed: Seed of the fold assignment and of the validation speakers.
+        confirm: Choose on some speakers, confirm on others: the manifest's test speakers take no
+            part in the folds (the selection number is the folds' mean over the other speakers);
+            after the folds, one run trains on the manifest's own train and validation splits and
+            is scored once on its test split (the confirmation, reported beside the mean).
         progress: Print a line per fold (and training progress) to stderr.
 
     Raises:
-        BadManifest: missing speakers or too few of them; BadRunDir: ``out`` holds folds made with
-            other settings; BadConfig: bad config or overrides.
+        BadManifest: missing speakers or too few of them, or ``confirm`` without a test split;
+            BadRunDir: ``out`` holds folds made with other settings; BadConfig: bad config or overrides.
     """
     out = Path(out)
     cfg = load_config(config, overrides)
@@ -104,8 +110,12 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
     manifest = training_manifest(manifest, out, cfg)  # several: combined into out/manifest.csv
     df = load_manifest(manifest)
     scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
+    held = df[df["split"] == "test"] if confirm else df.iloc[:0]
+    if confirm and (held.empty or len(held) == len(df)):
+        raise BadManifest(f"{manifest}: --confirm holds the test split's speakers out of the folds and scores them "
+                          f"once at the end; the manifest has {len(held)} test row(s) of {len(df)}")
     rows = []
-    for k, fold_df in enumerate(fold_manifests(df, folds=folds, seed=seed), start=1):
+    for k, fold_df in enumerate(fold_manifests(df.drop(index=held.index), folds=folds, seed=seed), start=1):
         speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))
         _say(f"fold {k}/{folds}: test speakers {', '.join(speakers)}", progress)
         metrics = _run_fold(k, fold_df, out / f"fold-{k}", cfg=cfg, progress=progress)
@@ -114,4 +124,12 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
              f"macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})", progress)
     info = {"manifest": str(Path(manifest).resolve()), "config": str(config) if config else "defaults",
             "model": model or "from config", "overrides": list(overrides), "seed": seed}
-    return write_cv_outputs(out, rows, info, title=f"{folds}-fold speaker-independent cross-validation")
+    confirmation = None
+    if confirm:
+        speakers = sorted(map(str, held["speaker"].unique()))
+        _say(f"confirmation: trained on the manifest's train + validation, scored once on {', '.join(speakers)}",
+             progress)
+        confirmation = fold_row("confirmation", df, _run_fold(0, df, out / "confirm", cfg=cfg, progress=progress))
+        _say(f"confirmation: UAR {confirmation['uar']:.4f}  accuracy {confirmation['accuracy']:.4f}", progress)
+    return write_cv_outputs(out, rows, info, title=f"{folds}-fold speaker-independent cross-validation",
+                            confirmation=confirmation)
