@@ -52,6 +52,9 @@ RECIPES = {
     # augmented copy this recipe has (the lever for whisper-probe.yaml; EMOVO stands in for other languages)
     "probe": ["model.trim_silence_db=35", "augment.enabled=false", "augment.feature_copies=0", "augment.channel_copies=0"],
     "probe+copy": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0"],
+    # clips up to 10 s instead of 5 (EMOVO has clips to 14 s; RAVDESS none past 5 s)
+    "probe+copy-10s": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
+                       "data.max_seconds=10"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
