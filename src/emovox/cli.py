@@ -256,10 +256,8 @@ def predict(
         from .inference.predict import predict as run
         from .inference.vad import VadOptions
 
-        vad = VadOptions(threshold=vad_threshold, min_speech=min_speech, min_silence=min_silence,
-                         max_segment=max_segment)
-        rows = run(**common, segment=segment, speakers=speakers, vad=vad, segment_margin=segment_margin, rttm=rttm,
-                   plot=plot)
+        vad = VadOptions(threshold=vad_threshold, min_speech=min_speech, min_silence=min_silence, max_segment=max_segment)
+        rows = run(**common, segment=segment, speakers=speakers, vad=vad, segment_margin=segment_margin, rttm=rttm, plot=plot)
     elif ray:
         from .inference.ray_predict import predict_ray
 
@@ -432,13 +430,14 @@ def baseline(
     folds: Optional[int] = typer.Option(None, help="Speaker-grouped K-fold CV instead of the manifest's splits."),
     seed: int = typer.Option(0, help="Seed of the folds (same folds as `emovox cv`)."),
     workers: Optional[int] = typer.Option(None, help="Parallel feature extraction processes (default: all cores)."),
+    confirm: bool = typer.Option(False, help="With --folds: as `emovox cv --confirm` (test speakers held out, scored last)."),
 ) -> None:
     """eGeMAPS v02 functionals (openSMILE) + balanced logistic regression: the number to beat."""
     from .evaluation.baseline import cross_validate_baseline, run_baseline
 
     kw = dict(manifest=manifest, out=out, speaker_norm=speaker_norm, workers=workers, progress=sys.stderr.isatty())
     if folds:
-        typer.echo("\n".join(cross_validate_baseline(**kw, folds=folds, seed=seed).summary_lines()))
+        typer.echo("\n".join(cross_validate_baseline(**kw, folds=folds, seed=seed, confirm=confirm).summary_lines()))
         return
     m = run_baseline(**kw, split=split)
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "

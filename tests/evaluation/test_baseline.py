@@ -42,6 +42,27 @@ def test_tiny_baseline_writes_the_evaluate_report(tiny_manifest, tmp_path, monke
     assert main(["baseline", "--manifest", str(tiny_manifest), "--out", str(tmp_path), "--split", "nope"]) == 2
 
 
+def test_baseline_cv_confirm_holds_the_test_speakers_out(tiny_manifest, tmp_path):
+    """As ``cv --confirm``: the folds never contain the test split's speakers, and the confirmation
+    row is the plain baseline on the manifest's own splits (the same fit, the same test clips)."""
+    from emovox.cli import main
+    from emovox.evaluation.baseline import cross_validate_baseline
+
+    df = pd.read_csv(tiny_manifest, dtype=str, keep_default_na=False)
+    held = set(df.loc[df["split"] == "test", "speaker"])
+    res = cross_validate_baseline(manifest=tiny_manifest, out=tmp_path / "cv", folds=2, workers=1, confirm=True)
+    assert all(not set(r["speakers"]) & held for r in res.per_fold)
+    assert sum(r["n"] for r in res.per_fold) == int((df["split"] != "test").sum())
+    plain = run_baseline(manifest=tiny_manifest, out=tmp_path / "plain", workers=1)
+    c = json.loads((tmp_path / "cv" / "cv_metrics.json").read_text())["confirmation"]
+    assert set(c["speakers"]) == held and c["n"] == plain["n"] and c["uar"] == pytest.approx(plain["uar"])
+    assert "confirmation (held out of every fold)" in (tmp_path / "cv" / "cv_report.md").read_text()
+    lone = tmp_path / "lone.csv"
+    df.assign(split=df["split"].replace("test", "train")).to_csv(lone, index=False)
+    assert main(["baseline", "--manifest", str(lone), "--out", str(tmp_path / "x"), "--folds", "2", "--confirm",
+                 "--workers", "1"]) == 2
+
+
 def test_speaker_normalise_zscores_within_each_speaker():
     X = pd.DataFrame({"a": [1.0, 3.0, 10.0, 30.0, 5.0], "b": [2.0, 2.0, 0.0, 4.0, 7.0]})
     Z = speaker_normalise(X, ["s1", "s1", "s2", "s2", "s3"])

@@ -275,17 +275,20 @@ def _write_outputs(out: Path, test: pd.DataFrame, P: np.ndarray, scheme: LabelSc
 
 def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int, speaker_norm: bool = False,
                             scheme: str | None = None, workers: int | None = None, seed: int = 0,
-                            progress: bool = False):
+                            confirm: bool = False, progress: bool = False):
     """Speaker-grouped K-fold of the baseline, with the same folds as ``emovox cv`` (same seed).
 
     Features are extracted once for every row; each fold chooses C on its own validation speakers.
-    Writes ``cv_metrics.json`` and ``cv_report.md`` as ``emovox cv`` does.
+    Writes ``cv_metrics.json`` and ``cv_report.md`` as ``emovox cv`` does. With ``confirm`` (as
+    ``emovox cv --confirm``) the test split's speakers take part in no fold and are scored once at
+    the end by a fit on the manifest's own train and validation splits.
 
     Returns:
         The :class:`~emovox.evaluation.cv_report.CVResult`.
 
     Raises:
-        BadManifest: missing speakers, too few speakers for ``folds``, labels outside ``scheme``.
+        BadManifest: missing speakers, too few speakers for ``folds``, labels outside ``scheme``, or
+            ``confirm`` without a test split.
     """
     from ..data.splits import fold_manifests
     from .cv_report import fold_row, write_cv_outputs
@@ -294,13 +297,20 @@ def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int
     out.mkdir(parents=True, exist_ok=True)
     df = load_manifest(manifest)
     sch = _scheme(df, scheme)
+    held = df["split"] == "test" if confirm else pd.Series(False, index=df.index)
+    if confirm and (not held.any() or held.all()):
+        raise BadManifest(f"{manifest}: --confirm holds the test split's speakers out of the folds and scores them "
+                          f"once at the end; the manifest has {int(held.sum())} test row(s) of {len(df)}")
     df, X, _ = _features_for(df, out, speaker_norm=speaker_norm, workers=workers, progress=progress)
+    pool = (df["split"] != "test").to_numpy() if confirm else np.ones(len(df), bool)
     rows = []
-    for k, fold_df in enumerate(fold_manifests(df, folds=folds, seed=seed), start=1):
-        metrics, fit, _ = fit_and_score(fold_df, X, sch, seed=seed)
+    for k, fold_df in enumerate(fold_manifests(df[pool], folds=folds, seed=seed), start=1):
+        metrics, fit, _ = fit_and_score(fold_df, X, sch, seed=seed)  # X is looked up by path
         rows.append({**fold_row(k, fold_df, metrics), "C": fit["C"]})
         if progress:
             print(f"fold {k}/{folds}: UAR {metrics['uar']:.4f} (C={fit['C']})", file=sys.stderr, flush=True)
     info = {"manifest": str(Path(manifest).resolve()), "model": "eGeMAPSv02 + LogisticRegression",
             "speaker_norm": speaker_norm, "seed": seed}
-    return write_cv_outputs(out, rows, info, title=f"eGeMAPS baseline, {folds}-fold speaker-independent CV")
+    confirmation = fold_row("confirmation", df, fit_and_score(df, X, sch, seed=seed)[0]) if confirm else None
+    return write_cv_outputs(out, rows, info, title=f"eGeMAPS baseline, {folds}-fold speaker-independent CV",
+                            confirmation=confirmation)
