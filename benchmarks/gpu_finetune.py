@@ -144,25 +144,22 @@ def confirm_manifest(data_root: Path, work: Path, *, smoke: bool = False) -> Pat
     return fold_manifest("ravdess", [13, 14, 15, 16], [11, 12], train_only=range(1, 13))
 
 
-class TimeBudget:
-    """A TrainerCallback that stops training once ``seconds`` have passed (checked every step)."""
+def time_budget(seconds: float):
+    """A TrainerCallback that stops training once ``seconds`` have passed (checked every step); its
+    ``hit`` says whether it did. The best checkpoint so far is then restored and scored as usual."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, seconds: float):
-        from transformers import TrainerCallback
+    class TimeBudget(TrainerCallback):
+        def __init__(self):
+            self.until, self.hit = time.time() + seconds, False
 
-        class _Budget(TrainerCallback):
-            hit = False
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.time() > self.until:
+                control.should_training_stop, control.should_evaluate, control.should_save = True, True, True
+                self.hit = True
+            return control
 
-            def __init__(self):
-                self.until = time.time() + seconds
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if time.time() > self.until:
-                    control.should_training_stop, control.should_evaluate, control.should_save = True, True, True
-                    _Budget.hit = True
-                return control
-
-        return _Budget()
+    return TimeBudget()
 
 
 def score_test(run: Path, manifest: Path) -> dict:
@@ -214,7 +211,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     if torch.cuda.is_available():
         overrides.append("training.bf16=true")
     run = out / name
-    budget = TimeBudget(budget_s)
+    budget = time_budget(budget_s)
     started = time.time()
     result = train(config=CONFIG, manifest=manifest, out=run, model=model, overrides=overrides, progress=False,
                    callbacks=[budget])
@@ -222,7 +219,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     record = {"variant": name, "overrides": {**VARIANTS, **HEADS, **REFIT}[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
               "best_checkpoint": Path(str(result.best_checkpoint)).name if result.best_checkpoint else None,
               "val_uar": float(result.metrics.get("eval_uar", float("nan"))), "epochs": result.metrics.get("epoch"),
-              "stopped_by_time_budget": bool(type(budget).hit),
+              "stopped_by_time_budget": budget.hit,
               "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None}
     record.update(score_test(run, manifest))
     (out / f"{name}.json").write_text(json.dumps(record, indent=1))
