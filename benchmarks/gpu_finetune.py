@@ -24,7 +24,7 @@ takes two calls, the second made while the machine is still warm (it keeps /tmp 
      python3 -m benchmarks.gpu_finetune device-stage && python3 -m benchmarks.gpu_finetune smoke
 
 2. carry ``.gpu/data`` and ``.whl``; the same two first lines, then
-   ``python3 -m benchmarks.gpu_finetune run [--seeds 1,2] [--refit]``; results land in ``$OUT/gpu_run*.json``.
+   ``python3 -m benchmarks.gpu_finetune run [--seeds 1,2] [--group heads|refit|next]``; results land in ``$OUT/gpu_run*.json``.
 
 Here, ``python -m benchmarks.gpu_finetune stage`` writes the git-ignored transport folders
 (``.gpu/enc``: whisper-base's encoder weights in float16, exact since the registry package is
@@ -81,6 +81,15 @@ HEADS = {
 # checkpoint kept is the last (lowest loss), and the validation column means nothing
 REFIT = {"refit-full-b8-lr3e-5": [*VARIANTS["full-b8-lr3e-5"], "training.num_train_epochs=9",
                                   "training.early_stopping_patience=0", "training.metric_for_best_model=eval_loss"]}
+# not run yet: for the next session lent a GPU (the stats head ran to the 15-epoch cap on both seeds)
+NEXT = {
+    "full-stats-b8-lr3e-5-30ep": [*HEADS["full-stats-b8-lr3e-5"], "training.num_train_epochs=30",
+                                  "training.early_stopping_patience=6"],
+    "full-stats-b8-lr1e-5-30ep": [*HEADS["full-stats-b8-lr3e-5"], "training.learning_rate=1e-5",
+                                  "training.num_train_epochs=30", "training.early_stopping_patience=6"],
+}
+GROUPS = {"variants": VARIANTS, "heads": HEADS, "refit": REFIT, "next": NEXT}
+ALL = {k: v for group in GROUPS.values() for k, v in group.items()}
 SMOKE = ["training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
          "training.dataloader_num_workers=2"]
 
@@ -196,6 +205,7 @@ def score_test(run: Path, manifest: Path) -> dict:
     pred = torch.cat(logits).argmax(-1).numpy()
     y = np.array([scheme.labels.index(v) for v in part["label"]])
     return {"test_uar": float(recall_score(y, pred, average="macro")), "test_accuracy": float((pred == y).mean()),
+            "test_logits": torch.cat(logits).numpy().round(4).tolist(),  # for ensembles with other runs, later
             "test_n": int(len(y)), "labels": list(scheme.labels),
             "test_confusion": confusion_matrix(y, pred, labels=range(len(scheme))).tolist()}
 
@@ -207,7 +217,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     from emovox.training.train import train
 
     base, _, seed = name.partition("@s")
-    overrides = [*COMMON, *{**VARIANTS, **HEADS, **REFIT}[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
+    overrides = [*COMMON, *ALL[base], *(SMOKE if smoke else []), *([f"training.seed={seed}"] if seed else [])]
     if torch.cuda.is_available():
         overrides.append("training.bf16=true")
     run = out / name
@@ -216,7 +226,7 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
     result = train(config=CONFIG, manifest=manifest, out=run, model=model, overrides=overrides, progress=False,
                    callbacks=[budget])
     train_s = time.time() - started
-    record = {"variant": name, "overrides": {**VARIANTS, **HEADS, **REFIT}[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
+    record = {"variant": name, "overrides": ALL[base], "seed": int(seed or 0), "train_s": round(train_s, 1), "steps": result.steps,
               "best_checkpoint": Path(str(result.best_checkpoint)).name if result.best_checkpoint else None,
               "val_uar": float(result.metrics.get("eval_uar", float("nan"))), "epochs": result.metrics.get("epoch"),
               "stopped_by_time_budget": budget.hit,
@@ -228,15 +238,15 @@ def one(name: str, manifest: Path, out: Path, model: str, budget_s: float, smoke
 
 
 def run_all(data_root: Path, out: Path, results: Path, *, smoke: bool, deadline_s: float, seeds=(0,),
-            refit: bool = False, heads: bool = False) -> dict:
+            group: str = "variants") -> dict:
     """Prepare the split, train every variant side by side (one process each), gather the results."""
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     manifest = confirm_manifest(data_root, out / "work", smoke=smoke)
-    if refit:
+    if group == "refit":
         manifest = refit_manifest(manifest)
     procs = {}
-    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in (REFIT if refit else HEADS if heads else VARIANTS)]
+    names = [v if s == 0 else f"{v}@s{s}" for s in seeds for v in GROUPS[group]]
     for name in names:
         log = open(out / f"{name}.log", "w")
         cmd = [sys.executable, "-m", "benchmarks.gpu_finetune", "one", name, str(manifest), str(out),
@@ -322,8 +332,8 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=float, default=300.0)
     ap.add_argument("--deadline", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--refit", action="store_true", help="the REFIT variants on 01-12 instead of VARIANTS")
-    ap.add_argument("--heads", action="store_true", help="the HEADS variants instead of VARIANTS")
+    ap.add_argument("--group", choices=sorted(GROUPS), default="variants",
+                    help="which variants (refit: trained on 01-12 for a fixed number of epochs)")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds, every variant once per seed")
     a = ap.parse_args(argv)
     out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "_work" / "gpu")
@@ -334,9 +344,9 @@ def main(argv=None) -> None:
     elif a.mode in ("smoke", "run"):
         smoke = a.mode == "smoke"
         seeds = [int(x) for x in a.seeds.split(",")]
-        tag = a.mode + ("-refit" if a.refit else "-heads" if a.heads else "") + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
+        tag = a.mode + ("" if a.group == "variants" else f"-{a.group}") + ("" if seeds == [0] else "-seeds" + "-".join(map(str, seeds)))
         rep = run_all(STAGE / ("smoke" if smoke else "data"), Path("/tmp/emovox-gpu") / tag, out_dir / f"gpu_{tag}.json",
-                      smoke=smoke, deadline_s=a.deadline, seeds=seeds, refit=a.refit, heads=a.heads)
+                      smoke=smoke, deadline_s=a.deadline, seeds=seeds, group=a.group)
         print(json.dumps(rep, indent=1)[:6000])
     elif a.mode == "one":
         name, manifest, out = a.args
