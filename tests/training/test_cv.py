@@ -119,3 +119,11 @@ def test_confirm_keeps_the_test_speakers_out_of_every_fold_and_scores_them_once(
     assert main(["cv", "--manifest", str(lone), "--folds", "2", "--out", str(tmp_path / "x"), "--confirm"]) == 2
     err = capsys.readouterr().err
     assert "--confirm" in err and "0 test row(s)" in err and "Traceback" not in err
+    # a test speaker who also trains would still be seen by the folds: refused, naming the speaker
+    leaky = tmp_path / "leaky.csv"
+    spk = sorted(held)[0]
+    first = df.index[(df["speaker"] == spk)][0]
+    df.assign(split=df["split"].where(df.index != first, "train")).to_csv(leaky, index=False)
+    with pytest.raises(BadManifest, match=f"no other split has; 1 also train or validate, e.g. {spk}"):
+        cross_validate(config=None, manifest=leaky, folds=2, out=tmp_path / "y", model="tiny", overrides=FAST,
+                       confirm=True, progress=False)

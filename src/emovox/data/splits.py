@@ -119,6 +119,24 @@ def leaked_speakers(df: pd.DataFrame) -> dict[str, list[str]]:
     return {str(s): sorted(v) for s, v in per.items() if len(v) > 1}
 
 
+def held_for_confirmation(df: pd.DataFrame, where: object) -> pd.Series:
+    """The rows ``--confirm`` holds out of every fold: the test split, whose speakers must appear in
+    no other split (else the folds would still see them).
+
+    Raises:
+        BadManifest: no test rows, only test rows, or test speakers also in train or validation.
+    """
+    held = df["split"] == "test"
+    if not held.any() or held.all():
+        raise BadManifest(f"{where}: --confirm holds the test split's speakers out of the folds and scores them "
+                          f"once at the end; the manifest has {int(held.sum())} test row(s) of {len(df)}")
+    leaks = sorted(s for s, splits in leaked_speakers(df).items() if "test" in splits)
+    if leaks:
+        raise BadManifest(f"{where}: --confirm needs test speakers that no other split has; {len(leaks)} "
+                          f"also train or validate, e.g. {', '.join(leaks[:5])} (prepare with --test-speakers)")
+    return held
+
+
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0 or fr[0] <= 0:

@@ -290,17 +290,15 @@ def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int
         BadManifest: missing speakers, too few speakers for ``folds``, labels outside ``scheme``, or
             ``confirm`` without a test split.
     """
-    from ..data.splits import fold_manifests
+    from ..data.splits import fold_manifests, held_for_confirmation
     from .cv_report import fold_row, write_cv_outputs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = load_manifest(manifest)
     sch = _scheme(df, scheme)
-    held = df["split"] == "test" if confirm else pd.Series(False, index=df.index)
-    if confirm and (not held.any() or held.all()):
-        raise BadManifest(f"{manifest}: --confirm holds the test split's speakers out of the folds and scores them "
-                          f"once at the end; the manifest has {int(held.sum())} test row(s) of {len(df)}")
+    if confirm:
+        held_for_confirmation(df, manifest)  # fails before any feature is extracted
     df, X, _ = _features_for(df, out, speaker_norm=speaker_norm, workers=workers, progress=progress)
     pool = (df["split"] != "test").to_numpy() if confirm else np.ones(len(df), bool)
     rows = []

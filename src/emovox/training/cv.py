@@ -27,8 +27,8 @@ import pandas as pd
 from .runlock import holds_run_lock
 from ..config import Config, load_config
 from ..data.manifest import load_manifest, save_manifest
-from ..data.splits import fold_manifests
-from ..errors import BadManifest, BadRunDir
+from ..data.splits import fold_manifests, held_for_confirmation
+from ..errors import BadRunDir
 from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
 from ..rundir import RunDir
 from .common import scheme_for, training_manifest
@@ -110,10 +110,7 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
     manifest = training_manifest(manifest, out, cfg)  # several: combined into out/manifest.csv
     df = load_manifest(manifest)
     scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
-    held = df[df["split"] == "test"] if confirm else df.iloc[:0]
-    if confirm and (held.empty or len(held) == len(df)):
-        raise BadManifest(f"{manifest}: --confirm holds the test split's speakers out of the folds and scores them "
-                          f"once at the end; the manifest has {len(held)} test row(s) of {len(df)}")
+    held = df[held_for_confirmation(df, manifest)] if confirm else df.iloc[:0]
     rows = []
     for k, fold_df in enumerate(fold_manifests(df.drop(index=held.index), folds=folds, seed=seed), start=1):
         speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))
