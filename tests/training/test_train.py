@@ -161,6 +161,17 @@ def test_bf16_and_loader_workers_auto_follow_the_machine(monkeypatch):
             use_bf16(bad) if "bf16" in bad else loader_workers(bad)
 
 
+def test_a_bare_no_strategy_means_no_not_false():
+    """YAML (and a ``key=value`` override) reads ``no`` as false; transformers wants the string."""
+    from emovox.training.train import trainer_kwargs
+
+    cfg = load_config(None, ["training.eval_strategy=no", "training.logging_strategy=no"])
+    assert cfg.training["eval_strategy"] is False  # what YAML made of it
+    kwargs = trainer_kwargs(cfg.training)
+    assert kwargs["eval_strategy"] == "no" and kwargs["logging_strategy"] == "no"
+    assert trainer_kwargs({"eval_strategy": "epoch"})["eval_strategy"] == "epoch"
+
+
 def test_the_end_of_a_run_reuses_the_best_evaluation(tiny_manifest, tmp_path, monkeypatch):
     """No second pass over the validation split: the best step's evaluation (logits kept) gives the
     saved metrics and the temperature, and they equal a fresh pass over the saved model."""
