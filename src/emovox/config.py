@@ -301,7 +301,8 @@ def from_dict(raw: dict, *, source: str = "config") -> Config:
         if key not in valid_training:
             raise BadConfig(f"{source}: unknown key training.{key}; use a transformers.TrainingArguments "
                             f"name or one of {', '.join(sorted(EXTRA_TRAINING_KEYS))}")
-    cfg.training.update(training)
+    # YAML reads a bare `no` as false; transformers' strategies (eval_strategy: no) want the string
+    cfg.training.update({k: "no" if k.endswith("_strategy") and v is False else v for k, v in training.items()})
     return cfg
 
 

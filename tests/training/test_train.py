@@ -166,7 +166,7 @@ def test_a_bare_no_strategy_means_no_not_false():
     from emovox.training.train import trainer_kwargs
 
     cfg = load_config(None, ["training.eval_strategy=no", "training.logging_strategy=no"])
-    assert cfg.training["eval_strategy"] is False  # what YAML made of it
+    assert cfg.training["eval_strategy"] == "no" and cfg.training["logging_strategy"] == "no"  # every reader sees it
     kwargs = trainer_kwargs(cfg.training)
     assert kwargs["eval_strategy"] == "no" and kwargs["logging_strategy"] == "no"
     assert trainer_kwargs({"eval_strategy": "epoch"})["eval_strategy"] == "epoch"

@@ -300,9 +300,9 @@ def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int
     if confirm:
         held_for_confirmation(df, manifest)  # fails before any feature is extracted
     df, X, _ = _features_for(df, out, speaker_norm=speaker_norm, workers=workers, progress=progress)
-    pool = (df["split"] != "test").to_numpy() if confirm else np.ones(len(df), bool)
     rows = []
-    for k, fold_df in enumerate(fold_manifests(df[pool], folds=folds, seed=seed), start=1):
+    for k, fold_df in enumerate(fold_manifests(df[df["split"] != "test"] if confirm else df, folds=folds, seed=seed),
+                                start=1):
         metrics, fit, _ = fit_and_score(fold_df, X, sch, seed=seed)  # X is looked up by path
         rows.append({**fold_row(k, fold_df, metrics), "C": fit["C"]})
         if progress:

@@ -108,9 +108,6 @@ def trainer_kwargs(training: dict[str, Any]) -> dict[str, Any]:
 
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     kwargs = {k: v for k, v in training.items() if k not in EXTRA_TRAINING_KEYS}
-    for key, value in kwargs.items():  # YAML reads a bare `no` as false: `eval_strategy: no` means "no"
-        if key.endswith("_strategy") and value is False:
-            kwargs[key] = "no"
     for old, new in LEGACY_TRAINING_KEYS.items():
         if old not in kwargs or old in fields:
             continue
