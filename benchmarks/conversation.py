@@ -8,7 +8,7 @@ hiss 35 dB below the speech. Measured: segment boundary precision/recall (0.25 s
 a 0.25 s collar either side of each reference boundary, i.e. pyannote's ``collar=0.5``, best
 mapping) with its confusion / missed / false-alarm parts, the emotion of each turn (the segment or window overlapping it most)
 as UAR against scoring the same clips alone; the speaker error again over ``DRAWS`` more conversations per
-pair (the emotion model stubbed out); speed (RTF, peak RSS) for 1, 10 and 30 minutes in
+pair (the emotion model run too, as the clustering reads it); speed (RTF, peak RSS) for 1, 10 and 30 minutes in
 fresh processes. ``python -m benchmarks.conversation '<json spec>'`` is the child.
 """
 from __future__ import annotations
@@ -228,33 +228,20 @@ def speed_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
     return out
 
 
-class SpeakersOnly:
-    """A stand-in emotion model (uniform scores) around a real predictor's sources: ``score_wave``
-    then runs the shipped detector, speaker encoder and clustering at a fraction of the cost."""
-
-    def __init__(self, predictor) -> None:
-        self.sources, self.scheme, self.window_seconds = predictor.sources, predictor.scheme, predictor.window_seconds
-
-    def probs(self, waves) -> np.ndarray:
-        return np.full((len(waves), len(self.scheme)), 1.0 / len(self.scheme), dtype=np.float32)
-
-    def row(self, path: str, probs: np.ndarray, top_k: int) -> dict:
-        return {"path": path, "label": self.scheme.labels[0], "score": float(probs[0]), "top_k": []}
-
-
 def speaker_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
     """Speaker error over more draws (``DRAWS`` conversations per pair, seeded apart from the main
-    table's): segments and speakers as ``--segment vad --speakers 2`` finds them."""
+    table's): segments and speakers as ``--segment vad --speakers 2`` finds them (the emotion model
+    runs too: the clustering reads each voice relative to its segment's emotion)."""
     from emovox.data.audio import load_audio
     from emovox.inference.conversation import ConversationOptions, score_wave
     from emovox.inference.predict import Predictor
 
-    stub = SpeakersOnly(Predictor.from_run_dir(run, threads=ctx.threads))
+    predictor = Predictor.from_run_dir(run, threads=ctx.threads)
     out: dict = {}
     draws = 2 if ctx.quick else DRAWS
     for draw in range(1, 1 + draws):
         for c in conversations(manifest, tmp, ctx.seed + 1000 * draw):
-            rows = score_wave(stub, load_audio(c["path"]), path=c["path"], options=ConversationOptions(speakers=2))
+            rows = score_wave(predictor, load_audio(c["path"]), path=c["path"], options=ConversationOptions(speakers=2))
             out.setdefault(c["pair"], []).append(der(c["turns"], [r for r in rows if "summary" not in r]))
         ctx.log(f"  speaker draws: {draw} of {draws}")
     return {k: {m: float(np.mean([d[m] for d in v])) for m in ("der", "confusion", "missed", "false_alarm")}
@@ -314,7 +301,7 @@ def draws_table(res: dict) -> list[str]:
         return []
     return [f"### Speaker error over {rows[0][1]} more conversations per pair", "",
             "The same pairs, other clips and pauses (draws seeded apart from the table above); segments and speakers "
-            "exactly as `--segment vad --speakers 2` finds them (the emotion model is not run).", "",
+            "exactly as `--segment vad --speakers 2` finds them.", "",
             table(["pair", "conversations", "mean DER %", "confusion %", "missed / false alarm %", "worst DER %"], rows), ""]
 
 

@@ -209,6 +209,25 @@ def test_turn_emotions_equal_the_clips_own_predictions(predictor, rav):
     assert summaries[-1]["speech_seconds"] == pytest.approx(speech + 2 * pad * len(turns), abs=0.25 * len(turns))
 
 
+def test_the_speaker_split_reads_each_segments_emotions(predictor, rav, monkeypatch):
+    """score_wave hands the clustering the probabilities its rows were labelled with."""
+    from emovox.inference import conversation
+
+    seen = {}
+    real = conversation.cluster_speakers
+
+    def spy(voices, speakers, **kwargs):
+        seen.update(kwargs)
+        return real(voices, speakers, **kwargs)
+
+    monkeypatch.setattr(conversation, "cluster_speakers", spy)
+    wave, _ = assemble_conversation(alternate(_clips(rav, "01", 3, 0), _clips(rav, "02", 3, 1), 6), seed=0)
+    segs = [r for r in score_wave(predictor, wave, path="c.wav", options=ConversationOptions(speakers=2))
+            if "summary" not in r]
+    assert seen["moods"].shape == (len(segs), len(predictor.scheme))
+    assert [predictor.scheme.labels[j] for j in seen["moods"].argmax(1)] == [r["label"] for r in segs]
+
+
 def test_bad_silent_and_speechless_files(predictor, tmp_path):
     from emovox.testing import make_broken_files
 

@@ -119,8 +119,8 @@ def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationO
     speakers = parse_speakers(options.speakers)
     if speakers is not None and rows:
         voices = embed_segments(waves, bundle=bundle, noise=noise_floor(wave, spans, bundle=bundle))
-        names = cluster_speakers(voices, speakers,
-                                 weights=np.array([(e - s) / SAMPLE_RATE for s, e in spans]))
+        names = cluster_speakers(voices, speakers, weights=np.array([(e - s) / SAMPLE_RATE for s, e in spans]),
+                                 moods=probs)
         rows = [{**r, "speaker": n} for r, n in zip(rows, names)]
         rows = [{k: r[k] for k in ("path", "start", "end", "speaker", "label", "score", "top_k")} for r in rows]
     return rows + summary_rows(path, rows, by_speaker=speakers is not None)

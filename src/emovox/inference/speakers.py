@@ -19,6 +19,15 @@ assembled RAVDESS conversations that split speakers best among agglomerative (av
 Ward), spectral and k-means with and without the reduction (benchmarks/NOTES.md). With ``auto`` the count (2 to 8) is
 the one with the best silhouette; one speaker when the best split's silhouette is low or its two
 closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first appearance.
+Moods: on emotional speech one voice's moods can lie further apart in GE2E's space than two voices
+of the same gender, and k-means then splits the moods. Given the segments' emotion probabilities
+(the conversation path has them before it clusters), each segment's similarity to the others is
+also read relative to the mood they were in: from similarity to a segment, the segment's mean
+similarity to every segment of that emotion (weighted by the probabilities) is taken off, so what
+is left says which of the angry (or sad, ...) segments sound most like this one. k-means then runs
+on the main directions of both views side by side (:func:`mood_features`). On assembled same-gender
+RAVDESS conversations this halved the wrongly assigned segments (benchmarks/NOTES.md); where each
+speaker keeps to emotions of their own, the plain view keeps them apart.
 """
 from __future__ import annotations
 
@@ -236,7 +245,8 @@ def embed_segments(waves: list[np.ndarray], *, bundle: Path | None = None, rate:
     return out.astype(np.float32)
 
 
-def cluster_speakers(embeddings: np.ndarray, speakers: int | str, *, weights: np.ndarray | None = None) -> list[str]:
+def cluster_speakers(embeddings: np.ndarray, speakers: int | str, *, weights: np.ndarray | None = None,
+                     moods: np.ndarray | None = None) -> list[str]:
     """Speaker names ``S1, S2, ...`` per embedding, numbered in order of first appearance.
 
     Args:
@@ -244,16 +254,52 @@ def cluster_speakers(embeddings: np.ndarray, speakers: int | str, *, weights: np
         speakers: a count, or ``"auto"`` (1 to :data:`MAX_AUTO_SPEAKERS`, by silhouette).
         weights: segment durations; with ``auto`` the silhouette is weighted by them so that
             short, noisy segments do not decide the count.
+        moods: [N, C] the segments' emotion probabilities: the split also reads each voice
+            relative to its mood (:func:`mood_features`). With ``auto`` the count is chosen
+            without them and the split for that count made with them.
     """
     n = len(embeddings)
     if n == 0:
         return []
     x = _centred(embeddings)
-    if speakers == "auto":
-        ids = _auto(x, embeddings, weights)
-    else:
-        ids = _kmeans(x, min(int(speakers), n))
+    ids = _auto(x, embeddings, weights) if speakers == "auto" else None
+    k = len(np.unique(ids)) if ids is not None else min(int(speakers), n)
+    if moods is not None and k >= 2 and n > k + 1:
+        ids = kmeans(mood_features(x, moods, max(4, 2 * k)), k, n_init=10, seed=0)
+    elif ids is None:
+        ids = _kmeans(x, k)
     return _in_order(ids)
+
+
+def mood_features(x: np.ndarray, moods: np.ndarray, dims: int) -> np.ndarray:
+    """Each segment's voice [N, 2 * dims]: the main directions of the segments' similarities as they
+    are, beside those of the similarities relative to mood, each L2-normalised per segment.
+
+    ``x`` [N, D]: centred, normalised embeddings; ``moods`` [N, C]: emotion probabilities. The
+    relative similarity of segments i and j is ``x_i . x_j`` less ``sum_c p_jc m_ic``, where
+    ``m_ic`` is i's mean similarity to the other segments weighted by their probability of emotion c.
+    """
+    sim = x @ x.T
+    p = np.asarray(moods, dtype=np.float64)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    off = sim - np.diag(np.diag(sim))
+    mean = (off @ p) / np.maximum(p.sum(axis=0, keepdims=True) - p, 1e-9)  # [N, C]: i's mean to emotion c
+    relative = sim - mean @ p.T
+    dims = min(dims, len(x) - 1)
+    return np.hstack([_unit(_spectral(sim, dims)), _unit(_spectral(relative, dims))])
+
+
+def _spectral(a: np.ndarray, dims: int) -> np.ndarray:
+    """The top ``dims`` eigenvectors of the symmetrised ``a`` (diagonal left out), scaled by the
+    square roots of their eigenvalues (negative ones as 0)."""
+    a = (a + a.T) / 2
+    np.fill_diagonal(a, 0.0)
+    values, vectors = np.linalg.eigh(a)
+    return vectors[:, -dims:] * np.sqrt(np.maximum(values[-dims:], 0.0))
+
+
+def _unit(y: np.ndarray) -> np.ndarray:
+    return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
 
 
 def _centred(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""Voices read relative to their moods (``speakers.mood_features``): where one speaker's moods lie about as
+far apart as two speakers, the split still follows the speakers; where each speaker keeps to moods of
+their own, it still does; ``auto`` counts as before."""
+import numpy as np
+
+from emovox.inference.speakers import cluster_speakers, mood_features
+
+SEEDS = range(10)
+
+
+def _voices(moods_of, seed, *, voice=1.0, spread=1.3, moods=4):
+    """24 turns alternating between two speakers: each a speaker direction of length ``voice`` plus
+    its mood's direction (length ``spread``) plus noise, L2-normalised; and emotion probabilities
+    that name each turn's mood (0.85 on it)."""
+    rng = np.random.default_rng(seed)
+    speaker = rng.normal(size=(2, 32))
+    speaker *= voice / np.linalg.norm(speaker, axis=1, keepdims=True)
+    mood = rng.normal(size=(moods, 32))
+    mood *= spread / np.linalg.norm(mood, axis=1, keepdims=True)
+    who = [t % 2 for t in range(24)]
+    what = [moods_of[s][(t // 2) % len(moods_of[s])] for t, s in enumerate(who)]
+    x = speaker[who] + mood[what] + rng.normal(size=(24, 32)) * 0.15
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    probs = np.full((24, moods), 0.15 / (moods - 1))
+    probs[np.arange(24), what] = 0.85
+    return x, probs, ["S1" if w == who[0] else "S2" for w in who]
+
+
+def _wrong(names, truth):
+    agree = np.mean([(n == names[0]) == (t == truth[0]) for n, t in zip(names, truth)])
+    return min(agree, 1 - agree)
+
+
+def test_speakers_sharing_their_moods_are_split_by_voice_with_the_moods():
+    plain, aware = [], []
+    for seed in SEEDS:
+        x, probs, truth = _voices([[0, 1, 2, 3]] * 2, seed)
+        plain.append(_wrong(cluster_speakers(x, 2), truth))
+        aware.append(_wrong(cluster_speakers(x, 2, moods=probs), truth))
+    assert np.mean(plain) > 0.2, plain  # without the moods, some draws split the moods
+    assert max(aware) <= 0.05, aware
+
+
+def test_speakers_who_keep_to_their_own_moods_stay_apart():
+    for seed in SEEDS:
+        x, probs, truth = _voices([[0, 1], [2, 3]], seed)
+        assert cluster_speakers(x, 2, moods=probs) == truth
+
+
+def test_auto_counts_without_the_moods_and_splits_with_them():
+    for seed in SEEDS:
+        x, probs, truth = _voices([[0, 1, 2, 3]] * 2, seed)
+        plain, aware = cluster_speakers(x, "auto"), cluster_speakers(x, "auto", moods=probs)
+        assert len(set(aware)) == len(set(plain))
+        if len(set(plain)) == 2:
+            assert _wrong(aware, truth) <= 0.05
+    x, probs, _ = _voices([[0, 1, 2, 3]] * 2, 0)
+    assert cluster_speakers(x[:3], 2, moods=probs[:3]) == cluster_speakers(x[:3], 2)  # too few to read moods
+
+
+def test_one_emotion_for_every_turn_leaves_the_voices_less_each_ones_mean():
+    x, probs, _ = _voices([[0, 1, 2, 3]] * 2, 2)
+    feats = mood_features(x, probs, 4)
+    assert feats.shape == (24, 8)
+    assert np.allclose(np.linalg.norm(feats, axis=1), np.sqrt(2))  # each view L2-normalised
+    flat = mood_features(x, np.ones((24, 1)), 4)[:, 4:]
+    sim = x @ x.T
+    rel = sim - (sim.sum(1, keepdims=True) - np.diag(sim)[:, None]) / 23  # less i's mean similarity to the others
+    rel = (rel + rel.T) / 2
+    np.fill_diagonal(rel, 0)
+    values, vectors = np.linalg.eigh(rel)
+    ref = vectors[:, -4:] * np.sqrt(np.maximum(values[-4:], 0))
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.allclose(np.abs(flat @ flat.T), np.abs(ref @ ref.T), atol=1e-6)
