@@ -72,3 +72,30 @@ def test_one_emotion_for_every_turn_leaves_the_voices_less_each_ones_mean():
     ref = vectors[:, -4:] * np.sqrt(np.maximum(values[-4:], 0))
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     assert np.allclose(np.abs(flat @ flat.T), np.abs(ref @ ref.T), atol=1e-6)
+
+
+def test_the_low_rank_path_decomposes_exactly_what_the_full_one_does():
+    from emovox.inference.speakers import _low_rank_spectral, _spectral
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 12))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # self-similarity 1 everywhere: leaving it out is a shift
+    full, low = _spectral(x @ x.T, 5), _low_rank_spectral(x, x, 1.0, 5)
+    np.testing.assert_allclose(low @ low.T, full @ full.T, atol=1e-8)  # the same directions and scales
+    a, b = rng.normal(size=(40, 6)), rng.normal(size=(40, 6))
+    both = (a @ b.T + b @ a.T) / 2 - 0.3 * np.eye(40)
+    values, vectors = np.linalg.eigh(both)
+    ref = vectors[:, -3:] * np.sqrt(np.maximum(values[-3:], 0))
+    np.testing.assert_allclose(_low_rank_spectral(a, b, 0.3, 3) @ _low_rank_spectral(a, b, 0.3, 3).T,
+                               ref @ ref.T, atol=1e-8)
+
+
+def test_long_recordings_take_the_low_rank_path_and_still_split_by_voice(monkeypatch):
+    from emovox.inference import speakers
+
+    monkeypatch.setattr(speakers, "MOOD_EXACT_MAX", 10)  # every recording here is "long"
+    aware = []
+    for seed in SEEDS:
+        x, probs, truth = _voices([[0, 1, 2, 3]] * 2, seed)
+        aware.append(_wrong(cluster_speakers(x, 2, moods=probs), truth))
+    assert max(aware) <= 0.05, aware

@@ -47,6 +47,7 @@ from .kmeans import kmeans, pca, silhouette_cosine
 from .voice_models import INSTALL_HINT, onnx_session, speaker_files
 
 MAX_AUTO_SPEAKERS = 8
+MOOD_EXACT_MAX = 2000  # segments (about 90 minutes of conversation): above, mood_features works on low rank
 PARTIALS_PER_SECOND = 1.3  # Resemblyzer's default: 1.6 s partials every 0.77 s
 # With ``auto``: below this silhouette no split separates voices, and the recording is one speaker.
 MIN_SILHOUETTE = 0.1
@@ -278,15 +279,25 @@ def mood_features(x: np.ndarray, moods: np.ndarray, dims: int) -> np.ndarray:
     ``x`` [N, D]: centred, normalised embeddings; ``moods`` [N, C]: emotion probabilities. The
     relative similarity of segments i and j is ``x_i . x_j`` less ``sum_c p_jc m_ic``, where
     ``m_ic`` is i's mean similarity to the other segments weighted by their probability of emotion c.
+    Up to :data:`MOOD_EXACT_MAX` segments the N x N matrices are decomposed as they are (each
+    segment's similarity to itself left out); longer recordings use their low rank (D + C) and
+    leave out the mean self-similarity instead, so time and memory stay linear in N.
     """
-    sim = x @ x.T
     p = np.asarray(moods, dtype=np.float64)
     p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-    off = sim - np.diag(np.diag(sim))
-    mean = (off @ p) / np.maximum(p.sum(axis=0, keepdims=True) - p, 1e-9)  # [N, C]: i's mean to emotion c
-    relative = sim - mean @ p.T
+    x = np.asarray(x, dtype=np.float64)
+    own = (x * x).sum(axis=1)  # each segment's similarity to itself
+    towards = x @ (x.T @ p) - own[:, None] * p  # [N, C]: summed similarity to the others, per emotion
+    mean = towards / np.maximum(p.sum(axis=0, keepdims=True) - p, 1e-9)  # i's mean similarity to emotion c
     dims = min(dims, len(x) - 1)
-    return np.hstack([_unit(_spectral(sim, dims)), _unit(_spectral(relative, dims))])
+    if len(x) <= MOOD_EXACT_MAX:
+        sim = x @ x.T
+        plain, relative = _spectral(sim, dims), _spectral(sim - mean @ p.T, dims)
+    else:
+        plain = _low_rank_spectral(x, x, float(own.mean()), dims)
+        relative = _low_rank_spectral(np.hstack([x, -mean]), np.hstack([x, p]),
+                                      float((own - (mean * p).sum(axis=1)).mean()), dims)
+    return np.hstack([_unit(plain), _unit(relative)])
 
 
 def _spectral(a: np.ndarray, dims: int) -> np.ndarray:
@@ -296,6 +307,18 @@ def _spectral(a: np.ndarray, dims: int) -> np.ndarray:
     np.fill_diagonal(a, 0.0)
     values, vectors = np.linalg.eigh(a)
     return vectors[:, -dims:] * np.sqrt(np.maximum(values[-dims:], 0.0))
+
+
+def _low_rank_spectral(a: np.ndarray, b: np.ndarray, shift: float, dims: int) -> np.ndarray:
+    """As :func:`_spectral` for ``(a b^T + b a^T) / 2 - shift * I`` ([N, r] factors), exactly, without
+    forming the N x N matrix: its eigenvectors lie in the span of ``[a b]``."""
+    q, r = np.linalg.qr(np.hstack([a, b]))
+    k = a.shape[1]
+    swap = np.zeros((2 * k, 2 * k))
+    swap[:k, k:] = swap[k:, :k] = np.eye(k) / 2
+    small = r @ swap @ r.T
+    values, vectors = np.linalg.eigh((small + small.T) / 2)
+    return (q @ vectors[:, -dims:]) * np.sqrt(np.maximum(values[-dims:] - shift, 0.0))
 
 
 def _unit(y: np.ndarray) -> np.ndarray:
