@@ -26,8 +26,9 @@ also read relative to the mood they were in: from similarity to a segment, the s
 similarity to every segment of that emotion (weighted by the probabilities) is taken off, so what
 is left says which of the angry (or sad, ...) segments sound most like this one. k-means then runs
 on the main directions of both views side by side (:func:`mood_features`). On assembled same-gender
-RAVDESS conversations this halved the wrongly assigned segments (benchmarks/NOTES.md); where each
-speaker keeps to emotions of their own, the plain view keeps them apart.
+RAVDESS conversations this cut the wrongly assigned segments by a quarter to a half
+(benchmarks/NOTES.md); where each speaker keeps to emotions of their own, the plain view keeps
+them apart.
 """
 from __future__ import annotations
 
