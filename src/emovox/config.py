@@ -64,6 +64,11 @@ class ModelConfig:
             above are not loaded, trained, saved or executed (``models.layer_budget``); the
             head reads the layers kept. Choose N on validation with
             ``python -m benchmarks.layer_budget`` (speed vs UAR on cached features).
+        stats_skip_states: With ``pooling: stats``: leave out the encoder's first N hidden states
+            (1: the input embeddings, i.e. Whisper's convolutional front end; 2: also the first
+            layer). Their weights in the head are zero, so nothing else changes (the run dir still
+            computes them). The front end carries the microphone and the language's sound more than
+            the emotion: 1 lifted cross-corpus UAR (benchmarks/NOTES.md, configs/cross-corpus.yaml).
         hidden_dropout ... mask_time_prob: Overrides of the backbone config (None keeps it).
     """
 
@@ -85,6 +90,7 @@ class ModelConfig:
     trim_silence_db: float | None = None
     tune_upper_layers: int = 0
     layer_budget: int | None = None
+    stats_skip_states: int = 0
     hidden_dropout: float | None = None
     attention_dropout: float | None = None
     activation_dropout: float | None = None

@@ -109,3 +109,18 @@ def test_speaker_adapted_logits_use_each_speakers_clips_or_else_the_whole_set(pr
     with torch.no_grad():
         alone = pooled_logits(model, x[torch.from_numpy(first)]).logits.numpy()
     assert np.allclose(own[first], alone, atol=1e-5) and not np.allclose(own, whole, atol=1e-3)
+
+
+def test_a_probe_that_skips_the_input_embeddings_saves_and_adapts_with_zero_weight_there(tiny_manifest, tmp_path):
+    run = train(manifest=tiny_manifest, out=tmp_path / "skip", model="tiny", progress=False,
+                overrides=[*PROBE, "model.stats_skip_states=1"]).run_dir
+    assert json.loads((run / "emovox_head.json").read_text())["skip_states"] == 1
+    model = load_trained(run)
+    states = model.family.n_layers(model.config) + 2
+    w = _first_layer(model).weight.detach().view(-1, 2, states, model.family.hidden_size(model.config))
+    assert w[:, :, 0].abs().max() == 0 and w[:, :, 1:].abs().max() > 0
+    df = pd.read_csv(tiny_manifest)
+    df[["path"]].to_csv(tmp_path / "all.csv", index=False)
+    adapted = load_trained(adapt(run=run, targets=[tmp_path / "all.csv"], out=tmp_path / "adapted", progress=False).run_dir)
+    w2 = _first_layer(adapted).weight.detach().view_as(w)
+    assert w2[:, :, 0].abs().max() == 0 and not torch.allclose(w2, w)

@@ -50,3 +50,41 @@ def test_folded_scaling_gives_the_trained_logits_on_raw_features(scheme, cfg, ki
     with torch.no_grad():
         raw = pooled_logits(model, x).logits
     assert torch.allclose(raw, trained, atol=1e-3 * trained.abs().max().item() + 1e-4)
+
+
+@pytest.mark.parametrize("scheme,multitask", [(S6, False), (S21, True)])
+def test_skipped_states_weigh_nothing_and_the_fold_stays_exact(scheme, multitask):
+    """model.stats_skip_states=1: the lowest hidden state's statistics come out of the scaler as
+    zeros, and after the fold its raw values move no logit, whatever the head held there."""
+    model, _ = load_model("tiny", scheme, ModelConfig(freeze_backbone=True, pooling="stats", multitask=multitask,
+                                                     stats_skip_states=1))
+    model.eval()
+    x = _features()
+    scaler = scaler_for(model, x)
+    z = scaler(x)
+    assert z[:, :, 0].abs().max() == 0 and z[:, :, 1:].flatten(1).std(dim=0).sub(1).abs().max() < 1e-4
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn_like(p) * 0.1)  # weights on the skipped state too, as AdamW's init leaves
+        trained = pooled_logits(model, z).logits
+    scaler.fold_into(model)
+    moved = x.clone()
+    moved[:, :, 0] = torch.randn_like(moved[:, :, 0]) * 1e3
+    with torch.no_grad():
+        raw, raw_moved = pooled_logits(model, x).logits, pooled_logits(model, moved).logits
+    assert torch.allclose(raw, trained, atol=1e-3 * trained.abs().max().item() + 1e-4)
+    assert torch.allclose(raw_moved, raw, atol=1e-5)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(pooling="mean", stats_skip_states=1), "pooling=stats"),
+    (dict(pooling="stats", stats_skip_states=-1), "whole number"),
+    (dict(pooling="stats", stats_skip_states=99), "leave out 0 to"),
+    (dict(pooling="stats", stats_skip_states=1, tune_upper_layers=1), "set one of them to 0"),
+])
+def test_bad_stats_skip_states_is_refused_naming_the_key(settings, message):
+    from emovox.errors import BadConfig
+
+    with pytest.raises(BadConfig, match=message):
+        load_model("tiny", S6, ModelConfig(freeze_backbone=True, **settings))

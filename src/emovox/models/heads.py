@@ -44,6 +44,8 @@ class HeadConfig:
         intensity_loss_weight: Weight of both intensity losses against the emotion loss.
         proj_size: Width of the frame projection before pooling.
         scheme: ``LabelScheme.to_dict()`` of the run.
+        skip_states: Stats pooling: the first N hidden states get zero weight in the classifier
+            (``model.stats_skip_states``; ``training.feature_scaling`` keeps them at zero).
     """
 
     pooling: str = "mean"
@@ -52,6 +54,7 @@ class HeadConfig:
     intensity_loss_weight: float = 1.0
     proj_size: int = 256
     scheme: dict[str, Any] = field(default_factory=dict)
+    skip_states: int = 0
     format: int = HEAD_FORMAT
 
 
@@ -226,6 +229,10 @@ class EmovoxForAudioClassification(nn.Module):
             raise BadConfig("model.pooling=stats already uses every layer (their statistics, concatenated); "
                             "set model.layer_weighting=false")
         self.layer_weights = LayerWeighting(n_layers + 1) if head.layer_weighting else None
+        if not 0 <= head.skip_states < (n_layers + 2 if self.stats else 1):
+            raise BadConfig(f"model.stats_skip_states={head.skip_states}: a stats head over {n_layers + 2} states can "
+                            f"leave out 0 to {n_layers + 1} of them" if self.stats else
+                            "model.stats_skip_states needs model.pooling=stats")
         if self.stats:  # a probe: the classifier reads every layer's statistics directly
             self.projector, self.pool = None, LayerStatsPooling()
             dim = 2 * (n_layers + 2) * hidden

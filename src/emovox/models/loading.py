@@ -34,7 +34,7 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
     """
     if cfg.pooling not in POOLINGS:
         raise BadConfig(f"unknown model.pooling {cfg.pooling!r}; valid: {', '.join(POOLINGS)}")
-    for key in ("freeze_layers", "lora_r"):
+    for key in ("freeze_layers", "lora_r", "stats_skip_states"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise BadConfig(f"model.{key}={value!r} must be a whole number >= 0")
@@ -50,6 +50,12 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
     if trim is not None and (isinstance(trim, bool) or not isinstance(trim, (int, float)) or trim < 0):
         raise BadConfig(f"model.trim_silence_db={trim!r} must be a number of dB (e.g. 35; 0 or null: off)")
     check_budget(cfg.layer_budget)
+    if cfg.stats_skip_states and cfg.pooling != "stats":
+        raise BadConfig(f"model.stats_skip_states={cfg.stats_skip_states} leaves hidden states out of a stats head: "
+                        "set model.pooling=stats (or stats_skip_states=0)")
+    if cfg.stats_skip_states and cfg.tune_upper_layers:
+        raise BadConfig("model.stats_skip_states works on the frozen probe's head; model.tune_upper_layers trains "
+                        "its own: set one of them to 0")
     if isinstance(cfg.lora_target_modules, str) or not cfg.lora_target_modules:
         raise BadConfig(f"model.lora_target_modules={cfg.lora_target_modules!r} must be a non-empty list "
                         f"of module names, e.g. {LORA_TARGETS}")
@@ -81,7 +87,7 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
         head = HeadConfig(pooling=cfg.pooling, layer_weighting=bool(cfg.layer_weighting),
                           multitask=bool(cfg.multitask), intensity_loss_weight=float(cfg.intensity_loss_weight),
                           proj_size=int(getattr(backbone.config, "classifier_proj_size", 256)),
-                          scheme=scheme.to_dict())
+                          scheme=scheme.to_dict(), skip_states=int(cfg.stats_skip_states))
         model = EmovoxForAudioClassification(backbone, head)
     else:
         if cfg.layer_weighting:

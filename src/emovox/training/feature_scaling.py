@@ -79,15 +79,19 @@ class FeatureScaler:
 class StatsScaler:
     """Per-dimension standardisation of the whole statistics vector (a stats-pooling head reads
     every layer's means and standard deviations, flattened), folded into every linear layer of
-    the classifier that reads that vector."""
+    the classifier that reads that vector. The head's ``skip_states`` first hidden states come out
+    as zeros and get zero weight in the fold, whatever the solver left there."""
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, skip: int = 0):
         flat = x.flatten(1).double()
         self.mu = flat.mean(dim=0)
         self.sd = flat.std(dim=0).clamp(min=1e-6)
+        keep = torch.ones(x.shape[1:], dtype=torch.float64)  # [2, L+2, H]
+        keep[:, :skip] = 0.0
+        self.keep = keep.flatten()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.flatten(1).double() - self.mu) / self.sd).float().view_as(x)
+        return ((x.flatten(1).double() - self.mu) / self.sd * self.keep).float().view_as(x)
 
     @staticmethod
     def applies(model: torch.nn.Module) -> bool:
@@ -99,17 +103,16 @@ class StatsScaler:
         with torch.no_grad():
             for layer in model.classifier.modules():
                 if isinstance(layer, torch.nn.Linear) and layer.in_features == self.mu.numel():
-                    w = layer.weight.double() / self.sd[None, :]
+                    w = layer.weight.double() * self.keep[None, :] / self.sd[None, :]
                     layer.bias.copy_((layer.bias.double() - w @ self.mu).to(layer.bias.dtype))
                     layer.weight.copy_(w.to(layer.weight.dtype))
 
 
 def scaler_for(model: torch.nn.Module, x: torch.Tensor) -> "FeatureScaler | StatsScaler | None":
     """The standardisation ``model``'s head can absorb, fitted on features ``x``; None if none."""
-    for kind in (StatsScaler, FeatureScaler):
-        if kind.applies(model):
-            return kind(x)
-    return None
+    if StatsScaler.applies(model):
+        return StatsScaler(x, skip=int(model.head_config.skip_states))
+    return FeatureScaler(x) if FeatureScaler.applies(model) else None
 
 
 UNSCALED_HEAD = "head_unscaled.safetensors"  # in a run dir: the head as fitted, before the scaling fold
