@@ -55,6 +55,10 @@ RECIPES = {
     # clips up to 10 s instead of 5 (EMOVO has clips to 14 s; RAVDESS none past 5 s)
     "probe+copy-10s": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
                        "data.max_seconds=10"],
+    # the input embeddings (Whisper's convolutional front end) left out of the probe, as configs/cross-corpus.yaml does
+    "skip1": ["model.stats_skip_states=1"],
+    "probe+copy-skip1": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
+                         "model.stats_skip_states=1"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
