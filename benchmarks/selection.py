@@ -56,7 +56,8 @@ RECIPES = {
     "probe+copy-10s": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
                        "data.max_seconds=10"],
     # the input embeddings (Whisper's convolutional front end) left out of the probe, as configs/cross-corpus.yaml does
-    "skip1": ["model.stats_skip_states=1"],
+    "skip1": ["model.stats_skip_states=1"],  # shipped since session 15: "current" includes it
+    "skip2": ["model.stats_skip_states=2"],
     "probe+copy-skip1": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
                          "model.stats_skip_states=1"],
 }
