@@ -60,6 +60,8 @@ RECIPES = {
     "skip2": ["model.stats_skip_states=2"],
     "probe+copy-skip1": ["model.trim_silence_db=35", "augment.feature_copies=1", "augment.channel_copies=0",
                          "model.stats_skip_states=1"],
+    # the any-corpus probe with the shipped recipe's two channel copies and the front end left out
+    "probe+ch2-skip1": ["model.trim_silence_db=35", "augment.feature_copies=1", "model.stats_skip_states=1"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
