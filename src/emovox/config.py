@@ -64,7 +64,8 @@ class ModelConfig:
             above are not loaded, trained, saved or executed (``models.layer_budget``); the
             head reads the layers kept. Choose N on validation with
             ``python -m benchmarks.layer_budget`` (speed vs UAR on cached features).
-        stats_skip_states: With ``pooling: stats``: leave out the encoder's first N hidden states
+        stats_skip_states: With ``pooling: stats`` on a frozen probe (``freeze_backbone`` and
+            ``cache_features``): leave out the encoder's first N hidden states
             (1: the input embeddings, i.e. Whisper's convolutional front end; 2: also the first
             layer). Their weights in the head are zero, so nothing else changes (the run dir still
             computes them). The front end carries the microphone and the language's sound more than

@@ -82,6 +82,7 @@ def test_skipped_states_weigh_nothing_and_the_fold_stays_exact(scheme, multitask
     (dict(pooling="stats", stats_skip_states=-1), "whole number"),
     (dict(pooling="stats", stats_skip_states=99), "leave out 0 to"),
     (dict(pooling="stats", stats_skip_states=1, tune_upper_layers=1), "set one of them to 0"),
+    (dict(pooling="stats", stats_skip_states=1, cache_features=False), "cache_features=true"),
 ])
 def test_bad_stats_skip_states_is_refused_naming_the_key(settings, message):
     from emovox.errors import BadConfig

@@ -53,6 +53,9 @@ def check_model_config(cfg: ModelConfig, scheme: LabelScheme | None = None) -> N
     if cfg.stats_skip_states and cfg.pooling != "stats":
         raise BadConfig(f"model.stats_skip_states={cfg.stats_skip_states} leaves hidden states out of a stats head: "
                         "set model.pooling=stats (or stats_skip_states=0)")
+    if cfg.stats_skip_states and not (cfg.freeze_backbone and cfg.cache_features):
+        raise BadConfig("model.stats_skip_states acts where a frozen probe's head is fitted on cached features: "
+                        "set model.freeze_backbone=true and model.cache_features=true (or stats_skip_states=0)")
     if cfg.stats_skip_states and cfg.tune_upper_layers:
         raise BadConfig("model.stats_skip_states works on the frozen probe's head; model.tune_upper_layers trains "
                         "its own: set one of them to 0")
