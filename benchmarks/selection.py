@@ -62,6 +62,8 @@ RECIPES = {
                          "model.stats_skip_states=1"],
     # the any-corpus probe with the shipped recipe's two channel copies and the front end left out
     "probe+ch2-skip1": ["model.trim_silence_db=35", "augment.feature_copies=1", "model.stats_skip_states=1"],
+    # the same with every state (session 16: channel copies won across corpora for cross-corpus.yaml)
+    "probe+ch2": ["model.trim_silence_db=35", "augment.feature_copies=1", "model.stats_skip_states=0"],
 }
 RAVDESS_SELECT = [([1, 2, 3, 4], [5, 6]), ([5, 6, 7, 8], [9, 10]), ([9, 10, 11, 12], [1, 2])]
 RAVDESS_CONFIRM = ([13, 14, 15, 16], [11, 12])
