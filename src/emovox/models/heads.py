@@ -229,8 +229,6 @@ class EmovoxForAudioClassification(nn.Module):
             raise BadConfig("model.pooling=stats already uses every layer (their statistics, concatenated); "
                             "set model.layer_weighting=false")
         self.layer_weights = LayerWeighting(n_layers + 1) if head.layer_weighting else None
-        if head.skip_states and not self.stats:
-            raise BadConfig("model.stats_skip_states needs model.pooling=stats")
         if not 0 <= head.skip_states < n_layers + 2:
             raise BadConfig(f"model.stats_skip_states={head.skip_states}: a stats head over {n_layers + 2} states can "
                             f"leave out 0 to {n_layers + 1} of them")
