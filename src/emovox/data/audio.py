@@ -14,10 +14,12 @@ import soundfile as sf
 import soxr
 
 from ..errors import BadAudio
+from . import ffmpeg_decode
 
 SAMPLE_RATE = 16_000
 DEFAULT_MAX_SECONDS = 5.0
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+# libsndfile's own formats, then what FFmpeg decodes (data/ffmpeg_decode.py; the `formats` extra)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", *ffmpeg_decode.FFMPEG_EXTENSIONS)
 SILENCE_PEAK = 1e-5  # below this absolute peak a clip is digital silence
 # Limits on what any command accepts (README, "Audio limits"). A header is checked against them
 # before a sample is decoded, so a lying header (10^9 frames, 1 MHz, 64 channels) allocates nothing.
@@ -40,6 +42,7 @@ class AudioInfo:
     frames: int
     sample_rate: int
     channels: int
+    ffmpeg: bool = False  # decoded through FFmpeg (frames then come from the header's duration)
 
     @property
     def duration(self) -> float:
@@ -64,13 +67,37 @@ def read_info(path: str | Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError/TypeError
-        raise BadAudio(f"{path}: not readable as audio ({_short(exc)})") from None
-    found = AudioInfo(frames=max(0, int(info.frames)), sample_rate=int(info.samplerate), channels=int(info.channels))
+        found = _ffmpeg_info(path, exc)
+    else:
+        found = AudioInfo(frames=max(0, int(info.frames)), sample_rate=int(info.samplerate),
+                          channels=int(info.channels))
     if found.frames >= UNKNOWN_FRAMES:  # libsndfile cannot read such streams to their end reliably
         raise BadAudio(f"{path}: the header does not give the length (a streamed file, e.g. FLAC total samples "
                        "0); re-encode it")
     check_header(found, path)
     return found
+
+
+def _ffmpeg_info(path: Path, sndfile_error: Exception) -> AudioInfo:
+    """The header of a file libsndfile refused, read by FFmpeg where that is installed.
+
+    Raises:
+        BadAudio: neither reads it; for a suffix only FFmpeg decodes without PyAV installed, how to
+            install it.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if ffmpeg_decode.libsndfile_container(head):
+        raise BadAudio(f"{path}: not readable as audio ({_short(sndfile_error)})")
+    if not ffmpeg_decode.available():
+        if ffmpeg_decode.wants_ffmpeg(path):
+            raise BadAudio(f"{path}: needs FFmpeg to decode {path.suffix.lower()}: {ffmpeg_decode.INSTALL_HINT}")
+        raise BadAudio(f"{path}: not readable as audio ({_short(sndfile_error)})")
+    try:
+        frames, rate, channels = ffmpeg_decode.probe(path)
+    except ffmpeg_decode.DecodeError as exc:
+        raise BadAudio(f"{path}: not readable as audio ({_short(sndfile_error)}; FFmpeg: {exc})") from None
+    return AudioInfo(frames=frames, sample_rate=rate, channels=channels, ffmpeg=True)
 
 
 def check_header(info: AudioInfo, path: str | Path) -> None:
@@ -112,22 +139,39 @@ def read_blocks(path: str | Path, info: AudioInfo, *, frames: int = -1, start: i
     """
     started = time.monotonic()
     left = info.frames - start if frames < 0 else min(frames, info.frames - start)
+    source = _ffmpeg_blocks(path, start) if info.ffmpeg else _sndfile_blocks(path, start, left)
     try:
-        with sf.SoundFile(str(path)) as f:
-            if start:
-                f.seek(start)
-            while left > 0:
-                data = f.read(min(BLOCK_FRAMES, left), dtype="float32", always_2d=True)
-                if not len(data):
-                    return
-                left -= len(data)
-                yield data
-                if time.monotonic() - started > FILE_TIME_LIMIT:
-                    raise BadAudio(f"{path}: decoding took over {FILE_TIME_LIMIT:g} s (the per-file limit)")
+        for data in source:
+            if left <= 0:
+                return
+            data = data[:left]
+            left -= len(data)
+            yield data
+            if time.monotonic() - started > FILE_TIME_LIMIT:
+                raise BadAudio(f"{path}: decoding took over {FILE_TIME_LIMIT:g} s (the per-file limit)")
     except BadAudio:
         raise
     except Exception as exc:
         raise BadAudio(f"{path}: decoding failed ({_short(exc)})") from None
+    finally:
+        source.close()
+
+
+def _sndfile_blocks(path: str | Path, start: int, frames: int) -> Iterator[np.ndarray]:
+    """``frames`` frames from ``start``, never more than :data:`BLOCK_FRAMES` decoded at a time."""
+    with sf.SoundFile(str(path)) as f:
+        if start:
+            f.seek(start)
+        while frames > 0 and len(data := f.read(min(BLOCK_FRAMES, frames), dtype="float32", always_2d=True)):
+            frames -= len(data)
+            yield data
+
+
+def _ffmpeg_blocks(path: str | Path, start: int) -> Iterator[np.ndarray]:
+    """FFmpeg's decoded frames regrouped into blocks of at most :data:`BLOCK_FRAMES`."""
+    for data in ffmpeg_decode.blocks(Path(path), start=start):
+        for i in range(0, len(data), BLOCK_FRAMES):
+            yield data[i: i + BLOCK_FRAMES]
 
 
 @dataclass(frozen=True)
@@ -219,7 +263,15 @@ def decode_bytes(data: bytes, *, where: str, sample_rate: int = SAMPLE_RATE) -> 
     try:
         frames, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise BadAudio(f"{where}: not readable as audio ({_short(exc)})") from None
+        if ffmpeg_decode.libsndfile_container(data[:16]):
+            raise BadAudio(f"{where}: not readable as audio ({_short(exc)})") from None
+        if not ffmpeg_decode.available():
+            raise BadAudio(f"{where}: not readable as audio ({_short(exc)}; for AAC/M4A, WebM and other "
+                           f"containers: {ffmpeg_decode.INSTALL_HINT})") from None
+        try:
+            frames, sr = ffmpeg_decode.decode_all(io.BytesIO(data))
+        except ffmpeg_decode.DecodeError as why:
+            raise BadAudio(f"{where}: not readable as audio ({_short(exc)}; FFmpeg: {why})") from None
     check_wave(_mono(frames), where, sample_rate=sr)  # checked as load_audio checks files
     wave = _mono_at(frames, sr, sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)

@@ -24,9 +24,10 @@ from .predict import Predictor
 AUDIO_SUFFIXES = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
                   "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/ogg": ".ogg", "audio/opus": ".ogg",
                   "application/ogg": ".ogg", "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/aiff": ".aiff",
-                  "audio/x-aiff": ".aiff"}
+                  "audio/x-aiff": ".aiff", "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/m4a": ".m4a",
+                  "audio/aac": ".aac", "audio/webm": ".webm"}  # the last five through FFmpeg (the formats extra)
 RAW_TYPES = ("application/octet-stream",)  # accepted besides audio/*
-NOT_AUDIO = ("not readable as audio", "decoding failed")  # reasons that mean 415, not 400
+NOT_AUDIO = ("not readable as audio", "decoding failed", "needs FFmpeg")  # reasons that mean 415, not 400
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
