@@ -244,6 +244,42 @@ def test_bad_silent_and_speechless_files(predictor, tmp_path):
                         "score": None, "shares": {}}
 
 
+def test_speakers_from_the_channels_of_a_stereo_call(predictor, conv, tmp_path):
+    """Each party on a channel of their own, each leaking into the other's at -25 dB: the turns
+    are found on their speaker's channel (channel n is Sn), the leak makes no segment, each segment
+    is scored from its own channel, and a mono file is named (the other files go on)."""
+    import soundfile as sf
+
+    wave, turns = conv
+    first = turns[0].speaker
+    own = np.zeros((2, len(wave)), np.float32)
+    for t in turns:
+        s, e = int(t.start * SR), int(t.end * SR)
+        own[0 if t.speaker == first else 1, s:e] = wave[s:e]
+    leak = 10 ** (-25 / 20)
+    stereo = own + leak * own[::-1] + np.random.default_rng(1).normal(0, 3e-4, own.shape).astype(np.float32)
+    call, mono = tmp_path / "call.wav", tmp_path / "mono.wav"
+    sf.write(call, stereo.T, SR, subtype="FLOAT")
+    write_audio(mono, wave)
+    rows = list(conversation_rows(predictor, [str(call), str(mono)], options=ConversationOptions(speakers="channels")))
+    segs = [r for r in rows if "start" in r]
+    assert segs == sorted(segs, key=lambda r: r["start"])
+    for t in turns:
+        on = [r for r in segs if min(r["end"], t.end) - max(r["start"], t.start) > 0.5 * (t.end - t.start)]
+        assert [r["speaker"] for r in on] == ["S1" if t.speaker == first else "S2"], (t, on)
+    for r in segs:  # no segment of the leak: each lies on a turn of its own speaker
+        mine = [t for t in turns if ("S1" if t.speaker == first else "S2") == r["speaker"]]
+        assert any(min(r["end"], t.end) - max(r["start"], t.start) > 0.5 * (r["end"] - r["start"]) for t in mine), r
+    channel = {"S1": stereo[0], "S2": stereo[1]}
+    probs = segment_probs(predictor, [channel[r["speaker"]][int(round(r["start"] * SR)):int(round(r["end"] * SR))]
+                                      for r in segs], margin=ConversationOptions().margin)
+    assert [predictor.scheme.labels[j] for j in probs.argmax(1)] == [r["label"] for r in segs]
+    summaries = {r["speaker"] for r in rows if r.get("summary") == "speaker"}
+    assert summaries == {"S1", "S2"} and rows[-1] == {"path": str(mono), "error": rows[-1]["error"]}
+    assert rows[-1]["error"].startswith("one channel; --speakers channels needs each speaker on a channel")
+    assert parse_speakers("Channels") == "channels"
+
+
 def test_cli_segment_vad_speakers_rttm_plot(run, rav, tmp_path, capsys):
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate

@@ -250,6 +250,22 @@ def load_audio(
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
+def load_channels(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a file to float32 ``[channels, n]`` at ``sample_rate``, each channel kept apart (a
+    call recorded with one party per channel); checked as :func:`load_audio` checks the mixdown.
+
+    Raises:
+        BadAudio: as :func:`load_audio`.
+    """
+    info = read_info(path)
+    blocks = list(read_blocks(path, info))
+    data = np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)
+    check_wave(_mono(data), path, sample_rate=info.sample_rate)
+    if info.sample_rate != sample_rate and len(data):
+        data = soxr.resample(data, info.sample_rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(np.asarray(data, dtype=np.float32).T)
+
+
 def decode_bytes(data: bytes, *, where: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an encoded audio file held in memory (WAV, FLAC, OGG, ... bytes, as a Hugging Face
     ``Audio(decode=False)`` column stores them) to float32 mono at ``sample_rate``, checked like

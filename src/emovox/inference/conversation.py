@@ -11,6 +11,13 @@ Rows, in this order per file (the ``emovox predict --segment vad`` schema):
   speaker's speech time, ``score`` that share, ``shares`` every emotion's);
 * one per file: the same with ``"summary": "file"`` (no speech at all: ``label`` null, shares empty);
 * a file that cannot be read: ``{"path", "error"}``, as everywhere else.
+
+``--speakers channels`` takes the speakers from the channels instead of a speaker encoder: a call
+recorded with each party on its own channel (call centres, most telephony and meeting recorders) has
+its answer written in the file. Speech is found on each channel apart, each segment is scored from
+its own channel (overlapping speech is then two segments, one per speaker), and channel ``n`` is
+speaker ``Sn``. A segment whose channel is :data:`BLEED_DB` or more quieter over its span than
+another channel is that other party's voice leaking across (echo, a shared room) and is dropped.
 """
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, window_bounds
+from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, load_channels, window_bounds
 from ..errors import BadAudio, BadConfig
-from .speakers import cluster_speakers, embed_segments, noise_floor, parse_speakers
+from .speakers import CHANNELS, cluster_speakers, embed_segments, noise_floor, parse_speakers
 from .vad import VadOptions, find_speech
 from .voice_models import bundle_of
 
@@ -31,6 +38,7 @@ SCORE_BATCH = 32  # segments scored per call: bounds memory on long recordings, 
 
 
 DEFAULT_MARGIN = 0.5
+BLEED_DB = 15.0  # --speakers channels: a segment this much quieter than another channel over its span is cross-talk
 
 
 @dataclass(frozen=True)
@@ -94,14 +102,21 @@ def conversation_rows(predictor, paths: Sequence[str], *, options: ConversationO
                       progress: bool = False) -> Iterator[dict]:
     """Segment, speaker and summary rows for each file, in input order (see the module doc)."""
     options.check()
+    by_channel = parse_speakers(options.speakers) == CHANNELS
     for path in map(str, paths):
         try:
-            wave = load_audio(path)
+            wave = load_channels(path) if by_channel else load_audio(path)
+            if by_channel and len(wave) < 2:
+                raise BadAudio(f"{path}: one channel; --speakers channels needs each speaker on a channel of "
+                               "their own (give a count or auto to tell voices apart instead)")
         except BadAudio as exc:
             msg = str(exc)
             yield {"path": path, "error": msg[len(path) + 2:] if msg.startswith(f"{path}: ") else msg}
             continue
-        yield from score_wave(predictor, wave, path=path, options=options, top_k=top_k, progress=progress)
+        if by_channel:
+            yield from score_channels(predictor, wave, path=path, options=options, top_k=top_k, progress=progress)
+        else:
+            yield from score_wave(predictor, wave, path=path, options=options, top_k=top_k, progress=progress)
 
 
 def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationOptions, top_k: int = 3,
@@ -124,6 +139,32 @@ def score_wave(predictor, wave: np.ndarray, *, path: str, options: ConversationO
         rows = [{**r, "speaker": n} for r, n in zip(rows, names)]
         rows = [{k: r[k] for k in ("path", "start", "end", "speaker", "label", "score", "top_k")} for r in rows]
     return rows + summary_rows(path, rows, by_speaker=speakers is not None)
+
+
+def score_channels(predictor, channels: np.ndarray, *, path: str, options: ConversationOptions, top_k: int = 3,
+                   progress: bool = False) -> list[dict]:
+    """Rows for a recording with one speaker per channel (``[channels, n]`` at 16 kHz; see the module doc)."""
+    bundle = bundle_of([s.ref for s in getattr(predictor, "sources", [])])
+    found = []  # (start, end, channel)
+    for c, wave in enumerate(channels):
+        if float(np.abs(wave).max(initial=0.0)) > 0.0:  # a silent channel has no one on it
+            found += [(*_at_least(s, e, len(wave)), c) for s, e in find_speech(wave, options.vad, bundle)]
+    found = sorted((f for f in found if not _bleed(channels, *f)), key=lambda f: (f[0], f[2]))
+    waves = [channels[c, s:e] for s, e, c in found]
+    probs = segment_probs(predictor, waves, margin=options.margin, progress=progress, what=path)
+    rows = []
+    for (s, e, c), p in zip(found, probs):
+        row = predictor.row(path, p, top_k)
+        rows.append({"path": path, "start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
+                     "speaker": f"S{c + 1}", **{k: row[k] for k in ("label", "score", "top_k")}})
+    return rows + summary_rows(path, rows, by_speaker=True)
+
+
+def _bleed(channels: np.ndarray, s: int, e: int, c: int) -> bool:
+    """Whether channel ``c`` over ``[s, e)`` is :data:`BLEED_DB` or more below the loudest other channel."""
+    power = np.square(channels[:, s:e], dtype=np.float64).mean(axis=1) + 1e-12
+    others = np.delete(power, c)
+    return bool(len(others)) and 10.0 * np.log10(others.max() / power[c]) >= BLEED_DB
 
 
 def segment_probs(predictor, waves: list[np.ndarray], *, margin: float = 0.0, progress: bool = False,

@@ -257,8 +257,9 @@ TOP_K = Query(None, ge=1, le=1000, description="Labels listed per file (default:
 WINDOWS = Query(False, description="Add the per-window timeline (start, end, label, scores).")
 SEGMENTS = Query(None, description="vad: score each speech segment (silence is not scored): the file's emotion "
                                    "shares over speech time and a `segments` list (start, end, label, score, top_k).")
-SPEAKERS = Query(None, description="With segments=vad: a speaker count (1-32) or auto; segments get speakers "
-                                   "S1, S2, ... and a `speakers` list summarises each.")
+SPEAKERS = Query(None, description="With segments=vad: a speaker count (1-32), auto, or channels (one speaker "
+                                   "per channel of a stereo call: channel n is Sn); segments get speakers S1, S2, "
+                                   "... and a `speakers` list summarises each.")
 
 
 def _routes(app: FastAPI, state: ServeState) -> None:

@@ -70,22 +70,26 @@ _LOCK = threading.Lock()
 _ENCODERS: dict[Any, "VoiceEncoder"] = {}
 
 
+CHANNELS = "channels"  # one speaker per channel (a call recorded with each party on its own channel)
+
+
 def parse_speakers(value: str | int | None) -> int | str | None:
-    """``None``, a count (1 to 32) or ``"auto"`` from what a user typed.
+    """``None``, a count (1 to 32), ``"auto"`` or ``"channels"`` from what a user typed.
 
     Raises:
         BadConfig: anything else, naming the value and what is valid.
     """
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
+    if isinstance(value, str) and value.strip().lower() in ("auto", CHANNELS):
+        return value.strip().lower()
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if not 1 <= n <= 32:
-        raise BadConfig(f"--speakers {value!r}: give a count from 1 to 32, or auto")
+        raise BadConfig(f"--speakers {value!r}: give a count from 1 to 32, auto, or channels (one speaker per "
+                        "channel)")
     return n
 
 
