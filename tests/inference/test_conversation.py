@@ -410,6 +410,12 @@ def test_page_draws_the_speaker_timeline_in_headless_chromium(run, talk, tmp_pat
             lanes = page.js("[...document.querySelectorAll('svg.speakers rect.segment')].map(r => r.dataset.speaker)")
             assert lanes == ["S1", "S2", "S1", "S2"]
             assert page.js("document.querySelectorAll('.speaker-summary').length") == 2
+            page.js("document.getElementById('speakers').value = '1'")  # the count the user picks is the one asked
+            page.js("document.getElementById('results').replaceChildren(); document.getElementById('file').value = ''")
+            page.call("DOM.setFileInputFiles", files=[str(talk[0])], nodeId=node)
+            page.wait_js("document.querySelectorAll('svg.speakers rect.segment').length", 60)
+            lanes = page.js("[...document.querySelectorAll('svg.speakers rect.segment')].map(r => r.dataset.speaker)")
+            assert lanes == ["S1"] * len(talk[1])
             shot = page.call("Page.captureScreenshot", format="png")["data"]
             (tmp_path / "page_speakers.png").write_bytes(base64.b64decode(shot))
     finally:
