@@ -229,10 +229,8 @@ def predict(
     gpus_per_actor: float = typer.Option(0.0, help="With --ray: GPUs reserved per actor."),
     segment: Optional[str] = typer.Option(None, help="windows (as --windows) or vad: one row per speech segment "
                                           "(start, end, label, ...) and a summary row per file; silence is not scored."),
-    speakers: Optional[str] = typer.Option(None, help="With --segment vad: N or auto; segments get speakers S1, S2, "
-                                           "... (in order of first appearance) and each speaker a summary row. "
-                                           "channels: one speaker per channel (a call with each party on its own "
-                                           "channel): channel n is Sn."),
+    speakers: Optional[str] = typer.Option(None, help="With --segment vad: N or auto (S1, S2, ... in order of first "
+                                           "appearance, a summary row each), or channels (channel n is Sn)."),
     min_speech: float = typer.Option(0.25, help="With --segment vad: shorter speech bursts are dropped (seconds)."),
     min_silence: float = typer.Option(0.25, help="With --segment vad: shorter pauses do not end a segment (seconds)."),
     max_segment: float = typer.Option(15.0, help="With --segment vad: longer speech is cut at its quietest point."),
