@@ -72,3 +72,23 @@ def test_trim_silence_cuts_quiet_edges_with_a_margin_and_keeps_loud_clips_whole(
     # a deeper threshold keeps more of a fading edge
     fade = np.tile(speech, 5) * np.concatenate([np.linspace(0.001, 1, 64000), np.ones(16000)]).astype(np.float32)
     assert len(trim_silence(fade, 50.0)) > len(trim_silence(fade, 20.0))
+
+
+def test_load_channels_keeps_each_channel_and_resamples_them_alike(tmp_path):
+    """``--speakers channels`` reads each channel apart: at 16 kHz, their mean is the mono decode,
+    and a file whose mix is silent is refused as load_audio refuses it."""
+    from emovox.data.audio import load_channels
+
+    rng = np.random.default_rng(0)
+    left, right = (0.1 * rng.standard_normal(44100 * 3)).astype(np.float32), np.zeros(44100 * 3, np.float32)
+    right[44100:] = 0.3 * np.sin(2 * np.pi * 220 * np.arange(44100 * 2) / 44100)
+    path = tmp_path / "call.wav"
+    sf.write(path, np.stack([left, right], 1), 44100, subtype="FLOAT")
+    chans = load_channels(path)
+    assert chans.shape == (2, 3 * 16000) and chans.dtype == np.float32
+    assert np.abs(chans.mean(0) - load_audio(path)).max() < 1e-6
+    assert np.abs(chans[1, : 16000 - 100]).max() < 1e-3 < np.abs(chans[0, : 16000 - 100]).max()  # nothing leaks across
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros((16000, 2), np.float32), 16000)
+    with pytest.raises(BadAudio, match="digital silence"):
+        load_channels(silent)

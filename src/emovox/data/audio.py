@@ -258,11 +258,14 @@ def load_channels(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.nda
         BadAudio: as :func:`load_audio`.
     """
     info = read_info(path)
-    blocks = list(read_blocks(path, info))
-    data = np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)
-    check_wave(_mono(data), path, sample_rate=info.sample_rate)
-    if info.sample_rate != sample_rate and len(data):
-        data = soxr.resample(data, info.sample_rate, sample_rate, quality="HQ")
+    same = info.sample_rate == sample_rate  # else each block is resampled as it comes: memory stays at 16 kHz
+    stream = None if same else soxr.ResampleStream(info.sample_rate, sample_rate, info.channels, dtype="float32",
+                                                   quality="HQ")
+    parts = [b if same else stream.resample_chunk(np.ascontiguousarray(b)) for b in read_blocks(path, info)]
+    if stream is not None:
+        parts.append(stream.resample_chunk(np.zeros((0, info.channels), np.float32), last=True))
+    data = np.concatenate(parts) if parts else np.zeros((0, info.channels), np.float32)
+    check_wave(_mono(data), path, sample_rate=sample_rate)
     return np.ascontiguousarray(np.asarray(data, dtype=np.float32).T)
 
 
