@@ -85,8 +85,11 @@ def _ffmpeg_info(path: Path, sndfile_error: Exception) -> AudioInfo:
         BadAudio: neither reads it; for a suffix only FFmpeg decodes without PyAV installed, how to
             install it.
     """
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:  # a folder, no permission: what libsndfile said is the reason
+        raise BadAudio(f"{path}: not readable as audio ({_short(sndfile_error)})") from exc
     if ffmpeg_decode.libsndfile_container(head):
         raise BadAudio(f"{path}: not readable as audio ({_short(sndfile_error)})")
     if not ffmpeg_decode.available():
