@@ -10,6 +10,8 @@
 # (Debian's own python3 refuses system-wide pip installs, PEP 668).
 ARG BASE=python:3.11-slim
 FROM ${BASE}
+# the extras installed; `--build-arg EXTRAS=runtime,serve,formats` adds FFmpeg (PyAV, +104 MB) for m4a/mp4/webm uploads
+ARG EXTRAS=runtime,serve
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/emovox/bin:$PATH
@@ -18,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # soundfile's wheel bundles libsndfile, so no system packages are needed; pip and setuptools leave the
 # venv once the install is done (nothing at run time needs them)
-RUN python3 -m venv /opt/emovox && pip install '.[runtime,serve]' && cd / && rm -rf /src \
+RUN python3 -m venv /opt/emovox && pip install ".[${EXTRAS}]" && cd / && rm -rf /src \
     && pip uninstall -q -y pip setuptools && python -c "import emovox.cli" \
     && ! python -c "import torch" 2>/dev/null
 

@@ -147,3 +147,24 @@ def test_predict_scores_an_m4a_as_its_wav(tiny_run, tmp_path):
     ref = {t["label"]: t["score"] for t in rows["a.wav"]["top_k"]}
     got = {t["label"]: t["score"] for t in rows["a.m4a"]["top_k"]}
     assert got.keys() == ref.keys() and max(abs(got[k] - ref[k]) for k in ref) < 0.05
+
+
+def test_serve_scores_an_m4a_upload_and_names_it_without_pyav(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from emovox.inference.predict import Predictor
+    from emovox.inference.serve_app import create_app
+    from emovox.inference.serve_io import ServeSettings
+
+    path = encode(tmp_path / "phone.m4a", source(2.0, seed=4), "mp4", "aac", 16_000)
+    predictor = Predictor.from_run_dir(tiny_run)
+    (tmp_path / "up").mkdir()
+    with TestClient(create_app(lambda: predictor, ServeSettings(tmp_dir=str(tmp_path / "up")))) as client:
+        assert client.app.state.emovox.loaded.wait(60)
+        ok = client.post("/v1/predict/raw?filename=phone.m4a", content=path.read_bytes(),
+                         headers={"Content-Type": "audio/mp4"})
+        assert ok.status_code == 200 and ok.json()["label"] == next(predictor.predict_files([path]))["label"]
+        monkeypatch.setattr(ffmpeg_decode, "available", lambda: False)
+        refused = client.post("/v1/predict", files=[("file", ("phone.m4a", path.read_bytes(), "audio/mp4"))])
+        assert refused.status_code == 415 and "pip install 'emovox[formats]'" in refused.json()["error"]
