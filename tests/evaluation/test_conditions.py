@@ -128,6 +128,28 @@ def test_codec_round_trip_at_the_named_bitrate(speech, name, kbps):
     assert bitrate(c, speech) == pytest.approx(kbps, rel=0.35)
 
 
+@pytest.mark.parametrize("name,kbps", [("aac-32k", 32), ("aac-16k", 16)])
+def test_aac_round_trip_at_the_named_bitrate(speech, name, kbps, monkeypatch):
+    """AAC (what phones record) through FFmpeg: aligned, lossy, at its bitrate; asked for by name
+    (not in the default set); without PyAV one line saying how to install it."""
+    pytest.importorskip("av", reason="the formats extra (PyAV) is part of make install")
+    out = _apply(name, speech)
+    assert out.shape == speech.shape and np.corrcoef(out, speech)[0, 1] > 0.9
+    assert not np.allclose(out, speech, atol=1e-3)
+    assert bitrate(condition(name), speech) == pytest.approx(kbps, rel=0.35)
+    assert [c.name for c in conditions("aac")] == ["aac-32k", "aac-16k"]
+    from emovox.evaluation.conditions import OPTIONAL
+    from emovox.evaluation.stress_report import FAMILY_NOTES
+
+    assert set(DEFAULTS) | set(OPTIONAL) == set(FAMILY_NOTES)  # every family is described in report.md
+    assert "aac" not in {c.family for c in conditions()}
+    from emovox.data import ffmpeg_decode
+
+    monkeypatch.setattr(ffmpeg_decode, "available", lambda: False)
+    with pytest.raises(BadConfig, match="pip install 'emovox\\[formats\\]'"):
+        _apply(name, speech)
+
+
 def test_vorbis_lowest_quality_and_lossless_round_trip(speech):
     assert np.corrcoef(_apply("vorbis-q0", speech), speech)[0, 1] > 0.8
     assert bitrate(condition("vorbis-q0"), speech) < 48

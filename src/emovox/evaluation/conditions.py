@@ -213,6 +213,41 @@ def vorbis(wave: np.ndarray, rng=None, *, quality: float) -> np.ndarray:
     return codec_round_trip(wave, format="OGG", subtype="VORBIS", level=1.0 - quality)[0]
 
 
+def aac(wave: np.ndarray, rng=None, *, kbps: float) -> np.ndarray:
+    """AAC-LC at a constant ``kbps`` (what phones record and meeting tools store), by FFmpeg."""
+    return aac_round_trip(wave, kbps)[0]
+
+
+def aac_round_trip(wave: np.ndarray, kbps: float) -> tuple[np.ndarray, float]:
+    """Encode as AAC (ADTS, in memory) with FFmpeg's encoder and decode again: the decoded wave
+    (re-aligned to the input; same length) and the bitrate in kbit/s.
+
+    Raises:
+        BadConfig: PyAV (the ``formats`` extra) is not installed.
+    """
+    from ..data import ffmpeg_decode
+
+    if not ffmpeg_decode.available():
+        raise BadConfig(f"the aac conditions need FFmpeg: {ffmpeg_decode.INSTALL_HINT}")
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="adts") as out:
+        stream = out.add_stream("aac", rate=SAMPLE_RATE)
+        stream.layout, stream.bit_rate = "mono", int(kbps * 1000)
+        frame = av.AudioFrame.from_ndarray(np.clip(wave, -1.0, 1.0).astype(np.float32)[None], format="fltp",
+                                           layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    data = buf.getvalue()
+    decoded, rate = ffmpeg_decode.decode_all(io.BytesIO(data))
+    decoded = decoded.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        decoded = soxr.resample(decoded, rate, SAMPLE_RATE, quality="HQ")
+    return _align(decoded, wave), len(data) * 8 / (len(wave) / SAMPLE_RATE) / 1000.0
+
+
 def bitrate(cond: Condition, wave: np.ndarray) -> float | None:
     """The bitrate (kbit/s) a codec condition gives ``wave``; None for other families."""
     if cond.family == "gsm":
@@ -225,6 +260,8 @@ def bitrate(cond: Condition, wave: np.ndarray) -> float | None:
         return codec_round_trip(wave, format="OGG", subtype="OPUS", level=_level(cond.params["kbps"], _OPUS_KBPS))[1]
     if cond.family == "vorbis":
         return codec_round_trip(wave, format="OGG", subtype="VORBIS", level=1.0 - cond.params["quality"])[1]
+    if cond.family == "aac":
+        return aac_round_trip(wave, cond.params["kbps"])[1]
     return None
 
 
@@ -263,7 +300,7 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
 
 _NOISES: dict[str, Callable] = {"white": white_noise, "pink": pink_noise, "babble": _babble}
 _TRANSFORMS: dict[str, Callable] = {
-    "reverb": reverb, "telephone": telephone, "gsm": gsm, "mp3": mp3, "opus": opus, "vorbis": vorbis,
+    "reverb": reverb, "telephone": telephone, "gsm": gsm, "mp3": mp3, "opus": opus, "vorbis": vorbis, "aac": aac,
     "gain": gain, "clip": clip, "resample": resample_chain,
 }
 _NUM = r"(-?\d+(?:\.\d+)?)"
@@ -272,7 +309,7 @@ _PATTERNS: list[tuple[re.Pattern, str, Callable[[re.Match], dict]]] = [
     (re.compile(rf"(white|pink|babble)-{_NUM}dB"), "", lambda m: {"snr_db": float(m[2])}),
     (re.compile(rf"reverb-{_NUM}s"), "reverb", lambda m: {"rt60": float(m[1])}),
     (re.compile(r"(telephone|gsm)"), "", lambda m: {}),
-    (re.compile(rf"(mp3|opus)-{_NUM}k"), "", lambda m: {"kbps": float(m[2])}),
+    (re.compile(rf"(mp3|opus|aac)-{_NUM}k"), "", lambda m: {"kbps": float(m[2])}),
     (re.compile(rf"vorbis-q{_NUM}"), "vorbis", lambda m: {"quality": float(m[1])}),
     (re.compile(r"gain([+-]\d+(?:\.\d+)?)dB"), "gain", lambda m: {"db": float(m[1])}),
     (re.compile(rf"clip-{_NUM}pct"), "clip", lambda m: {"percent": float(m[1])}),
@@ -286,6 +323,8 @@ DEFAULTS: dict[str, tuple[str, ...]] = {
     "vorbis": ("vorbis-q0",), "gain": ("gain-30dB", "gain-10dB", "gain+20dB"), "clip": ("clip-1pct", "clip-10pct"),
     "resample": ("resample-8k", "resample-chain"),
 }
+# families asked for by name only (not in the default set): they need an extra install
+OPTIONAL: dict[str, tuple[str, ...]] = {"aac": ("aac-32k", "aac-16k")}  # FFmpeg (the formats extra)
 
 
 def condition(name: str) -> Condition:
@@ -301,14 +340,14 @@ def condition(name: str) -> Condition:
             _check(cond)
             return cond
     raise BadConfig(f"unknown stress condition {name!r}; valid: a family ({', '.join(DEFAULTS)}) or a name like "
-                    "white-10dB, pink-0dB, babble-5dB, reverb-0.6s, telephone, gsm, mp3-16k, opus-8k, vorbis-q0, "
+                    "white-10dB, pink-0dB, babble-5dB, reverb-0.6s, telephone, gsm, mp3-16k, opus-8k, vorbis-q0, aac-16k, "
                     "gain-30dB, gain+20dB, clip-1pct, resample-8k, resample-chain")
 
 
 def _check(c: Condition) -> None:
     p = c.params
     bad = ((c.family == "reverb" and not 0.05 <= p["rt60"] <= 5) and "rt60 must be 0.05-5 s"
-           or (c.family in ("mp3", "opus") and not 6 <= p["kbps"] <= 320) and "kbps must be 6-320"
+           or (c.family in ("mp3", "opus", "aac") and not 6 <= p["kbps"] <= 320) and "kbps must be 6-320"
            or (c.family == "vorbis" and not 0 <= p["quality"] <= 1) and "quality must be 0-1"
            or (c.family == "clip" and not 0 < p["percent"] < 100) and "percent must be between 0 and 100"
            or (c.family == "resample" and not all(4000 <= r <= 384000 for r in p["rates"])) and "rates must be 4-384 kHz")
@@ -324,5 +363,6 @@ def conditions(spec: str | Sequence[str] | None = None) -> list[Condition]:
         BadConfig: an unknown name.
     """
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec or []) if n.strip()]
-    expanded = [d for n in (names or list(DEFAULTS)) for d in DEFAULTS.get(n, (n,))]
+    families = {**DEFAULTS, **OPTIONAL}
+    expanded = [d for n in (names or list(DEFAULTS)) for d in families.get(n, (n,))]
     return [condition(n) for n in dict.fromkeys(expanded)]

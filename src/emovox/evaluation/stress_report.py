@@ -20,6 +20,7 @@ FAMILY_NOTES = {
     "mp3": "MPEG layer III at a constant bitrate through libsndfile",
     "opus": "Ogg Opus at that bitrate through libsndfile",
     "vorbis": "Ogg Vorbis at that quality (0 = lowest) through libsndfile",
+    "aac": "AAC-LC at a constant bitrate through FFmpeg (PyAV), what phones record",
     "gain": "level change in floating point, not clipped",
     "clip": "hard clipping at the level that share of samples exceeds",
     "resample": "through the listed rates (soxr) and back to 16 kHz",
