@@ -142,6 +142,11 @@ def test_aac_round_trip_at_the_named_bitrate(speech, name, kbps, monkeypatch):
     from emovox.evaluation.stress_report import FAMILY_NOTES
 
     assert set(DEFAULTS) | set(OPTIONAL) == set(FAMILY_NOTES)  # every family is described in report.md
+    from emovox.config import AugmentConfig
+    from emovox.training.channel_copies import check_channel, condition_family, draw_condition
+
+    names, snr = check_channel(AugmentConfig(channel_conditions=["aac"], channel_copies=1))  # channel copies too
+    assert condition_family("aac") == "aac" and draw_condition(names, snr, np.random.default_rng(0)).family == "aac"
     assert "aac" not in {c.family for c in conditions()}
     from emovox.data import ffmpeg_decode
 

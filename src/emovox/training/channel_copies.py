@@ -28,9 +28,10 @@ from ..config import AugmentConfig
 from ..data.audio import load_audio
 from ..data.dataset import path_seed
 from ..errors import BadConfig
-from ..evaluation.conditions import DEFAULTS, Babble, Condition, condition
+from ..evaluation.conditions import DEFAULTS, OPTIONAL, Babble, Condition, condition
 
 NOISE_FAMILIES = ("white", "pink", "babble")
+FAMILIES = {**DEFAULTS, **OPTIONAL}  # a family name stands for its named conditions (aac: aac-32k, aac-16k)
 
 
 def check_channel(cfg: AugmentConfig) -> tuple[list[str], tuple[float, float]]:
@@ -43,7 +44,7 @@ def check_channel(cfg: AugmentConfig) -> tuple[list[str], tuple[float, float]]:
     if not names:
         raise BadConfig("augment.channel_copies needs augment.channel_conditions (e.g. [babble, telephone, gsm])")
     for n in names:
-        if n not in DEFAULTS:
+        if n not in FAMILIES:
             condition(n)  # raises BadConfig naming the valid ones
     snr = cfg.channel_snr_db
     if not (isinstance(snr, (list, tuple)) and len(snr) == 2 and float(snr[0]) <= float(snr[1])):
@@ -57,8 +58,8 @@ def draw_condition(names: Sequence[str], snr_db: tuple[float, float], rng: np.ra
     if name in NOISE_FAMILIES:
         snr = float(rng.uniform(*snr_db))
         return Condition(f"{name}-{snr:.1f}dB", name, {"snr_db": snr})
-    if name in DEFAULTS:
-        options = DEFAULTS[name]
+    if name in FAMILIES:
+        options = FAMILIES[name]
         return condition(options[int(rng.integers(len(options)))])
     return condition(name)
 
@@ -104,4 +105,4 @@ def channel_augment(cfg: AugmentConfig, part: pd.DataFrame, pool: pd.DataFrame, 
 
 def condition_family(name: str) -> str:
     """The family a ``channel_conditions`` entry belongs to."""
-    return name if name in DEFAULTS else condition(name).family
+    return name if name in FAMILIES else condition(name).family
