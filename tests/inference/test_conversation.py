@@ -258,10 +258,14 @@ def test_speakers_from_the_channels_of_a_stereo_call(predictor, conv, tmp_path):
         own[0 if t.speaker == first else 1, s:e] = wave[s:e]
     leak = 10 ** (-25 / 20)
     stereo = own + leak * own[::-1] + np.random.default_rng(1).normal(0, 3e-4, own.shape).astype(np.float32)
-    call, mono = tmp_path / "call.wav", tmp_path / "mono.wav"
+    call, mono, dual = tmp_path / "call.wav", tmp_path / "mono.wav", tmp_path / "dual.wav"
     sf.write(call, stereo.T, SR, subtype="FLOAT")
     write_audio(mono, wave)
-    rows = list(conversation_rows(predictor, [str(call), str(mono)], options=ConversationOptions(speakers="channels")))
+    sf.write(dual, np.stack([wave, wave], 1), SR)  # a mono recording stored in two channels
+    rows = list(conversation_rows(predictor, [str(call), str(mono), str(dual)],
+                                  options=ConversationOptions(speakers="channels")))
+    assert rows[-1] == {"path": str(dual), "error": rows[-1]["error"]}
+    assert rows.pop()["error"].startswith("its channels carry the same sound; --speakers channels needs")
     segs = [r for r in rows if "start" in r]
     assert segs == sorted(segs, key=lambda r: r["start"])
     for t in turns:

@@ -106,9 +106,10 @@ def conversation_rows(predictor, paths: Sequence[str], *, options: ConversationO
     for path in map(str, paths):
         try:
             wave = load_channels(path) if by_channel else load_audio(path)
-            if by_channel and len(wave) < 2:
-                raise BadAudio(f"{path}: one channel; --speakers channels needs each speaker on a channel of "
-                               "their own (give a count or auto to tell voices apart instead)")
+            if by_channel and (len(wave) < 2 or _same_channels(wave)):
+                raise BadAudio(f"{path}: {'one channel' if len(wave) < 2 else 'its channels carry the same sound'}; "
+                               "--speakers channels needs each speaker on a channel of their own (give a count or "
+                               "auto to tell voices apart instead)")
         except BadAudio as exc:
             msg = str(exc)
             yield {"path": path, "error": msg[len(path) + 2:] if msg.startswith(f"{path}: ") else msg}
@@ -158,6 +159,13 @@ def score_channels(predictor, channels: np.ndarray, *, path: str, options: Conve
         rows.append({"path": path, "start": round(s / SAMPLE_RATE, 3), "end": round(e / SAMPLE_RATE, 3),
                      "speaker": f"S{c + 1}", **{k: row[k] for k in ("label", "score", "top_k")}})
     return rows + summary_rows(path, rows, by_speaker=True)
+
+
+def _same_channels(channels: np.ndarray) -> bool:
+    """Whether every channel is (within 1%) the first one: a mono recording stored as stereo."""
+    ref = channels[0].astype(np.float64)
+    scale = np.sqrt(np.mean(np.square(ref))) + 1e-12
+    return all(np.sqrt(np.mean(np.square(c - ref))) < 0.01 * scale for c in channels[1:])
 
 
 def _bleed(channels: np.ndarray, s: int, e: int, c: int) -> bool:
