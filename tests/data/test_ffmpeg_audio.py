@@ -168,3 +168,32 @@ def test_serve_scores_an_m4a_upload_and_names_it_without_pyav(tiny_run, tmp_path
         monkeypatch.setattr(ffmpeg_decode, "available", lambda: False)
         refused = client.post("/v1/predict", files=[("file", ("phone.m4a", path.read_bytes(), "audio/mp4"))])
         assert refused.status_code == 415 and "pip install 'emovox[formats]'" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("suffix,fmt,codec,rate", [("m4a", "mp4", "aac", 16_000), ("webm", "webm", "libopus", 48_000)])
+def test_damaged_containers_are_named_never_a_traceback(tmp_path, suffix, fmt, codec, rate):
+    """Truncated, bit-flipped and garbage-bodied files: each either decodes (FFmpeg conceals some
+    damage) or is refused with one line naming it; nothing else escapes."""
+    good = encode(tmp_path / f"good.{suffix}", source(4.0, seed=5), fmt, codec, rate).read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for i in range(24):
+        data = bytearray(good)
+        if i % 3 == 0:
+            data = data[: int(rng.integers(1, len(data)))]
+        elif i % 3 == 1:
+            for pos in rng.integers(0, len(data), int(rng.integers(1, 20))):
+                data[pos] ^= 0xFF
+        else:
+            data[16:] = rng.integers(0, 256, len(data) - 16, dtype=np.uint8).tobytes()
+        path = tmp_path / f"bad{i}.{suffix}"
+        path.write_bytes(bytes(data))
+        try:
+            A.scan_audio(path)
+            list(A.stream_windows(path, window_seconds=2, hop_seconds=1))
+            outcomes.add("decoded")
+        except BadAudio as exc:
+            msg = str(exc)
+            assert msg.startswith(f"{path}: ") and "\n" not in msg and "Traceback" not in msg
+            outcomes.add("named")
+    assert "named" in outcomes
