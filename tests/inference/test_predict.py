@@ -220,3 +220,16 @@ def test_cli_export_int8_encoder_then_predict_onnx(tiny_run, clips, tmp_path):
         scores = {t["label"]: t["score"] for t in got["top_k"]}
         diff = max(abs(scores[t["label"]] - t["score"]) for t in want["top_k"])
         assert diff < 0.01  # int8 rounding (measured ~1e-3); the top scores here are 0.3-0.4, far from uniform
+
+
+def test_out_file_folder_is_made_and_an_unwritable_out_is_one_line(tmp_path):
+    from emovox.errors import BadConfig
+    from emovox.inference.output import write_rows
+
+    rows = [{"path": "a.wav", "label": "ANG", "score": 0.9, "top_k": []}, {"path": "b.wav", "error": "empty file"}]
+    out = tmp_path / "new" / "deeper" / "rows.jsonl"
+    assert write_rows(iter(rows), out=out, fmt="jsonl") == [("b.wav", "empty file")]
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["a.wav", "b.wav"]
+    for fmt in ("jsonl", "csv", "parquet"):
+        with pytest.raises(BadConfig, match=f"^--out {tmp_path}: cannot be written \\(Is a directory\\)$"):
+            write_rows(iter(rows), out=tmp_path, fmt=fmt)

@@ -28,16 +28,17 @@ def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "json
     {label, share}, written in row groups as rows arrive.
 
     Raises:
-        BadConfig: unknown format, or Parquet without ``out``.
+        BadConfig: unknown format, Parquet without ``out``, or an ``out`` that cannot be written
+            (its folder is made when missing).
     """
     if fmt not in FORMATS:
         raise BadConfig(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     if fmt == "parquet":
         if not out:
             raise BadConfig("--format parquet needs --out FILE (Parquet cannot stream to standard output)")
-        return _write_parquet(rows, Path(out), segmented=segmented)
+        return _write_parquet(rows, writable(out), segmented=segmented)
     failed = []
-    handle: IO = open(out, "w", newline="") if out else sys.stdout
+    handle: IO = open(writable(out), "w", newline="") if out else sys.stdout
     try:
         writer = None
         if fmt == "csv":
@@ -60,6 +61,22 @@ def write_rows(rows: Iterable[dict], *, out: str | Path | None, fmt: str = "json
         if out:
             handle.close()
     return failed
+
+
+def writable(out: str | Path) -> Path:
+    """``out`` with its folder made, checked by opening it for writing.
+
+    Raises:
+        BadConfig: one line naming ``out`` and why it cannot be written (a folder, no permission, ...).
+    """
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise BadConfig(f"--out {out}: cannot be written ({exc.strerror or exc})") from None
+    return path
 
 
 def _columns(segmented: bool) -> list[str]:
