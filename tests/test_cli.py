@@ -71,3 +71,22 @@ def test_prepare_label_mapping_options(tmp_path):
             "--label-map", "gio=happy,rab")
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "'rab' is not FROM=TO" in lines[0], r.stderr
+
+
+def test_an_out_that_is_a_file_is_one_line(tiny_run, tiny_manifest, tmp_path):
+    """Filesystem refusals on the user's paths (an --out folder that is a file, a folder under a
+    file) are one line naming the path, exit code 2; other OSErrors are not caught."""
+    from emovox.cli import main
+    from emovox.errors import user_error_line
+
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for args in (["evaluate", tiny_run, "--manifest", tiny_manifest, "--out", taken],
+                 ["baseline", "--manifest", tiny_manifest, "--out", taken / "sub"]):
+        r = run(*args)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"error: {taken}"), r.stderr
+    assert main(["evaluate", str(tiny_run), "--manifest", str(tiny_manifest), "--out", str(taken)]) == 2
+    with pytest.raises(OSError):
+        user_error_line(OSError("no path named"))

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import EmovoxError, InvalidCorpus
+from .errors import EmovoxError, InvalidCorpus, user_error_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Speech emotion recognition: prepare, train, evaluate, predict, export.")
@@ -476,10 +476,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int):
             return rv
-    except EmovoxError as exc:
+    except (EmovoxError, OSError) as exc:  # an OSError naming a path is the user's too (--out is a file, ...)
         for path, reason in exc.problems if isinstance(exc, InvalidCorpus) else ():
             _say(f"invalid: {path}: {reason}")
-        return _say(f"error: {exc}") or 2
+        return _say(f"error: {user_error_line(exc)}") or 2
     except ModuleNotFoundError as exc:  # the runtime install has no training stack: one line, no traceback
         return _say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
     except typer.Exit as exc:

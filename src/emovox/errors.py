@@ -60,3 +60,15 @@ class HubError(EmovoxError):
     """The model hub refused a request or cannot be reached (offline, no token, no permission)."""
 
     kind = "hub"
+
+
+def user_error_line(exc: BaseException) -> str:
+    """The one line the CLI prints for a user error: an emovox error's message, or for an OSError
+    that names a path (an ``--out`` that is a file, a folder without write permission) the path and
+    the reason. Anything else is not the user's to fix and is raised again."""
+    if isinstance(exc, EmovoxError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        hint = " (a folder is needed there)" if isinstance(exc, FileExistsError) else ""
+        return f"{exc.filename}: {exc.strerror or exc}{hint}"
+    raise exc
