@@ -282,6 +282,23 @@ def test_speakers_from_the_channels_of_a_stereo_call(predictor, conv, tmp_path):
     assert summaries == {"S1", "S2"} and rows[-1] == {"path": str(mono), "error": rows[-1]["error"]}
     assert rows[-1]["error"].startswith("one channel; --speakers channels needs each speaker on a channel")
     assert parse_speakers("Channels") == "channels"
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    log = logging.getLogger("emovox")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:  # a count on a two-channel file says once where --speakers channels would help
+        list(conversation_rows(predictor, [str(call), str(call)], options=ConversationOptions(speakers=2)))
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert [m for m in seen if "--speakers channels" in m] == [
+        f"{call} has 2 channels, averaged to one; if each speaker has a channel of their own, --speakers channels "
+        "reads who spoke from them"]
 
 
 def test_cli_segment_vad_speakers_rttm_plot(run, rav, tmp_path, capsys):

@@ -21,13 +21,14 @@ another channel is that other party's voice leaking across (echo, a shared room)
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, load_channels, window_bounds
+from ..data.audio import MIN_SECONDS, SAMPLE_RATE, load_audio, load_channels, read_info, window_bounds
 from ..errors import BadAudio, BadConfig
 from .speakers import CHANNELS, cluster_speakers, embed_segments, noise_floor, parse_speakers
 from .vad import VadOptions, find_speech
@@ -103,8 +104,14 @@ def conversation_rows(predictor, paths: Sequence[str], *, options: ConversationO
     """Segment, speaker and summary rows for each file, in input order (see the module doc)."""
     options.check()
     by_channel = parse_speakers(options.speakers) == CHANNELS
+    noted = by_channel or options.speakers is None
     for path in map(str, paths):
         try:
+            if not noted and read_info(path).channels > 1:  # once per run: where the option helps, say so
+                noted = True
+                logging.getLogger("emovox").info("%s has %d channels, averaged to one; if each speaker has a channel "
+                                                 "of their own, --speakers channels reads who spoke from them",
+                                                 path, read_info(path).channels)
             wave = load_channels(path) if by_channel else load_audio(path)
             if by_channel and (len(wave) < 2 or _same_channels(wave)):
                 raise BadAudio(f"{path}: {'one channel' if len(wave) < 2 else 'its channels carry the same sound'}; "
