@@ -229,22 +229,31 @@ def speed_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
     return out
 
 
-def speaker_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
+def speaker_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> tuple[dict, dict]:
     """Speaker error over more draws (``DRAWS`` conversations per pair, seeded apart from the main
     table's): segments and speakers as ``--segment vad --speakers 2`` finds them (the emotion model
-    runs too: the clustering reads each voice relative to its segment's emotion)."""
+    runs too: the clustering reads each voice relative to its segment's emotion), and the same
+    conversations as stereo calls through ``--speakers channels``. Per pair: (mono, calls)."""
     from emovox.data.audio import load_audio
-    from emovox.inference.conversation import ConversationOptions, score_wave
+    from emovox.inference.conversation import ConversationOptions, conversation_rows, score_wave
     from emovox.inference.predict import Predictor
 
     predictor = Predictor.from_run_dir(run, threads=ctx.threads)
-    out: dict = {}
+    mono: dict = {}
+    calls: dict = {}
     draws = 2 if ctx.quick else DRAWS
     for draw in range(1, 1 + draws):
         for c in conversations(manifest, tmp, ctx.seed + 1000 * draw):
             rows = score_wave(predictor, load_audio(c["path"]), path=c["path"], options=ConversationOptions(speakers=2))
-            out.setdefault(c["pair"], []).append(der(c["turns"], [r for r in rows if "summary" not in r]))
+            mono.setdefault(c["pair"], []).append(der(c["turns"], [r for r in rows if "summary" not in r]))
+            call = stereo_call(c["path"], c["turns"], tmp / f"call_{c['pair']}.wav")
+            rows = conversation_rows(predictor, [str(call)], options=ConversationOptions(speakers="channels"))
+            calls.setdefault(c["pair"], []).append(der(c["turns"], [r for r in rows if "start" in r]))
         ctx.log(f"  speaker draws: {draw} of {draws}")
+    return _per_pair(mono), _per_pair(calls)
+
+
+def _per_pair(out: dict) -> dict:
     return {k: {m: float(np.mean([d[m] for d in v])) for m in ("der", "confusion", "missed", "false_alarm")}
             | {"worst": float(max(d["der"] for d in v)), "n": len(v)} for k, v in out.items()}
 
@@ -268,22 +277,6 @@ def stereo_call(path: str, turns: list[dict], out: Path) -> Path:
     return out
 
 
-def channel_part(ctx: Context, run: Path, manifest: Path, tmp: Path) -> dict:
-    """The speaker draws' conversations as stereo calls, through ``--speakers channels``."""
-    from emovox.inference.conversation import ConversationOptions, conversation_rows
-    from emovox.inference.predict import Predictor
-
-    predictor = Predictor.from_run_dir(run, threads=ctx.threads)
-    out: dict = {}
-    for draw in range(1, 1 + (2 if ctx.quick else DRAWS)):
-        for c in conversations(manifest, tmp, ctx.seed + 1000 * draw):
-            call = stereo_call(c["path"], c["turns"], tmp / f"call_{c['pair']}.wav")
-            rows = conversation_rows(predictor, [str(call)], options=ConversationOptions(speakers="channels"))
-            out.setdefault(c["pair"], []).append(der(c["turns"], [r for r in rows if "start" in r]))
-    return {k: {m: float(np.mean([d[m] for d in v])) for m in ("der", "confusion", "missed", "false_alarm")}
-            | {"worst": float(max(d["der"] for d in v)), "n": len(v)} for k, v in out.items()}
-
-
 def run(ctx: Context) -> dict:
     if ravdess_dir() is None:
         raise RuntimeError("conversation: RAVDESS (EMOVOX_TEST_DATA/ravdess16k) is not present")
@@ -292,8 +285,7 @@ def run(ctx: Context) -> dict:
     try:
         convs = conversations(manifest, tmp, ctx.seed)
         res = accuracy_part(ctx, run_dir, convs)
-        res["speaker_draws"] = speaker_part(ctx, run_dir, manifest, tmp)
-        res["channel_draws"] = channel_part(ctx, run_dir, manifest, tmp)
+        res["speaker_draws"], res["channel_draws"] = speaker_part(ctx, run_dir, manifest, tmp)
         res["speed"] = speed_part(ctx, run_dir, manifest, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,8 @@ INNER_FOLDS = 4
 
 def dual_ridge(z: np.ndarray, y: np.ndarray, l2: float = C.L2, k: int = 8):
     """The recipe's ridge head (class-balanced, intercept by weighted centring) solved through the
-    N x N kernel; returns a predict function."""
+    N x N kernel; returns a predict function. Not ``channel_copies.ridge``: that one standardises its
+    input again, which would undo the block weights."""
     n = len(y)
     t = -np.ones((n, k))
     t[np.arange(n), y] = 1

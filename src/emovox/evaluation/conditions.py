@@ -325,6 +325,7 @@ DEFAULTS: dict[str, tuple[str, ...]] = {
 }
 # families asked for by name only (not in the default set): they need an extra install
 OPTIONAL: dict[str, tuple[str, ...]] = {"aac": ("aac-32k", "aac-16k")}  # FFmpeg (the formats extra)
+FAMILIES = {**DEFAULTS, **OPTIONAL}  # a family name stands for its named conditions
 
 
 def condition(name: str) -> Condition:
@@ -363,6 +364,5 @@ def conditions(spec: str | Sequence[str] | None = None) -> list[Condition]:
         BadConfig: an unknown name.
     """
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec or []) if n.strip()]
-    families = {**DEFAULTS, **OPTIONAL}
-    expanded = [d for n in (names or list(DEFAULTS)) for d in families.get(n, (n,))]
+    expanded = [d for n in (names or list(DEFAULTS)) for d in FAMILIES.get(n, (n,))]
     return [condition(n) for n in dict.fromkeys(expanded)]

@@ -107,11 +107,10 @@ def conversation_rows(predictor, paths: Sequence[str], *, options: ConversationO
     noted = by_channel or options.speakers is None
     for path in map(str, paths):
         try:
-            if not noted and read_info(path).channels > 1:  # once per run: where the option helps, say so
+            if not noted and (n := read_info(path).channels) > 1:  # once per run: where the option helps, say so
                 noted = True
                 logging.getLogger("emovox").info("%s has %d channels, averaged to one; if each speaker has a channel "
-                                                 "of their own, --speakers channels reads who spoke from them",
-                                                 path, read_info(path).channels)
+                                                 "of their own, --speakers channels reads who spoke from them", path, n)
             wave = load_channels(path) if by_channel else load_audio(path)
             if by_channel and (len(wave) < 2 or _same_channels(wave)):
                 raise BadAudio(f"{path}: {'one channel' if len(wave) < 2 else 'its channels carry the same sound'}; "

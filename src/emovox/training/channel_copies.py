@@ -28,10 +28,9 @@ from ..config import AugmentConfig
 from ..data.audio import load_audio
 from ..data.dataset import path_seed
 from ..errors import BadConfig
-from ..evaluation.conditions import DEFAULTS, OPTIONAL, Babble, Condition, condition
+from ..evaluation.conditions import FAMILIES, Babble, Condition, condition
 
 NOISE_FAMILIES = ("white", "pink", "babble")
-FAMILIES = {**DEFAULTS, **OPTIONAL}  # a family name stands for its named conditions (aac: aac-32k, aac-16k)
 
 
 def check_channel(cfg: AugmentConfig) -> tuple[list[str], tuple[float, float]]:
