@@ -1,13 +1,15 @@
 """Per-layer block weights for the ridge head of ``configs/ravdess-whisper.yaml``, chosen per fit by
-inner speaker CV on the fit's own training clips (issue 24; measured, not built yet).
+inner speaker CV on the fit's own training clips (issue 24; measured, not taken).
 
-The recipe's cached statistics (clean + its copies, the input embeddings left out) are standardised;
-each state's block (layers 1-6 and the output) is multiplied by a weight; the head is the recipe's
-ridge (alpha 4 x N, class-balanced, one-vs-rest +-1 targets), solved in its dual form. The weights
-come from a greedy coordinate search (each block x0.5 or x2, two passes) scored by 4-fold speaker CV
-over the fit's speakers (their clean clips scored); the test speakers take no part.
+The recipe's cached statistics [2 (means, deviations), states, hidden] (clean + its copies, the input
+embeddings left out as ``model.stats_skip_states: 1`` does) are standardised; each hidden state's block
+(its means and deviations: layers 1-6 and the output; ``--split``: means and deviations apart) is
+multiplied by a weight; the head is the recipe's ridge (alpha 4 x N, class-balanced, one-vs-rest +-1
+targets), solved in its dual form from one Gram matrix per block. The weights come from a greedy
+coordinate search (each block x0.5 or x2, two passes) scored by 4-fold speaker CV over the fit's
+speakers (their clean clips scored); the test speakers take no part.
 
-``python -m benchmarks.layer_weights --stage select|confirm|emovo``: selection = 3 folds over RAVDESS
+``python -m benchmarks.layer_weights --stage select|confirm|emovo [--split]``: selection = 3 folds over RAVDESS
 01-12 (``benchmarks.selection``'s), confirm = fitted on 01-12 and scored on 13-16, emovo = EMOVO's 3
 folds. Prints the plain and the weighted head's UAR per fold (benchmarks/NOTES.md has the numbers).
 """
@@ -16,60 +18,98 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score as uar  # UAR
 
 from benchmarks import channel_copies as C
 from benchmarks.selection import EMOVO_FOLDS, RAVDESS_SELECT, corpus_manifest, speaker_ids
 
+SKIP = 1  # the recipe's model.stats_skip_states: the input embeddings left out
 STEPS = (0.5, 2.0)
 PASSES = 2
 INNER_FOLDS = 4
 
 
-def dual_ridge(z: np.ndarray, y: np.ndarray, l2: float = C.L2, k: int = 8):
-    """The recipe's ridge head (class-balanced, intercept by weighted centring) solved through the
-    N x N kernel; returns a predict function. Not ``channel_copies.ridge``: that one standardises its
-    input again, which would undo the block weights."""
-    n = len(y)
-    t = -np.ones((n, k))
-    t[np.arange(n), y] = 1
-    counts = np.bincount(y, minlength=k)
-    w = (n / (k * np.maximum(counts, 1)))[y]
-    mu = (w[:, None] * z).sum(0) / w.sum()
-    tm = (w[:, None] * t).sum(0) / w.sum()
-    zc = np.sqrt(w)[:, None] * (z - mu)
-    a = np.linalg.solve(zc @ zc.T + l2 * n * np.eye(n), np.sqrt(w)[:, None] * (t - tm))
-    coef = zc.T @ a
-    return lambda q: ((q - mu) @ coef + tm).argmax(1)
+def state_columns(shape: tuple[int, ...], skip: int = 0, split: bool = False) -> list[np.ndarray]:
+    """Column indices of each hidden state's block (its means and standard deviations) in the
+    flattened statistics of shape [2, states, hidden]; the first ``skip`` states are left out.
+    ``split``: the means' and the deviations' blocks apart (means of every state first)."""
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    if split:
+        return [idx[k, s] for k in range(shape[0]) for s in range(skip, shape[1])]
+    return [idx[:, s].ravel() for s in range(skip, shape[1])]
 
 
-def uar(y: np.ndarray, pred: np.ndarray) -> float:
+def _uar(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
-def choose_weights(z: np.ndarray, y: np.ndarray, speakers: np.ndarray, clean: np.ndarray) -> np.ndarray:
-    """Block weights [states] by greedy search on inner speaker CV (``z``: [N, states, D] standardised)."""
-    names = np.unique(speakers)
-    groups = [names[i::INNER_FOLDS] for i in range(min(INNER_FOLDS, len(names)))]
+class InnerCV:
+    """Ridge fits in speaker cross-validation on one fit's rows, in the dual form.
 
-    def score(wts):
-        flat = (z * wts[None, :, None]).reshape(len(z), -1)
+    ``z``: standardised features [N, D]; ``blocks``: column indices per state; ``y`` labels;
+    ``speakers`` per row; ``clean``: rows that are clean clips (the only ones scored). ``held``: the
+    folds' held-out rows (boolean masks), by default ``INNER_FOLDS`` groups of speakers."""
+
+    def __init__(self, z: np.ndarray, blocks: list[np.ndarray], y: np.ndarray, speakers, clean: np.ndarray, *,
+                 n_classes: int, l2: float, balanced: bool, held: list[np.ndarray] | None = None):
+        speakers = np.asarray(speakers, dtype=object).astype(str)
+        self.y, self.clean, self.k, self.l2, self.balanced = y, clean, n_classes, l2, balanced
+        self.grams = [z[:, c] @ z[:, c].T for c in blocks]
+        names = np.unique(speakers)
+        self.folds = held if held is not None else \
+            [np.isin(speakers, names[i::INNER_FOLDS]) for i in range(min(INNER_FOLDS, len(names)))]
+
+    def score(self, weights: np.ndarray) -> float:
+        """Mean UAR over the inner folds of the ridge head on features weighted by ``weights``."""
+        return float(np.mean([_uar(self.y[held & self.clean], pred) for held, pred in self.predict(weights)]))
+
+    def predict(self, weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per fold: its held-out mask and the predicted classes of its held-out clean rows."""
+        from scipy.linalg import cho_factor, cho_solve
+
+        gram = sum((w * w) * g for w, g in zip(weights, self.grams))
         out = []
-        for g in groups:
-            held = np.isin(speakers, g)
-            out.append(uar(y[held & clean], dual_ridge(flat[~held], y[~held])(flat[held & clean])))
-        return float(np.mean(out))
+        for held in self.folds:
+            fit, test = ~held, held & self.clean
+            y = self.y[fit]
+            t = -np.ones((len(y), self.k))
+            t[np.arange(len(y)), y] = 1.0
+            counts = np.bincount(y, minlength=self.k).astype(float)
+            present = counts > 0
+            cw = np.zeros(self.k)
+            cw[present] = len(y) / (present.sum() * counts[present])
+            w = cw[y] if self.balanced else np.ones(len(y))
+            p = w / w.sum()
+            k_ff = gram[np.ix_(fit, fit)]
+            kp = k_ff @ p
+            c = p @ kp
+            root = np.sqrt(w)
+            centred = (k_ff - kp[:, None] - kp[None, :] + c) * root[:, None] * root[None, :]
+            centred[np.diag_indices_from(centred)] += max(self.l2, 1e-8) * len(y)
+            tm = p @ t
+            a = cho_solve(cho_factor(centred, overwrite_a=True), root[:, None] * (t - tm))
+            k_tf = gram[np.ix_(test, fit)]
+            cross = k_tf - (k_tf @ p)[:, None] - kp[None, :] + c
+            out.append((held, (cross @ (root[:, None] * a) + tm).argmax(1)))
+        return out
 
-    wts = np.ones(z.shape[1])
-    best = score(wts)
-    for _ in range(PASSES):
-        for layer in range(len(wts)):
+
+def search_weights(cv: InnerCV, n_states: int) -> tuple[np.ndarray, float, float]:
+    """Greedy coordinate search from all ones (each weight x0.5 or x2, ``PASSES`` passes).
+
+    Returns:
+        The weights, the inner-CV UAR of all ones, and that of the weights."""
+    weights = np.ones(n_states)
+    start = best = cv.score(weights)
+    for p in range(PASSES):
+        for s in range(n_states):
             for step in STEPS:
-                cand = wts.copy()
-                cand[layer] *= step
-                s = score(cand)
-                if s > best + 1e-9:
-                    best, wts = s, cand
-    return wts
+                cand = weights.copy()
+                cand[s] *= step
+                value = cv.score(cand)
+                if value > best + 1e-9:
+                    best, weights = value, cand
+    return weights, start, best
 
 
 def plans(stage: str) -> tuple[str, list]:
@@ -81,7 +121,7 @@ def plans(stage: str) -> tuple[str, list]:
     return "ravdess", [([a for a in range(1, 13) if a not in test], test) for test, _ in RAVDESS_SELECT]
 
 
-def run(stage: str) -> dict[str, list[float]]:
+def run(stage: str, split: bool = False) -> dict[str, list[float]]:
     from emovox.labels import get_scheme
 
     corpus, folds = plans(stage)
@@ -93,16 +133,20 @@ def run(stage: str) -> dict[str, list[float]]:
         y = np.array([scheme.id(v) for v in score_df["label"]])
         x, yt = m.fit_set(fit_df, [])
         s = m.scored(score_df, None)
-        states = x.shape[1] // (2 * m.model.config.d_model)
-        x, s = (a.reshape(len(a), states, -1)[:, 1:] for a in (x, s))  # the input embeddings left out
-        mu, sd = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)
+        shape = (2, x.shape[1] // (2 * m.model.config.d_model), m.model.config.d_model)
+        mu, sd = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-6)  # StatsScaler's standardisation
         zx, zs = (x - mu) / sd, (s - mu) / sd
-        speakers = np.tile(fit_df["speaker"].to_numpy(), len(x) // len(fit_df))
+        blocks = state_columns(shape, SKIP, split=split)
+        speakers = np.tile(fit_df["speaker"].astype(str).to_numpy(), len(x) // len(fit_df))
         clean = np.arange(len(x)) < len(fit_df)
-        wts = choose_weights(zx, yt, speakers, clean)
+        kw = dict(n_classes=len(scheme), l2=C.L2, balanced=True)
+        wts, _, _ = search_weights(InnerCV(zx, blocks, yt, speakers, clean, **kw), len(blocks))
+        # the outer fit: the same dual ridge with the score speakers as its one held-out fold
+        both = np.concatenate([zx, zs])
+        outer = InnerCV(both, blocks, np.concatenate([yt, y]), np.concatenate([speakers, score_df["speaker"]]),
+                        np.ones(len(both), bool), held=[np.arange(len(both)) >= len(zx)], **kw)
         for name, w in (("plain", np.ones_like(wts)), ("weighted", wts)):
-            head = dual_ridge((zx * w[None, :, None]).reshape(len(zx), -1), yt)
-            res[name].append(uar(y, head((zs * w[None, :, None]).reshape(len(zs), -1))))
+            res[name].append(uar(y, outer.predict(w)[0][1]))
         print(f"{stage} fold {len(res['plain'])}: weights {np.round(wts, 2).tolist()}, plain {res['plain'][-1]:.3f}, "
               f"weighted {res['weighted'][-1]:.3f}", flush=True)
     for name, v in res.items():
@@ -113,4 +157,6 @@ def run(stage: str) -> dict[str, list[float]]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=("select", "confirm", "emovo"), default="select")
-    run(ap.parse_args().stage)
+    ap.add_argument("--split", action="store_true", help="weigh each state's means and deviations apart")
+    args = ap.parse_args()
+    run(args.stage, args.split)
