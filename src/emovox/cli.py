@@ -8,47 +8,11 @@ from typing import List, Optional
 
 import typer
 
+from .cli_common import _csv_list, _say, _split_models, app
+from .cli_setup import demo_data_cmd, import_ct2_cmd, init_model_cmd  # registered on app by their decorators
 from .errors import EmovoxError, InvalidCorpus, user_error_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Speech emotion recognition: prepare, train, evaluate, predict, export.")
-
-
-def _say(msg: str) -> None:
-    typer.echo(msg, err=True)
-
-
-def _split_models(items: List[str], what: str) -> tuple[list[str], list[str]]:
-    """Leading items that name models (run dirs, save_pretrained folders, hub ids), then the rest."""
-    from .models.source import looks_like_model
-
-    n = 0
-    while n < len(items) and looks_like_model(items[n]):
-        n += 1
-    if n == 0 or n == len(items):
-        raise typer.BadParameter(f"give one or more models first (emovox run dirs, save_pretrained folders with "
-                                 f"config.json, or hub ids), then {what}")
-    return list(items[:n]), list(items[n:])
-
-
-def _csv_list(value: Optional[str]) -> Optional[list[str]]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-@app.command("demo-data")
-def demo_data_cmd(
-    out: Path = typer.Option(..., help="Folder to write the synthetic CREMA-D-shaped corpus into."),
-    speakers: int = typer.Option(16, help="Number of synthetic actors."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
-    sentences: Optional[str] = typer.Option(None, help="Comma-separated CREMA-D sentence codes (default: all 12), "
-                                            "e.g. DFA,IEO for a small corpus."),
-) -> None:
-    """Generate the built-in synthetic corpus (for the demo and tests only: not real speech)."""
-    from .data.synthetic import make_demo_corpus
-
-    kwargs = {"sentences": _csv_list(sentences)} if sentences else {}
-    files = make_demo_corpus(out=out, speakers=speakers, seed=seed, **kwargs)
-    typer.echo(f"wrote {len(files)} synthetic clips to {out}")
+__all__ = ["app", "main", "demo_data_cmd", "import_ct2_cmd", "init_model_cmd"]
 
 
 @app.command()
@@ -74,6 +38,10 @@ def prepare(
                                             "a CSV file with two columns (from,to)."),
     unmapped: str = typer.Option("error", help="error: refuse labels the mapping cannot name (or outside --scheme), "
                                  "listing them; drop: drop those clips (listed in the data report)."),
+    speaker_pattern: Optional[str] = typer.Option(None, help="folders/csv: a regular expression over each file's path "
+                                                  "under --root whose group 'speaker' (else its first group) is the "
+                                                  "speaker, e.g. '^[^/]+/(?P<speaker>[^/]+)/'; groups gender, "
+                                                  "sentence optional."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
     from .data.prepare import prepare as run
@@ -81,39 +49,11 @@ def prepare(
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
               hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
-              label_map=label_map, unmapped=unmapped)
+              label_map=label_map, unmapped=unmapped, speaker_pattern=speaker_pattern)
     shown, said = res.summary_lines(out)
     for line in said:
         _say(line)
     typer.echo("\n".join(shown))
-
-
-@app.command("init-model")
-def init_model_cmd(
-    size: str = typer.Option("tiny", help="tiny, small or base (the wav2vec2-base architecture)."),
-    scheme: str = typer.Option(..., help="Label scheme name or comma-separated labels."),
-    out: Path = typer.Option(..., help="Folder for the randomly initialised model."),
-    seed: int = typer.Option(0),
-) -> None:
-    """Save a randomly initialised model that loads like a hub checkpoint (offline)."""
-    from .labels import get_scheme
-    from .models.presets import init_model
-
-    typer.echo(f"saved {size} model to {init_model(size=size, scheme=get_scheme(scheme), out=out, seed=seed)}")
-
-
-@app.command("import-ct2")
-def import_ct2_cmd(
-    sources: List[str] = typer.Argument(..., help="CTranslate2 Whisper folder(s), installed package name(s) or a "
-                                        "registry name (whisper-tiny.en, whisper-base); a model split over several "
-                                        "packages is joined in part order."),
-    out: Path = typer.Option(..., help="Folder for the transformers Whisper model (must not exist or be empty)."),
-) -> None:
-    """Convert a CTranslate2 Whisper model (faster-whisper's format) into a transformers model dir
-    that `--model DIR` and `from_pretrained` load."""
-    from .models.registry import import_sources
-
-    typer.echo(f"wrote {import_sources(sources=sources, out=out, progress=sys.stderr.isatty())}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

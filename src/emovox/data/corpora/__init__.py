@@ -19,6 +19,7 @@ from .hf import HFOptions, hub_ids_of, parse_split_map, prepare_hf
 from .iemocap import prepare_iemocap
 from .ravdess import prepare_ravdess
 from .scan import Scan, audio_files, row
+from .speaker_pattern import apply_speaker_pattern, compile_pattern
 
 __all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "hub_ids_of", "parse_split_map", "row", "scan_corpus"]
 
@@ -32,15 +33,22 @@ CORPORA = ("crema-d", "ravdess", "emovo", "emodb", "iemocap", "csv", "folders", 
 
 
 def scan_corpus(corpus: str, root: str | Path, *, audio_dir: str | Path | None = None,
-                hf: HFOptions | None = None, progress: bool = False) -> Scan:
+                hf: HFOptions | None = None, progress: bool = False, speaker_pattern: str | None = None) -> Scan:
     """Run the adapter for ``corpus`` on ``root``. ``hf`` (columns and splits) and ``audio_dir``
-    (where its clips are written as FLAC) are for ``corpus="hf"``.
+    (where its clips are written as FLAC) are for ``corpus="hf"``; ``speaker_pattern`` (a regular
+    expression over each file's path under ``root``: ``speaker_pattern``) for ``folders`` and ``csv``.
 
     Raises:
         BadManifest: unknown corpus name, unusable root, or ``hf`` options with another corpus.
+        BadConfig: an invalid ``speaker_pattern``, or one for a corpus that names its speakers.
     """
     if corpus not in CORPORA:
         raise BadManifest(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
+    if speaker_pattern:
+        pattern = compile_pattern(speaker_pattern, corpus)
+        scan = scan_corpus(corpus, root, audio_dir=audio_dir, hf=hf, progress=progress)
+        apply_speaker_pattern(scan, pattern, Path(root))
+        return scan
     root = Path(root)
     if not root.exists():
         raise BadManifest(f"{root}: corpus root not found")
