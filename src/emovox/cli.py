@@ -38,10 +38,9 @@ def prepare(
                                             "a CSV file with two columns (from,to)."),
     unmapped: str = typer.Option("error", help="error: refuse labels the mapping cannot name (or outside --scheme), "
                                  "listing them; drop: drop those clips (listed in the data report)."),
-    speaker_pattern: Optional[str] = typer.Option(None, help="folders/csv: a regular expression over each file's path "
-                                                  "under --root whose group 'speaker' (else its first group) is the "
-                                                  "speaker, e.g. '^[^/]+/(?P<speaker>[^/]+)/'; groups gender, "
-                                                  "sentence optional."),
+    path_pattern: Optional[str] = typer.Option(None, help="folders/csv: a regular expression searched in each file's "
+                                               "path under --root; its named groups fill speaker, label (folders), "
+                                               "gender, sentence, intensity, e.g. '^[^/]+/(?P<speaker>[^/]+)/'."),
 ) -> None:
     """Validate a corpus and write a manifest with speaker-independent splits and a data report."""
     from .data.prepare import prepare as run
@@ -49,7 +48,7 @@ def prepare(
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
               test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
               hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
-              label_map=label_map, unmapped=unmapped, speaker_pattern=speaker_pattern)
+              label_map=label_map, unmapped=unmapped, path_pattern=path_pattern)
     shown, said = res.summary_lines(out)
     for line in said:
         _say(line)

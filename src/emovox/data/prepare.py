@@ -60,7 +60,7 @@ def prepare(
     canonical: bool = False,
     label_map: str | Path | Mapping[str, str] | None = None,
     unmapped: str = "error",
-    speaker_pattern: str | None = None,
+    path_pattern: str | None = None,
 ) -> PrepareResult:
     """Scan, validate every file, label, split and report.
 
@@ -84,9 +84,9 @@ def prepare(
             ``scheme``, names outside it) in one line with their counts; ``"drop"`` drops those
             rows and the data report lists them. Only used when a mapping is asked for
             (``canonical``, ``label_map``) or with ``"drop"``.
-        speaker_pattern: For ``folders`` and ``csv`` without speakers: a regular expression over each
-            file's path under ``root`` whose group ``speaker`` (else its first group) names the speaker
-            (groups ``gender``, ``sentence`` optional); a file it does not match is an invalid file.
+        path_pattern: For ``folders`` and ``csv``: a regular expression over each file's path under
+            ``root`` whose named groups fill speaker, label (folders), gender, sentence, intensity (with
+            no named group, its first group is the speaker); a file it does not match is an invalid file.
 
     Returns:
         A :class:`PrepareResult` (manifest and report paths, rows kept, scheme, dropped files).
@@ -99,7 +99,7 @@ def prepare(
     """
     hf = HFOptions(label=hf_label, speaker=hf_speaker, splits=parse_split_map(hf_split))
     scan = scan_corpus(corpus, root, audio_dir=Path(out) / "audio", hf=hf, progress=progress,
-                       speaker_pattern=speaker_pattern)
+                       path_pattern=path_pattern)
     mapping = _map_labels(scan, corpus=corpus, root=root, scheme=scheme, canonical=canonical, label_map=label_map,
                           unmapped=unmapped)
     chosen = mapping["scheme"]
@@ -183,7 +183,7 @@ def _splits(df: pd.DataFrame, *, fractions, seed, test_speakers) -> tuple[pd.Ser
         raise InvalidCorpus([("split column", f"{n} row(s) have no split while others do; fill them all or none")])
     if (df["speaker"].astype(str) == "").any():
         note = ("no speaker ids: splits are random and stratified, so a speaker can be in train and test and "
-                "results will be optimistic; add a `speaker` column (or, for folders, --speaker-pattern) for honest, "
+                "results will be optimistic; add a `speaker` column (or, for folders, --path-pattern) for honest, "
                 "speaker-independent splits")
         return random_holdout(df, fractions=fractions, seed=seed), note
     return speaker_holdout(df, fractions=fractions, seed=seed, test_speakers=test_speakers), ""

@@ -19,7 +19,7 @@ from .hf import HFOptions, hub_ids_of, parse_split_map, prepare_hf
 from .iemocap import prepare_iemocap
 from .ravdess import prepare_ravdess
 from .scan import Scan, audio_files, row
-from .speaker_pattern import apply_speaker_pattern, compile_pattern
+from .path_pattern import apply_path_pattern, compile_pattern
 
 __all__ = ["CORPORA", "HFOptions", "Scan", "audio_files", "hub_ids_of", "parse_split_map", "row", "scan_corpus"]
 
@@ -33,22 +33,18 @@ CORPORA = ("crema-d", "ravdess", "emovo", "emodb", "iemocap", "csv", "folders", 
 
 
 def scan_corpus(corpus: str, root: str | Path, *, audio_dir: str | Path | None = None,
-                hf: HFOptions | None = None, progress: bool = False, speaker_pattern: str | None = None) -> Scan:
+                hf: HFOptions | None = None, progress: bool = False, path_pattern: str | None = None) -> Scan:
     """Run the adapter for ``corpus`` on ``root``. ``hf`` (columns and splits) and ``audio_dir``
-    (where its clips are written as FLAC) are for ``corpus="hf"``; ``speaker_pattern`` (a regular
-    expression over each file's path under ``root``: ``speaker_pattern``) for ``folders`` and ``csv``.
+    (where its clips are written as FLAC) are for ``corpus="hf"``; ``path_pattern`` (a regular
+    expression over each file's path under ``root``: the module ``path_pattern``) for ``folders`` and ``csv``.
 
     Raises:
         BadManifest: unknown corpus name, unusable root, or ``hf`` options with another corpus.
-        BadConfig: an invalid ``speaker_pattern``, or one for a corpus that names its speakers.
+        BadConfig: an invalid ``path_pattern``, or one for a corpus whose adapter reads its names.
     """
     if corpus not in CORPORA:
         raise BadManifest(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
-    if speaker_pattern:
-        pattern = compile_pattern(speaker_pattern, corpus)
-        scan = scan_corpus(corpus, root, audio_dir=audio_dir, hf=hf, progress=progress)
-        apply_speaker_pattern(scan, pattern, Path(root))
-        return scan
+    pattern = compile_pattern(path_pattern, corpus) if path_pattern else None
     root = Path(root)
     if not root.exists():
         raise BadManifest(f"{root}: corpus root not found")
@@ -58,4 +54,8 @@ def scan_corpus(corpus: str, root: str | Path, *, audio_dir: str | Path | None =
         return prepare_hf(root, audio_dir=Path(audio_dir), options=hf or HFOptions(), progress=progress)
     if hf is not None and hf.given():
         raise BadManifest(f"--hf-label, --hf-speaker and --hf-split apply to --corpus hf, not {corpus}")
+    if pattern is not None:
+        scan = prepare_folders(root, loose=True) if corpus == "folders" else _adapters()[corpus](root)
+        apply_path_pattern(scan, pattern, root)
+        return scan
     return _adapters()[corpus](root)
