@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli_common import _csv_list, _say, _split_models, app
+from .cli_common import csv_list, say, split_models, app
 from .cli_setup import demo_data_cmd, import_ct2_cmd, init_model_cmd  # registered on app by their decorators
 from .errors import EmovoxError, InvalidCorpus, user_error_line
 
@@ -46,12 +46,12 @@ def prepare(
     from .data.prepare import prepare as run
 
     res = run(corpus=corpus, root=root, out=out, scheme=scheme, seed=seed, drop_invalid=drop_invalid,
-              test_speakers=_csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
+              test_speakers=csv_list(test_speakers), workers=workers, progress=sys.stderr.isatty(),
               hf_label=hf_label, hf_speaker=hf_speaker, hf_split=hf_split, canonical=canonical,
               label_map=label_map, unmapped=unmapped, path_pattern=path_pattern)
     shown, said = res.summary_lines(out)
     for line in said:
-        _say(line)
+        say(line)
     typer.echo("\n".join(shown))
 
 
@@ -122,7 +122,7 @@ def evaluate(
     shown, said = result_lines(m, split=split, out=out)
     typer.echo("\n".join(shown))
     for line in said:
-        _say(line)
+        say(line)
 
 
 @app.command("stress")
@@ -185,7 +185,7 @@ def predict(
     """Score files; a file that cannot be scored gets an error row and the exit code is 1."""
     from .inference.output import write_rows
 
-    runs, inputs = _split_models(items, "the files or folders to score")
+    runs, inputs = split_models(items, "the files or folders to score")
     common = dict(runs=runs, inputs=inputs, backend=backend, top_k=top_k, windows=windows, threads=threads,
                   window_seconds=window_seconds, allow_pickle=allow_pickle, progress=sys.stderr.isatty(),
                   min_confidence=min_confidence)
@@ -208,7 +208,7 @@ def predict(
         rows = run(**common)
     failed = write_rows(rows, out=out, fmt=format, segmented=segment == "vad")
     for path, error in failed:
-        _say(f"failed: {path}: {error}")
+        say(f"failed: {path}: {error}")
     if failed:
         raise typer.Exit(1)
 
@@ -280,7 +280,7 @@ def pseudo_label_cmd(
     (data.extra_train=[OUT/manifest.csv])."""
     from .training.pseudo_label import pseudo_label
 
-    runs, inputs = _split_models(items, "the unlabelled folders or files")
+    runs, inputs = split_models(items, "the unlabelled folders or files")
     r = pseudo_label(runs=runs, inputs=inputs, out=out, min_confidence=min_confidence, progress=sys.stderr.isatty())
     typer.echo(f"kept {r.kept} of {r.scored} scored files (>= {min_confidence}); {r.failed} failed; manifest: {r.manifest}")
 
@@ -401,7 +401,7 @@ class _NoteHandler(logging.Handler):
     """Library notes (``logging.getLogger("emovox")``) as one ``note:`` line each on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        _say(f"note: {record.getMessage()}")
+        say(f"note: {record.getMessage()}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -417,14 +417,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             return rv
     except (EmovoxError, OSError) as exc:  # an OSError naming a path is the user's too (--out is a file, ...)
         for path, reason in exc.problems if isinstance(exc, InvalidCorpus) else ():
-            _say(f"invalid: {path}: {reason}")
-        return _say(f"error: {user_error_line(exc)}") or 2
+            say(f"invalid: {path}: {reason}")
+        return say(f"error: {user_error_line(exc)}") or 2
     except ModuleNotFoundError as exc:  # the runtime install has no training stack: one line, no traceback
-        return _say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
+        return say(f"error: this needs {exc.name}, which the runtime install leaves out: pip install 'emovox[train]'") or 2
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        _say("aborted")
+        say("aborted")
         return 130
     except Exception as exc:  # usage errors from typer's click: shown as click shows them
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):

@@ -9,11 +9,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Speech emotion recognition: prepare, train, evaluate, predict, export.")
 
 
-def _say(msg: str) -> None:
+def say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def _split_models(items: List[str], what: str) -> tuple[list[str], list[str]]:
+def split_models(items: List[str], what: str) -> tuple[list[str], list[str]]:
     """Leading items that name models (run dirs, save_pretrained folders, hub ids), then the rest."""
     from .models.source import looks_like_model
 
@@ -26,5 +26,5 @@ def _split_models(items: List[str], what: str) -> tuple[list[str], list[str]]:
     return list(items[:n]), list(items[n:])
 
 
-def _csv_list(value: Optional[str]) -> Optional[list[str]]:
+def csv_list(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli_common import _csv_list, app
+from .cli_common import csv_list, app
 
 
 @app.command("demo-data")
@@ -21,7 +21,7 @@ def demo_data_cmd(
     """Generate the built-in synthetic corpus (for the demo and tests only: not real speech)."""
     from .data.synthetic import make_demo_corpus
 
-    kwargs = {"sentences": _csv_list(sentences)} if sentences else {}
+    kwargs = {"sentences": csv_list(sentences)} if sentences else {}
     files = make_demo_corpus(out=out, speakers=speakers, seed=seed, **kwargs)
     typer.echo(f"wrote {len(files)} synthetic clips to {out}")
 

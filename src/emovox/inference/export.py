@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig, BadRunDir
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..models.backbones.front_end import front_end_for, save_front_end
 from ..models.export_dir import ONNX_FILE, JsonConfig
 from ..rundir import META
@@ -153,7 +153,7 @@ def export_onnx(
     weight_type = weight_type or WEIGHT_TYPE_FOR[int8_encoder]
     ops = _check_quantize_args(quantize_ops, weight_type) if int8 else ()
     model, fe = load_torch_classifier(run_dir, allow_pickle=allow_pickle)
-    family = backbone_for(model, strict=False)
+    family = family_of(model)
     with_mask = family.uses_attention_mask(fe)
     out.mkdir(parents=True, exist_ok=True)
     update_bundle(out, conversation)
@@ -398,7 +398,7 @@ def parity(model: Any, clf: "OnnxClassifier", fe: Any, waves: Sequence[np.ndarra
     """
     import torch
 
-    family = backbone_for(model, strict=False)
+    family = family_of(model)
     prob_diff = logit_diff = 0.0
     agree = 0
     for wave in waves:

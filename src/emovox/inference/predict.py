@@ -19,7 +19,7 @@ import numpy as np
 from ..data.audio import SAMPLE_RATE, is_audio_file, load_audio, read_info, scan_audio, stream_windows
 from ..errors import BadAudio, BadRunDir, EmovoxError
 from ..labels import LabelScheme
-from ..models.backbones import Backbone, backbone_for
+from ..models.backbones import Backbone, backbone_for, family_of
 from ..models.export_dir import is_onnx_export
 from ..models.source import ModelSource, open_source
 from .abstain import abstain, check_min_confidence
@@ -61,7 +61,7 @@ def _torch_member(source: ModelSource, threads: int | None) -> Member:
     if threads:
         torch.set_num_threads(threads)
     model = load_trained(source.ref, allow_pickle=source.allow_pickle, config=source.config)
-    family = backbone_for(model, strict=False)
+    family = family_of(model)
     fe = feature_extractor_for(source.ref, model.config)
 
     def run(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from ..errors import BadConfig, BadRunDir
 from ..labels import UNKNOWN_INTENSITY, LabelScheme
 from ..config import POOLINGS
-from .backbones import backbone_for
+from .backbones import backbone_for, carry_family
 
 HEAD_FILE = "emovox_head.json"
 WEIGHTS_FILE = "emovox_model.safetensors"
@@ -220,6 +220,7 @@ class EmovoxForAudioClassification(nn.Module):
         self.family = backbone_for(backbone)
         self.main_input_name = self.family.input_name
         self.backbone = backbone
+        carry_family(self, self.family)  # the model and its encoder carry it (backbones.family_of)
         self.head_config = head
         scheme = LabelScheme.from_dict(head.scheme)
         cfg, std = backbone.config, float(getattr(backbone.config, "initializer_range", 0.02))

@@ -17,7 +17,7 @@ from ..config import DROPOUT_KEYS, LORA_TARGETS, POOLINGS, ModelConfig
 from ..data.audio import DEFAULT_MAX_SECONDS
 from ..errors import BadConfig, BadRunDir
 from ..labels import LabelScheme
-from .backbones import backbone_for
+from .backbones import backbone_for, carry_family
 from .ensemble import ensemble_module, ensemble_parts, is_ensemble
 from .layer_budget import budget_overrides, check_budget, keep_layers_state
 from .heads import HEAD_FILE, WEIGHTS_FILE, EmovoxForAudioClassification, HeadConfig
@@ -100,7 +100,7 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
             raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
                             "wav2vec2, HuBERT, WavLM or data2vec-audio model")
     apply_freezing(model, cfg)
-    family = backbone_for(model)
+    family = carry_family(model, backbone_for(model))  # resolved once: the levers read it (family_of)
     family.configure_inputs(fe, window_seconds=float(max_seconds), pad_to_window=bool(cfg.pad_to_window))
     family.configure_trim(fe, cfg.trim_silence_db)
     if cfg.lora_r:
@@ -240,6 +240,13 @@ def load_trained(source: str | Path, *, allow_pickle: bool = False, config: Any 
     Raises:
         BadRunDir: nothing loadable there, pickled weights, or weights that disagree with the config.
     """
+    model = _load_classifier(source, allow_pickle=allow_pickle, config=config)
+    carry_family(model)  # resolved once, here: every lever after reads it (backbones.family_of)
+    return model
+
+
+def _load_classifier(source: str | Path, *, allow_pickle: bool, config: Any):
+    """``load_trained``'s loading, by kind of source."""
     if is_ensemble(source):  # several run dirs as one module (models/ensemble.py)
         dirs, temperatures, config = ensemble_parts(source)
         return ensemble_module([load_trained(d, allow_pickle=allow_pickle) for d in dirs], temperatures, config)

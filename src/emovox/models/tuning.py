@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..config import LORA_TARGETS, ModelConfig
 from ..errors import BadConfig
-from .backbones import backbone_for
+from .backbones import family_of
 
 # Transformers' rule (Trainer.get_decay_parameter_names): no weight decay for biases and norms.
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
@@ -17,7 +17,7 @@ def backbone_of(model):
     Raises:
         BadConfig: the model has no separate encoder.
     """
-    base = backbone_for(model, strict=False).encoder_of(model)
+    base = family_of(model).encoder_of(model)
     if base is None or base is model:
         raise BadConfig(f"{type(model).__name__} has no separate backbone to freeze or adapt")
     return base
@@ -31,7 +31,7 @@ def encoder_layers(model) -> list:
     """
     base = backbone_of(model)
     try:
-        return backbone_for(base).layers(base)
+        return family_of(base).layers(base)
     except AttributeError:
         raise BadConfig(f"model.freeze_layers / LoRA layers need the encoder's layer list; "
                         f"{type(base).__name__} has none") from None
@@ -50,7 +50,7 @@ def apply_freezing(model, cfg: ModelConfig) -> None:
 
 def freeze_feature_encoder(model) -> None:
     """Stop gradients into the front end (the convolutional feature encoder)."""
-    family = backbone_for(model)
+    family = family_of(model)
     family.freeze_front_end(family.encoder_of(model))
 
 
@@ -66,7 +66,7 @@ def freeze_layers(model, n: int) -> None:
         raise BadConfig(f"model.freeze_layers={n} but the model has {len(layers)} layers; valid: 0..{len(layers)}")
     if n == 0:
         return
-    for part in [*backbone_for(base).below_layers(base), *layers[:n]]:
+    for part in [*family_of(base).below_layers(base), *layers[:n]]:
         for p in (part.parameters() if hasattr(part, "parameters") else [part]):
             p.requires_grad = False
 
@@ -106,7 +106,7 @@ def add_lora(model, cfg: ModelConfig) -> None:
     layers = list(range(int(cfg.freeze_layers), n_layers)) if cfg.freeze_layers else None
     lora = LoraConfig(r=int(cfg.lora_r), lora_alpha=float(cfg.lora_alpha), lora_dropout=float(cfg.lora_dropout),
                       target_modules=list(cfg.lora_target_modules), bias="none", layers_to_transform=layers,
-                      layers_pattern=backbone_for(base).layers_pattern() if layers else None)
+                      layers_pattern=family_of(base).layers_pattern() if layers else None)
     try:
         inject_adapter_in_model(lora, base)
     except ValueError as exc:

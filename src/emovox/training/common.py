@@ -16,7 +16,7 @@ from ..data.combine import combine_manifests, manifest_list
 from ..data.manifest import load_manifest, manifest_fingerprint, manifest_scheme, scheme_file
 from ..errors import BadManifest
 from ..evaluation.plots import plot_curves
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..labels import LabelScheme, get_scheme, infer_scheme, scheme_spec
 from ..models.loading import save_trained
 from ..modelcard import data_summary, write_model_card
@@ -151,7 +151,7 @@ def save_run(trainer, fe, cfg: Config, scheme: LabelScheme, df: pd.DataFrame, ma
     run = RunDir(out)
     in_weights = fold_temperature(trainer.model, metrics.get("temperature", 1.0))
     # the training length: Whisper's saved window, which transformers.pipeline pads every clip to
-    backbone_for(trainer.model).prepare_to_save(trainer.model, fe, window_seconds=float(cfg.data.max_seconds))
+    family_of(trainer.model).prepare_to_save(trainer.model, fe, window_seconds=float(cfg.data.max_seconds))
     save_trained(trainer.model, out)  # any head; LoRA merged; needs only trainer.model and trainer.state
     fe.save_pretrained(str(out))
     cfg.save(run.config)

@@ -25,7 +25,7 @@ import torch
 from ..config import DROPOUT_KEYS
 from ..data.audio import SAMPLE_RATE
 from ..data.dataset import AudioDataset
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..models.heads import layer_stats
 from ..models.tuning import backbone_of
 
@@ -69,7 +69,7 @@ def encode_batch(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mas
     Without a mask (group-norm models such as wav2vec2-base) pass one clip at a time: padding
     would change their feature encoder's normalisation.
     """
-    family = backbone_for(base)
+    family = family_of(base)
     x, mask = family.pad(list(values))
     mask_t = torch.from_numpy(mask) if use_mask else None
     with torch.inference_mode():
@@ -119,7 +119,7 @@ def cached_items(model: torch.nn.Module, feature_extractor: Any, dataset: AudioD
     from tqdm import tqdm
 
     base = backbone_of(model).eval()
-    use_mask = backbone_for(base).uses_attention_mask(feature_extractor)
+    use_mask = family_of(base).uses_attention_mask(feature_extractor)
     folder = cache_root() / model_key(model, feature_extractor) / kind
     suffix = ".npz" if kind else ".npy"
     keys = [clip_key(p, dataset.max_seconds, variant) for p in dataset.paths]

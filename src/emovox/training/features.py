@@ -37,9 +37,9 @@ from ..data.dataset import AudioDataset
 from ..errors import BadConfig
 from ..evaluation.metrics import fit_temperature
 from ..labels import LabelScheme
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..models.loading import load_model
-from ..models.tuning import backbone_of, param_groups
+from ..models.tuning import param_groups
 from ..rundir import RunDir
 from .common import TrainResult, make_compute_metrics, save_run, scheme_for, split_frames, with_extra_train
 from .distributed import barrier, start_group
@@ -222,7 +222,7 @@ def clip_datasets(model, fe, part, scheme, cfg: Config, *, copies: int, channel:
                   pool=None) -> list[tuple[AudioDataset, str]]:
     """``part``'s clean clips, then ``copies`` augmented copies, then ``channel`` channel copies
     (``training.channel_copies``: babble from ``pool``, the training split), each with its cache variant."""
-    family = backbone_for(backbone_of(model))
+    family = family_of(model)
     featurize = lambda w: family.featurize(fe, w)  # noqa: E731
     kw = dict(max_seconds=cfg.data.max_seconds, input_name=family.input_name, seed=cfg.seed)
     sets = [(AudioDataset(part, scheme, featurize, **kw), "")]

@@ -23,7 +23,7 @@ import torch
 
 from ..data.dataset import AudioDataset
 from ..errors import BadConfig
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..models.heads import layer_stats
 from ..models.tuning import backbone_of
 from .feature_cache import cached_items
@@ -36,7 +36,7 @@ def split_family(model: torch.nn.Module, tuned: int) -> tuple[Any, int]:
         BadConfig: a family that cannot run its layers in parts, or ``tuned`` outside 1 .. L.
     """
     base = backbone_of(model)
-    family = backbone_for(base)
+    family = family_of(base)
     if not hasattr(family, "run_layers"):
         raise BadConfig(f"model.tune_upper_layers: the {family.family} encoder cannot run its layers in parts yet "
                         "(Whisper can); set model.tune_upper_layers=0 or model.freeze_backbone=false")
@@ -51,7 +51,7 @@ def lower_encoder(k: int, dtype: torch.dtype = torch.float16):
     (``dtype``) and the statistics of hidden states ``0 .. k`` (float32)."""
 
     def encode(base: torch.nn.Module, values: Sequence[np.ndarray], *, use_mask: bool) -> list[dict[str, np.ndarray]]:
-        family = backbone_for(base)
+        family = family_of(base)
         x, mask = family.pad(list(values))
         with torch.inference_mode():
             h, frames = family.embed(base, torch.from_numpy(x), torch.from_numpy(mask) if use_mask else None)
@@ -92,7 +92,7 @@ def upper_stats(model: torch.nn.Module, frames: torch.Tensor, mask: torch.Tensor
     as ``models.heads`` pools the whole model's states."""
     base = backbone_of(model)
     k = lower.shape[2] - 1
-    states = backbone_for(base).run_layers(base, frames, mask, k)
+    states = family_of(base).run_layers(base, frames, mask, k)
     last = base.layer_norm(states[-1])
     upper = layer_stats(torch.stack([*states[:-1], last, last], dim=1), mask)
     return torch.cat([lower.to(upper.dtype), upper], dim=2)

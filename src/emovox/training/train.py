@@ -14,7 +14,7 @@ from ..config import EXTRA_TRAINING_KEYS, LEGACY_TRAINING_KEYS, Config, load_con
 from ..data.augment import build_augment
 from ..data.dataset import AudioDataset, LengthGroupedSampler, PadCollator
 from ..errors import BadConfig, BadRunDir
-from ..models.backbones import backbone_for
+from ..models.backbones import family_of
 from ..models.loading import load_model
 from ..models.tuning import param_groups
 from ..rundir import RunDir
@@ -219,7 +219,7 @@ def train(*, config: Config | str | Path | None = None, manifest: str | Path | S
     train_df = with_extra_train(train_df, cfg.data.extra_train)
     scheme = scheme_for(cfg, df, manifest)
     net, fe = load_model(cfg.model.name, scheme, cfg.model, seed=cfg.seed, max_seconds=cfg.data.max_seconds)
-    family = backbone_for(net)
+    family = family_of(net)
     augment = build_augment(cfg.augment)
     datasets = [AudioDataset(part, scheme, lambda w: family.featurize(fe, w), max_seconds=cfg.data.max_seconds,
                              cache=cfg.data.cache_audio, input_name=family.input_name, seed=cfg.seed,

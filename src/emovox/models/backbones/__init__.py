@@ -3,7 +3,9 @@
 The rest of emovox asks a :class:`Backbone` instead of testing ``model_type``: how a wave becomes
 the model's input (and which feature extractor does it), how a batch is padded and masked, how
 hidden states and the real-frame mask come out, what can be frozen, and what export needs.
-:func:`backbone_for` finds the family of a config, an encoder or a classifier.
+:func:`backbone_for` finds the family of a config, an encoder or a classifier; it runs once, where a
+model is loaded (:func:`carry_family`), and the model and its encoder carry the answer from then on
+(:func:`family_of`), so the levers after loading never dispatch on ``model_type`` again.
 
 Families: ``wav2vec2`` (wav2vec2, HuBERT, WavLM, data2vec-audio), ``whisper`` (its encoder,
 at each clip's own length); any other audio-classification
@@ -20,7 +22,9 @@ from .generic import GenericFamily
 from .wav2vec2 import Wav2Vec2Family
 from .whisper import WhisperFamily
 
-__all__ = ["Backbone", "backbone_for", "supported_model_types"]
+__all__ = ["Backbone", "backbone_for", "carry_family", "family_of", "supported_model_types"]
+
+CARRIED = "emovox_family"  # the attribute a loaded model (and its encoder) holds its family in
 
 
 def backbone_for(obj: Any, *, strict: bool = True) -> Backbone:
@@ -43,6 +47,32 @@ def backbone_for(obj: Any, *, strict: bool = True) -> Backbone:
     if not strict:
         return GenericFamily(model_type, str(getattr(obj, "main_input_name", "input_values")), supported)
     raise BadConfig(f"model type {model_type or type(obj).__name__!r} has no emovox backbone; supported: {supported}")
+
+
+def carry_family(model: Any, family: Backbone | None = None) -> Backbone:
+    """Resolve ``model``'s family once, where it is loaded (or take ``family``), and hold it on the
+    model and on its encoder, where :func:`family_of` finds it.
+
+    Raises:
+        BadConfig: never for a loaded model (an unknown type gets the generic family); a loader that
+            must refuse one resolves it with :func:`backbone_for` first and passes it in.
+    """
+    family = family if family is not None else backbone_for(model, strict=False)
+    try:
+        encoder = family.encoder_of(model)
+    except AttributeError:  # a classifier without a separate encoder (generic models)
+        encoder = None
+    for part in (model, encoder):
+        if part is not None:
+            object.__setattr__(part, CARRIED, family)
+    return family
+
+
+def family_of(model: Any) -> Backbone:
+    """The family ``model`` (a classifier or its encoder) carries since it was loaded; a model that
+    came from outside emovox's loaders is resolved now, and carries it from then on."""
+    family = model.__dict__.get(CARRIED) if hasattr(model, "__dict__") else None
+    return family if family is not None else carry_family(model)
 
 
 def supported_model_types() -> list[str]:
