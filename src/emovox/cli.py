@@ -14,6 +14,10 @@ from .errors import EmovoxError, InvalidCorpus, user_error_line
 
 __all__ = ["app", "main", "demo_data_cmd", "import_ct2_cmd", "init_model_cmd"]
 
+FOLD_SPEAKERS_HELP = ("Folds as a protocol gives them: each fold's test speakers, folds apart by ';' "
+                      "('1,2,3,4;5,6,7,8;...'), or a file (JSON lists, CSV speaker,fold, one fold per line).")
+FOLD_BY_HELP = "One fold per value of this manifest column (session; speaker: leave one speaker out)."
+
 
 @app.command()
 def prepare(
@@ -290,8 +294,10 @@ def cv(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="YAML config (configs/*.yaml); defaults otherwise."),
     manifest: List[Path] = typer.Option(..., help="Manifest (split column unused but by --confirm); repeat per corpus."),
-    folds: int = typer.Option(5, help="Number of speaker-grouped folds."),
+    folds: Optional[int] = typer.Option(None, help="Number of seeded speaker-grouped folds (default 5)."),
     out: Path = typer.Option(..., help="Folder for fold-K/ runs and cv_metrics.json."),
+    fold_speakers: Optional[str] = typer.Option(None, help=FOLD_SPEAKERS_HELP),
+    fold_by: Optional[str] = typer.Option(None, help=FOLD_BY_HELP),
     model: Optional[str] = typer.Option(None, help="Hub id, local model dir, or size tiny|small|base."),
     seed: int = typer.Option(0, help="Seed of the fold and validation-speaker assignment."),
     confirm: bool = typer.Option(False, help="Keep the test split's speakers out of every fold; then train once on "
@@ -301,7 +307,8 @@ def cv(
     from .training.cv import cross_validate
 
     typer.echo("\n".join(cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model, seed=seed,
-                                        overrides=list(ctx.args), confirm=confirm, progress=True).summary_lines()))
+                                        fold_speakers=fold_speakers, fold_by=fold_by, overrides=list(ctx.args),
+                                        confirm=confirm, progress=True).summary_lines()))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -367,6 +374,8 @@ def baseline(
     split: str = typer.Option("test", help="Split to report on (train on train, C chosen on validation)."),
     speaker_norm: bool = typer.Option(False, help="Z-score every feature within each speaker first."),
     folds: Optional[int] = typer.Option(None, help="Speaker-grouped K-fold CV instead of the manifest's splits."),
+    fold_speakers: Optional[str] = typer.Option(None, help=FOLD_SPEAKERS_HELP),
+    fold_by: Optional[str] = typer.Option(None, help=FOLD_BY_HELP),
     seed: int = typer.Option(0, help="Seed of the folds (same folds as `emovox cv`)."),
     workers: Optional[int] = typer.Option(None, help="Parallel feature extraction processes (default: all cores)."),
     confirm: bool = typer.Option(False, help="With --folds: as `emovox cv --confirm` (test speakers held out, scored last)."),
@@ -375,8 +384,9 @@ def baseline(
     from .evaluation.baseline import cross_validate_baseline, run_baseline
 
     kw = dict(manifest=manifest, out=out, speaker_norm=speaker_norm, workers=workers, progress=sys.stderr.isatty())
-    if folds:
-        typer.echo("\n".join(cross_validate_baseline(**kw, folds=folds, seed=seed, confirm=confirm).summary_lines()))
+    if folds or fold_speakers or fold_by:
+        typer.echo("\n".join(cross_validate_baseline(**kw, folds=folds, fold_speakers=fold_speakers, fold_by=fold_by,
+                                                      seed=seed, confirm=confirm).summary_lines()))
         return
     m = run_baseline(**kw, split=split)
     typer.echo(f"{split}: n={m['n']} accuracy {m['accuracy']:.4f}  UAR {m['uar']:.4f}  macro-F1 {m['macro_f1']:.4f}  "

@@ -148,11 +148,13 @@ def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
 TRAIN_VALIDATION = (DEFAULT_FRACTIONS[0], DEFAULT_FRACTIONS[1], 0.0)
 
 
-def fold_manifests(df: pd.DataFrame, *, folds: int, seed: int = 0) -> Iterator[pd.DataFrame]:
+def fold_manifests(df: pd.DataFrame, *, folds: int | Sequence[Sequence[str]], seed: int = 0) -> Iterator[pd.DataFrame]:
     """One manifest per fold: test = the fold's speakers, train/validation = the other speakers.
 
-    Every row of ``df`` is used whatever its ``split`` column says. The validation speakers are
-    a speaker-disjoint, label-stratified slice of the non-test speakers (``speaker_holdout``).
+    ``folds``: K seeded speaker-grouped folds, or the test speakers of each fold (as the manifest
+    spells them: ``data.fold_plan.resolve_folds``). Every row of ``df`` is used whatever its
+    ``split`` column says. The validation speakers are a speaker-disjoint, label-stratified slice of
+    the non-test speakers (``speaker_holdout``).
 
     Raises:
         BadManifest: rows without a speaker, fewer speakers than folds, or too few speakers left
@@ -163,7 +165,10 @@ def fold_manifests(df: pd.DataFrame, *, folds: int, seed: int = 0) -> Iterator[p
     if missing.any():
         raise BadManifest(f"cross-validation needs a speaker for every row; {int(missing.sum())} row(s) "
                           f"have none, e.g. {df.loc[missing, 'path'].iloc[0]}")
-    for _, test_idx in speaker_folds(df, folds=folds, seed=seed):
+    speakers = df["speaker"].astype(str)
+    tests = (idx for _, idx in speaker_folds(df, folds=folds, seed=seed)) if isinstance(folds, int) else \
+        (np.flatnonzero(speakers.isin(list(group)).to_numpy()) for group in folds)
+    for test_idx in tests:
         fold = df.copy()
         rest = fold.drop(index=test_idx)
         fold.loc[rest.index, "split"] = speaker_holdout(rest, fractions=TRAIN_VALIDATION, seed=seed).to_numpy()

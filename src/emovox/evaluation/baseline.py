@@ -273,10 +273,12 @@ def _write_outputs(out: Path, test: pd.DataFrame, P: np.ndarray, scheme: LabelSc
     (out / "report.md").write_text("\n".join(lines))
 
 
-def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int, speaker_norm: bool = False,
-                            scheme: str | None = None, workers: int | None = None, seed: int = 0,
-                            confirm: bool = False, progress: bool = False):
-    """Speaker-grouped K-fold of the baseline, with the same folds as ``emovox cv`` (same seed).
+def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int | None = None,
+                            fold_speakers: str | Path | None = None, fold_by: str | None = None,
+                            speaker_norm: bool = False, scheme: str | None = None, workers: int | None = None,
+                            seed: int = 0, confirm: bool = False, progress: bool = False):
+    """Speaker-grouped K-fold of the baseline, with the same folds as ``emovox cv`` (same seed, or
+    the same given folds: ``fold_speakers`` / ``fold_by``, as ``data.fold_plan`` reads them).
 
     Features are extracted once for every row; each fold chooses C on its own validation speakers.
     Writes ``cv_metrics.json`` and ``cv_report.md`` as ``emovox cv`` does. With ``confirm`` (as
@@ -290,6 +292,7 @@ def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int
         BadManifest: missing speakers, too few speakers for ``folds``, labels outside ``scheme``, or
             ``confirm`` without a test split.
     """
+    from ..data.fold_plan import resolve_folds
     from ..data.splits import fold_manifests, held_for_confirmation
     from .cv_report import fold_row, write_cv_outputs
 
@@ -297,18 +300,21 @@ def cross_validate_baseline(*, manifest: str | Path, out: str | Path, folds: int
     out.mkdir(parents=True, exist_ok=True)
     df = load_manifest(manifest)
     sch = _scheme(df, scheme)
-    if confirm:
-        held_for_confirmation(df, manifest)  # fails before any feature is extracted
+    held = held_for_confirmation(df, manifest) if confirm else None  # fails before any feature is extracted
+    plan = resolve_folds(df, folds=folds, fold_speakers=fold_speakers, fold_by=fold_by,
+                         held=set(df.loc[held, "speaker"].astype(str)) if confirm else ())
+    n_folds = plan if isinstance(plan, int) else len(plan)
     df, X, _ = _features_for(df, out, speaker_norm=speaker_norm, workers=workers, progress=progress)
     rows = []
-    for k, fold_df in enumerate(fold_manifests(df[df["split"] != "test"] if confirm else df, folds=folds, seed=seed),
+    for k, fold_df in enumerate(fold_manifests(df[df["split"] != "test"] if confirm else df, folds=plan, seed=seed),
                                 start=1):
         metrics, fit, _ = fit_and_score(fold_df, X, sch, seed=seed)  # X is looked up by path
         rows.append({**fold_row(k, fold_df, metrics), "C": fit["C"]})
         if progress:
-            print(f"fold {k}/{folds}: UAR {metrics['uar']:.4f} (C={fit['C']})", file=sys.stderr, flush=True)
+            print(f"fold {k}/{n_folds}: UAR {metrics['uar']:.4f} (C={fit['C']})", file=sys.stderr, flush=True)
     info = {"manifest": str(Path(manifest).resolve()), "model": "eGeMAPSv02 + LogisticRegression",
-            "speaker_norm": speaker_norm, "seed": seed}
+            "speaker_norm": speaker_norm, "seed": seed, "fold_plan": "seeded" if isinstance(plan, int) else "given"}
     confirmation = fold_row("confirmation", df, fit_and_score(df, X, sch, seed=seed)[0]) if confirm else None
-    return write_cv_outputs(out, rows, info, title=f"eGeMAPS baseline, {folds}-fold speaker-independent CV",
+    given = "" if isinstance(plan, int) else " (given folds)"
+    return write_cv_outputs(out, rows, info, title=f"eGeMAPS baseline, {n_folds}-fold speaker-independent CV{given}",
                             confirmation=confirmation)

@@ -27,6 +27,7 @@ import pandas as pd
 from .runlock import holds_run_lock
 from ..config import Config, load_config
 from ..data.manifest import load_manifest, save_manifest
+from ..data.fold_plan import resolve_folds as fold_plan
 from ..data.splits import fold_manifests, held_for_confirmation
 from ..errors import BadRunDir
 from ..evaluation.cv_report import CVResult, fold_row, write_cv_outputs
@@ -74,9 +75,9 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
 
 
 @holds_run_lock("cv")
-def cross_validate(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path], folds: int,
-                   out: str | Path,
-                   model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
+def cross_validate(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path],
+                   folds: int | None = None, out: str | Path, fold_speakers: str | Path | None = None,
+                   fold_by: str | None = None, model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
                    confirm: bool = False, progress: bool = True) -> CVResult:
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
 
@@ -88,8 +89,10 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
         config: Training config YAML (defaults when None).
         manifest: Any manifest, or several (combined as ``train`` does: folds then mix corpora);
             its ``split`` column is ignored.
-        folds: Number of folds (at least 2, at most the number of speakers).
+        folds: Number of folds (at least 2, at most the number of speakers; default 5).
         out: Folder for the folds and the summary.
+        fold_speakers, fold_by: Folds as a protocol fixes them instead (``data.fold_plan``): the
+            test speakers of each fold (``"A,B;C,D"`` or a file), or one fold per value of a column.
         model: Model override (hub id, directory or size), as for ``train``.
         overrides: ``section.key=value`` overrides, as for ``train``.
         seed: Seed of the fold assignment and of the validation speakers.
@@ -111,16 +114,19 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
     df = load_manifest(manifest)
     scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
     held = df[held_for_confirmation(df, manifest)] if confirm else df.iloc[:0]
-    rows = []
-    for k, fold_df in enumerate(fold_manifests(df.drop(index=held.index), folds=folds, seed=seed), start=1):
+    plan = fold_plan(df, folds=folds, fold_speakers=fold_speakers, fold_by=fold_by,
+                     held=set(held["speaker"].astype(str)))
+    n_folds, rows = plan if isinstance(plan, int) else len(plan), []
+    for k, fold_df in enumerate(fold_manifests(df.drop(index=held.index), folds=plan, seed=seed), start=1):
         speakers = sorted(map(str, fold_df.loc[fold_df["split"] == "test", "speaker"].unique()))
-        _say(f"fold {k}/{folds}: test speakers {', '.join(speakers)}", progress)
+        _say(f"fold {k}/{n_folds}: test speakers {', '.join(speakers)}", progress)
         metrics = _run_fold(k, fold_df, out / f"fold-{k}", cfg=cfg, progress=progress)
         rows.append(fold_row(k, fold_df, metrics))
-        _say(f"fold {k}/{folds}: UAR {metrics['uar']:.4f}  accuracy {metrics['accuracy']:.4f}  "
+        _say(f"fold {k}/{n_folds}: UAR {metrics['uar']:.4f}  accuracy {metrics['accuracy']:.4f}  "
              f"macro-F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})", progress)
     info = {"manifest": str(Path(manifest).resolve()), "config": str(config) if config else "defaults",
-            "model": model or "from config", "overrides": list(overrides), "seed": seed}
+            "model": model or "from config", "overrides": list(overrides), "seed": seed,
+            "fold_plan": "seeded" if isinstance(plan, int) else "given"}
     confirmation = None
     if confirm:
         speakers = sorted(map(str, held["speaker"].unique()))
@@ -128,5 +134,6 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
              progress)
         confirmation = fold_row("confirmation", df, _run_fold(0, df, out / "confirm", cfg=cfg, progress=progress))
         _say(f"confirmation: UAR {confirmation['uar']:.4f}  accuracy {confirmation['accuracy']:.4f}", progress)
-    return write_cv_outputs(out, rows, info, title=f"{folds}-fold speaker-independent cross-validation",
+    return write_cv_outputs(out, rows, info, title=f"{n_folds}-fold speaker-independent cross-validation"
+                            + ("" if isinstance(plan, int) else " (given folds)"),
                             confirmation=confirmation)
