@@ -319,6 +319,39 @@ def test_runtime_conversations_without_torch_equal_the_full_install(conversation
     assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(torch_rows, rows) if "summary" not in a)
 
 
+def test_runtime_speakers_from_the_channels_of_a_call(conversation_export, real_data, tmp_path):
+    """``--speakers channels`` without torch: each party on a channel of their own (the other leaking
+    in 25 dB down) comes out as that channel's speaker, as the full install scores the same export."""
+    import soundfile as sf
+
+    from emovox.inference.assemble import alternate, assemble_conversation
+
+    def takes(actor):
+        files = sorted((real_data / "ravdess16k" / f"Actor_{actor}").glob("*.flac"))[::11][:3]
+        return [{"path": f, "speaker": actor, "label": "?"} for f in files]
+
+    wave, turns = assemble_conversation(alternate(takes("03"), takes("04"), 6), pauses=(0.5, 1.0), seed=2)
+    own = np.zeros((2, len(wave)), np.float32)
+    for t in turns:
+        own[0 if t.speaker == "03" else 1, int(t.start * SR):int(t.end * SR)] = wave[int(t.start * SR):int(t.end * SR)]
+    call = tmp_path / "call.wav"
+    sf.write(call, (own + 10 ** (-25 / 20) * own[::-1]).T, SR, subtype="FLOAT")
+    _, onnx = conversation_export
+    got = _runtime(tmp_path, "predict", onnx, call, "--segment", "vad", "--speakers", "channels", "--format", "jsonl")
+    assert got.returncode == 0, got.stderr
+    assert _heavy(got.stderr) == []
+    segments = [r for r in _rows(got.stdout) if "summary" not in r]
+    for t in turns:  # each turn found once, on its own speaker's channel
+        on = [r for r in segments if min(r["end"], t.end) - max(r["start"], t.start) > 0.5 * (t.end - t.start)]
+        assert [r["speaker"] for r in on] == ["S1" if t.speaker == "03" else "S2"], (t, on)
+    from emovox.inference.conversation import ConversationOptions, conversation_rows
+
+    full = [r for r in conversation_rows(Predictor.from_run_dir(onnx), [str(call)],
+                                         options=ConversationOptions(speakers="channels")) if "summary" not in r]
+    assert [(r["start"], r["end"], r["speaker"], r["label"]) for r in full] == \
+        [(r["start"], r["end"], r["speaker"], r["label"]) for r in segments]
+
+
 def test_runtime_conversation_needs_the_bundle_for_speakers(whisper_export, talk, tmp_path):
     _, onnx = whisper_export  # exported without --conversation
     got = _runtime(tmp_path, "predict", onnx, talk, "--segment", "vad", "--speakers", "2")
