@@ -15,7 +15,7 @@ from emovox.errors import BadConfig, BadManifest
 
 def _df(speakers=("01", "02", "03", "04", "05", "06"), per=2):
     rows = [{"path": f"{s}_{k}.wav", "speaker": s, "label": "angry" if k % 2 else "sad",
-             "session": f"S{(int(s) + 1) // 2}"} for s in speakers for k in range(per)]
+             "session": f"S{(i + 1) // 2}"} for i, s in enumerate(speakers, start=1) for k in range(per)]
     return pd.DataFrame(rows)
 
 
@@ -83,3 +83,17 @@ def test_baseline_and_cv_take_the_same_given_folds(tiny_manifest, tmp_path):
     res = cross_validate(manifest=tiny_manifest, out=tmp_path / "cv", model="tiny", fold_speakers=spec,
                          overrides=fast, progress=False)
     assert [r["speakers"] for r in res.per_fold] == [r["speakers"] for r in base["per_fold"]]
+
+
+@pytest.mark.parametrize("name, speakers, size", [
+    ("emobox-ravdess.txt", [f"{a:02d}" for a in range(1, 25)], 4),
+    ("emobox-emovo.txt", ["f1", "f2", "f3", "m1", "m2", "m3"], 1),
+])
+def test_shipped_fold_files_cover_their_corpus_once(name, speakers, size, caplog):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "folds" / name
+    with caplog.at_level(logging.INFO, logger="emovox"):
+        groups = resolve_folds(_df(speakers), fold_speakers=path)
+    assert sorted(s for g in groups for s in g) == sorted(speakers) and {len(g) for g in groups} == {size}
+    assert "in no fold" not in caplog.text
