@@ -302,13 +302,15 @@ def cv(
     seed: int = typer.Option(0, help="Seed of the fold and validation-speaker assignment."),
     confirm: bool = typer.Option(False, help="Keep the test split's speakers out of every fold; then train once on "
                                  "train + validation and score them (choose on the folds, confirm on these)."),
+    baseline: bool = typer.Option(False, help="Also score the eGeMAPS baseline on exactly these folds, reported "
+                                  "beside the recipe with chance (out/egemaps)."),
 ) -> None:
     """Speaker-grouped K-fold cross-validation: mean ± std of UAR and friends. Extra args: section.key=value."""
     from .training.cv import cross_validate
 
     typer.echo("\n".join(cross_validate(config=config, manifest=manifest, folds=folds, out=out, model=model, seed=seed,
                                         fold_speakers=fold_speakers, fold_by=fold_by, overrides=list(ctx.args),
-                                        confirm=confirm, progress=True).summary_lines()))
+                                        confirm=confirm, baseline=baseline, progress=True).summary_lines()))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

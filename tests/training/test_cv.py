@@ -127,3 +127,25 @@ def test_confirm_keeps_the_test_speakers_out_of_every_fold_and_scores_them_once(
     with pytest.raises(BadManifest, match=f"no other split has; 1 also train or validate, e.g. {spk}"):
         cross_validate(config=None, manifest=leaky, folds=2, out=tmp_path / "y", model="tiny", overrides=FAST,
                        confirm=True, progress=False)
+
+
+def test_cv_baseline_scores_egemaps_on_exactly_the_same_folds(tiny_manifest, tmp_path, capsys):
+    """``cv --baseline``: the eGeMAPS baseline runs on the folds the recipe was tested on (and the
+    same confirmation speakers), and the report, JSON and printout carry it beside the recipe and chance."""
+    from emovox.cli import main
+
+    out = tmp_path / "cv"
+    assert main(["cv", "--manifest", str(tiny_manifest), "--folds", "2", "--out", str(out), "--model", "tiny",
+                 "--confirm", "--baseline", *FAST]) in (0, None)
+    cv = json.loads((out / "cv_metrics.json").read_text())
+    base = json.loads((out / "egemaps" / "cv_metrics.json").read_text())
+    assert [r["speakers"] for r in base["per_fold"]] == [r["speakers"] for r in cv["per_fold"]]
+    assert base["confirmation"]["speakers"] == cv["confirmation"]["speakers"]
+    beside = cv["beside"]["eGeMAPS + logistic regression"]
+    assert beside["per_fold_uar"] == [r["uar"] for r in base["per_fold"]]
+    assert beside["mean"]["uar"] == pytest.approx(base["mean"]["uar"])
+    assert cv["chance_uar"] == pytest.approx(1 / 6)  # crema-d-6
+    report = (out / "cv_report.md").read_text()
+    assert "| eGeMAPS + logistic regression, same folds: mean ± std |" in report and "| chance |" in report
+    printed = capsys.readouterr().out
+    assert "eGeMAPS + logistic regression on the same folds: uar" in printed and "chance: uar 0.1667" in printed

@@ -22,6 +22,8 @@ class CVResult:
     std: dict[str, float]
     per_fold: list[dict]
     confirmation: dict | None = None
+    beside: dict[str, "CVResult"] | None = None  # other models on the same folds (cv --baseline: eGeMAPS)
+    chance: float | None = None  # UAR of guessing
 
     def summary_lines(self) -> list[str]:
         """What ``emovox cv`` and ``emovox baseline --folds`` print."""
@@ -30,6 +32,11 @@ class CVResult:
             c = self.confirmation
             lines.append(f"confirmation on held-out speakers {', '.join(c['speakers'])}: uar {c['uar']:.4f}  "
                          f"accuracy {c['accuracy']:.4f}  macro_f1 {c['macro_f1']:.4f}")
+        for name, other in (self.beside or {}).items():
+            lines.append(f"{name} on the same folds: uar {other.mean['uar']:.4f} ± {other.std['uar']:.4f}"
+                         + (f"  (confirmation {other.confirmation['uar']:.4f})" if other.confirmation else ""))
+        if self.chance is not None:
+            lines.append(f"chance: uar {self.chance:.4f}")
         return lines + [f"report: {self.out / 'cv_report.md'}"]
 
 
@@ -53,7 +60,8 @@ def summarise_folds(rows: Sequence[dict], keys: Sequence[str] = SUMMARY_KEYS) ->
 
 
 def write_cv_outputs(out: Path, rows: Sequence[dict], info: dict, *, title: str,
-                     confirmation: dict | None = None) -> CVResult:
+                     confirmation: dict | None = None, beside: dict[str, CVResult] | None = None,
+                     chance: float | None = None) -> CVResult:
     """Write ``cv_metrics.json`` and ``cv_report.md`` for finished folds.
 
     Args:
@@ -62,11 +70,19 @@ def write_cv_outputs(out: Path, rows: Sequence[dict], info: dict, *, title: str,
         info: Extra facts recorded in the JSON and the report (manifest, model, seed, ...).
         title: The report's heading.
         confirmation: The :func:`fold_row` of a run scored once on speakers no fold contains.
+        beside: Other models' results on the same folds (name -> result), shown under the mean.
+        chance: The UAR of guessing, shown last.
     """
     mean, std = summarise_folds(rows)
     payload = {**info, "folds": len(rows), "mean": mean, "std": std, "std_ddof": 1, "per_fold": list(rows)}
     if confirmation:
         payload["confirmation"] = confirmation
+    if beside:
+        payload["beside"] = {name: {"mean": o.mean, "std": o.std, "per_fold_uar": [r["uar"] for r in o.per_fold],
+                                    "confirmation_uar": o.confirmation["uar"] if o.confirmation else None,
+                                    "report": str(o.out / "cv_report.md")} for name, o in beside.items()}
+    if chance is not None:
+        payload["chance_uar"] = chance
     (out / "cv_metrics.json").write_text(json.dumps(payload, indent=2))
     keys = [k for k in SUMMARY_KEYS if k in mean]
     facts = [f"- {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in info.items()]
@@ -81,10 +97,19 @@ def write_cv_outputs(out: Path, rows: Sequence[dict], info: dict, *, title: str,
         c = confirmation
         lines.append(f"| confirmation (held out of every fold) | {', '.join(c['speakers'])} | {c['n']} | "
                      + " | ".join(f"{c[k]:.3f}" if k in c else "" for k in keys) + " |")
+    for name, o in (beside or {}).items():
+        lines.append(f"| {name}, same folds: mean ± std | | | "
+                     + " | ".join(f"{o.mean[k]:.3f} ± {o.std[k]:.3f}" if k in o.mean else "" for k in keys) + " |")
+        if o.confirmation:
+            lines.append(f"| {name}: confirmation | | | "
+                         + " | ".join(f"{o.confirmation[k]:.3f}" if k in o.confirmation else "" for k in keys) + " |")
+    if chance is not None:
+        lines.append("| chance | | | " + " | ".join(f"{chance:.3f}" if k == "uar" else "" for k in keys) + " |")
     lines += ["", f"Standard deviation over {len(rows)} folds (sample, ddof=1). Every fold tests on "
               "speakers that neither its training nor its validation split contains."]
     if confirmation:
         lines.append("The confirmation speakers took part in no fold: choose recipes on the folds' mean, and read "
                      "the confirmation once, after choosing (trained on the manifest's train + validation splits).")
     (out / "cv_report.md").write_text("\n".join([*lines, ""]))
-    return CVResult(out=out, mean=mean, std=std, per_fold=list(rows), confirmation=confirmation)
+    return CVResult(out=out, mean=mean, std=std, per_fold=list(rows), confirmation=confirmation, beside=beside,
+                    chance=chance)

@@ -78,7 +78,7 @@ def _run_fold(k: int, fold_df: pd.DataFrame, fold_dir: Path, *, cfg: Config, pro
 def cross_validate(*, config: str | Path | None = None, manifest: str | Path | Sequence[str | Path],
                    folds: int | None = None, out: str | Path, fold_speakers: str | Path | None = None,
                    fold_by: str | None = None, model: str | None = None, overrides: Sequence[str] = (), seed: int = 0,
-                   confirm: bool = False, progress: bool = True) -> CVResult:
+                   confirm: bool = False, baseline: bool = False, progress: bool = True) -> CVResult:
     """Speaker-grouped K-fold cross-validation of the training recipe in ``config``.
 
     Each fold trains into ``out/fold-K/run`` (K = 1..folds) and is evaluated on its test speakers
@@ -100,6 +100,8 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
             part in the folds (the selection number is the folds' mean over the other speakers);
             after the folds, one run trains on the manifest's own train and validation splits and
             is scored once on its test split (the confirmation, reported beside the mean).
+        baseline: Also run the eGeMAPS baseline on exactly these folds (``out/egemaps``) and report
+            it beside the recipe, with chance.
         progress: Print a line per fold (and training progress) to stderr.
 
     Raises:
@@ -112,7 +114,7 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
         cfg.model.name = model
     manifest = training_manifest(manifest, out, cfg)  # several: combined into out/manifest.csv
     df = load_manifest(manifest)
-    scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
+    scheme = scheme_for(cfg, df, manifest)  # every fold trains on the manifest's scheme, not on its own labels
     held = df[held_for_confirmation(df, manifest)] if confirm else df.iloc[:0]
     plan = fold_plan(df, folds=folds, fold_speakers=fold_speakers, fold_by=fold_by,
                      held=set(held["speaker"].astype(str)))
@@ -134,6 +136,22 @@ def cross_validate(*, config: str | Path | None = None, manifest: str | Path | S
              progress)
         confirmation = fold_row("confirmation", df, _run_fold(0, df, out / "confirm", cfg=cfg, progress=progress))
         _say(f"confirmation: UAR {confirmation['uar']:.4f}  accuracy {confirmation['accuracy']:.4f}", progress)
+    beside = {"eGeMAPS + logistic regression": _baseline(manifest, out, rows, scheme, seed=seed, confirm=confirm,
+                                                          progress=progress)} if baseline else None
     return write_cv_outputs(out, rows, info, title=f"{n_folds}-fold speaker-independent cross-validation"
                             + ("" if isinstance(plan, int) else " (given folds)"),
-                            confirmation=confirmation)
+                            confirmation=confirmation, beside=beside, chance=1.0 / len(scheme))
+
+
+def _baseline(manifest: Path, out: Path, rows: list[dict], scheme, *, seed: int, confirm: bool,
+              progress: bool) -> CVResult:
+    """The eGeMAPS baseline on the folds ``rows`` tested (their speakers, written to
+    ``out/egemaps/folds.json``), the same validation speakers and the same confirmation."""
+    from ..evaluation.baseline import cross_validate_baseline
+
+    folds = out / "egemaps" / "folds.json"
+    folds.parent.mkdir(parents=True, exist_ok=True)
+    folds.write_text(json.dumps([r["speakers"] for r in rows]))
+    _say("eGeMAPS baseline on the same folds", progress)
+    return cross_validate_baseline(manifest=manifest, out=folds.parent, fold_speakers=folds, seed=seed, confirm=confirm,
+                                   scheme=",".join(scheme.labels), progress=progress)
