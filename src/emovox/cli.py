@@ -15,7 +15,8 @@ from .errors import EmovoxError, InvalidCorpus, user_error_line
 __all__ = ["app", "main", "demo_data_cmd", "import_ct2_cmd", "init_model_cmd"]
 
 FOLD_SPEAKERS_HELP = ("Folds as a protocol gives them: each fold's test speakers, folds apart by ';' "
-                      "('1,2,3,4;5,6,7,8;...'), or a file (JSON lists, CSV speaker,fold, one fold per line).")
+                      "('1,2,3,4;5,6,7,8;...'), a file (JSON lists, CSV speaker,fold, one fold per line), or "
+                      "'emobox' (EmoBox's published speaker folds for RAVDESS and EMOVO).")
 FOLD_BY_HELP = "One fold per value of this manifest column (session; speaker: leave one speaker out)."
 
 

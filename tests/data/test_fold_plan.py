@@ -89,11 +89,27 @@ def test_baseline_and_cv_take_the_same_given_folds(tiny_manifest, tmp_path):
     ("emobox-ravdess.txt", [f"{a:02d}" for a in range(1, 25)], 4),
     ("emobox-emovo.txt", ["f1", "f2", "f3", "m1", "m2", "m3"], 1),
 ])
-def test_shipped_fold_files_cover_their_corpus_once(name, speakers, size, caplog):
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "configs" / "folds" / name
+def test_published_protocols_cover_their_corpus_once(name, speakers, size, caplog):
+    corpus = name.split("-")[1].split(".")[0]
     with caplog.at_level(logging.INFO, logger="emovox"):
-        groups = resolve_folds(_df(speakers), fold_speakers=path)
+        groups = resolve_folds(_df(speakers).assign(corpus=corpus), fold_speakers="emobox")
     assert sorted(s for g in groups for s in g) == sorted(speakers) and {len(g) for g in groups} == {size}
     assert "in no fold" not in caplog.text
+
+
+def test_a_protocol_needs_its_corpus_whole_and_by_name():
+    first_fold = resolve_folds(_df([f"{a:02d}" for a in range(1, 25)]).assign(corpus="ravdess"), fold_speakers="emobox")[0]
+    assert first_fold == ["01", "11", "20", "21"]  # EmoBox's fold 1 (data/folds/emobox-ravdess.txt)
+    with pytest.raises(BadManifest, match="tests speakers this manifest lacks .*17, 18"):
+        resolve_folds(_df([f"{a:02d}" for a in range(1, 17)]).assign(corpus="ravdess"), fold_speakers="emobox")
+    with pytest.raises(BadConfig, match="folds for ravdess, emovo manifests .* corpus is crema-d"):
+        resolve_folds(_df().assign(corpus="crema-d"), fold_speakers="emobox")
+
+
+def test_cli_names_a_protocol_the_corpus_does_not_have(tiny_manifest, tmp_path, capsys):
+    from emovox.cli import main
+
+    assert main(["baseline", "--manifest", str(tiny_manifest), "--out", str(tmp_path / "b"),
+                 "--fold-speakers", "emobox"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "folds for ravdess, emovo manifests" in err[0] and "crema-d" in err[0]

@@ -6,7 +6,12 @@ speaker-grouped, label-stratified folds, or folds given by the user, as publishe
   file: JSON (a list of speaker lists, or an object of fold name -> speaker list), CSV with columns
   ``speaker,fold``, or plain text with one fold per line (speakers apart by commas or spaces);
 - ``--fold-by COLUMN``: one fold per value of a manifest column (``session``, ``speaker``: leave one
-  out), each speaker having one value.
+  out), each speaker having one value;
+- ``--fold-speakers emobox``: a published protocol by name, for the manifest's corpus: EmoBox's speaker
+  folds for RAVDESS (6 x 4 actors) and EMOVO (leave one speaker out), read from EmoBox's test lists
+  (``data/folds/<protocol>-<corpus>.txt``). EmoBox's EmoDB and Urdu folds split clips, not speakers,
+  so they are not offered. A protocol needs the whole corpus: speakers it names that the manifest
+  lacks are refused, listed.
 
 A given name matches a manifest speaker exactly, else by number (``1`` matches ``01``). Speakers no
 fold names only ever train (a note says which).
@@ -24,6 +29,7 @@ import pandas as pd
 from ..errors import BadConfig, BadManifest
 
 DEFAULT_FOLDS = 5
+PROTOCOLS = {"emobox": ("ravdess", "emovo")}  # name -> corpora it has speaker folds for (data/folds/)
 
 
 def resolve_folds(df: pd.DataFrame, *, folds: int | None = None, fold_speakers: str | Path | None = None,
@@ -41,6 +47,8 @@ def resolve_folds(df: pd.DataFrame, *, folds: int | None = None, fold_speakers: 
     if fold_speakers is None and not fold_by:
         return DEFAULT_FOLDS if folds is None else int(folds)
     known = sorted(map(str, df["speaker"].astype(str).unique()))
+    if fold_speakers is not None and str(fold_speakers) in PROTOCOLS:
+        fold_speakers = _protocol_file(str(fold_speakers), df, known)
     if fold_by:
         groups = [[s for s in g if s not in held] for g in _by_column(df, fold_by)]
         groups = [g for g in groups if g]
@@ -62,6 +70,26 @@ def resolve_folds(df: pd.DataFrame, *, folds: int | None = None, fold_speakers: 
     if unused:
         logging.getLogger("emovox").info("speakers in no fold (they only ever train): %s", ", ".join(unused))
     return groups
+
+
+def _protocol_file(name: str, df: pd.DataFrame, known: Sequence[str]) -> Path:
+    """The packaged fold file of protocol ``name`` for the manifest's corpus.
+
+    Raises:
+        BadConfig: the protocol has no folds for this corpus (or the manifest mixes corpora).
+        BadManifest: the protocol names speakers the manifest lacks."""
+    from importlib.resources import files
+
+    corpora = sorted(set(df["corpus"].astype(str))) if "corpus" in df.columns else []
+    path = Path(str(files("emovox.data") / "folds" / f"{name}-{corpora[0] if len(corpora) == 1 else ''}.txt"))
+    if len(corpora) != 1 or not path.is_file():
+        raise BadConfig(f"--fold-speakers {name}: folds for {', '.join(PROTOCOLS[name])} manifests (prepare --corpus "
+                        f"{' or '.join(PROTOCOLS[name])}); this manifest's corpus is {', '.join(corpora) or 'not named'}")
+    missing = sorted(s for s in _names(" ".join(path.read_text().split())) if s not in known)
+    if missing:
+        raise BadManifest(f"--fold-speakers {name}: the protocol tests speakers this manifest lacks "
+                          f"({', '.join(missing)}); it needs the whole corpus")
+    return path
 
 
 def _parse(spec: str | Path) -> list[list[str]]:
