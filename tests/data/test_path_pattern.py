@@ -111,3 +111,11 @@ def test_bad_patterns_are_one_line_errors(tmp_path, capsys, corpus, pattern, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "m" / "manifest.csv").exists()
+
+
+def test_an_optional_speaker_group_that_matches_nothing_is_a_problem(tmp_path):
+    write_tone(tmp_path / "c" / "happy" / "spk07_a.wav", 0.3)
+    write_tone(tmp_path / "c" / "happy" / "take2.wav", 0.3, freq=300)
+    scan = scan_corpus("folders", tmp_path / "c", path_pattern=r"(?:(?P<speaker>spk\d+)_)?\w+\.wav$")
+    assert [r["speaker"] for r in scan.rows] == ["spk07"]
+    assert len(scan.problems) == 1 and "gives no speaker" in scan.problems[0][1]

@@ -60,11 +60,13 @@ def relative_path(path: str, root: Path) -> str:
 
 
 def _speaker(m: re.Match[str], pattern: re.Pattern[str]) -> str | None:
+    """The speaker the match names ('' when its group took no part), or None when the pattern names
+    none (named groups, none of them the speaker: speakers stay as they were)."""
     if "speaker" in pattern.groupindex:
-        return m.group("speaker")
-    if pattern.groupindex:  # named groups, none of them the speaker: speakers stay as they were
+        return m.group("speaker") or ""
+    if pattern.groupindex:
         return None
-    return m.group(1) if pattern.groups else m.group(0)
+    return (m.group(1) if pattern.groups else m.group(0)) or ""
 
 
 def apply_path_pattern(scan: Scan, pattern: re.Pattern[str], root: Path) -> None:
