@@ -81,10 +81,10 @@ def _protocol_file(name: str, df: pd.DataFrame, known: Sequence[str]) -> Path:
     from importlib.resources import files
 
     corpora = sorted(set(df["corpus"].astype(str))) if "corpus" in df.columns else []
-    path = Path(str(files("emovox.data") / "folds" / f"{name}-{corpora[0] if len(corpora) == 1 else ''}.txt"))
-    if len(corpora) != 1 or not path.is_file():
+    if len(corpora) != 1 or corpora[0] not in PROTOCOLS[name]:
         raise BadConfig(f"--fold-speakers {name}: folds for {', '.join(PROTOCOLS[name])} manifests (prepare --corpus "
                         f"{' or '.join(PROTOCOLS[name])}); this manifest's corpus is {', '.join(corpora) or 'not named'}")
+    path = Path(str(files("emovox.data") / "folds" / f"{name}-{corpora[0]}.txt"))
     missing = sorted(s for s in _names(" ".join(path.read_text().split())) if s not in known)
     if missing:
         raise BadManifest(f"--fold-speakers {name}: the protocol tests speakers this manifest lacks "

@@ -99,8 +99,8 @@ def load_model(name: str, scheme: LabelScheme, cfg: ModelConfig | None = None, *
         if cfg.layer_weighting and not hasattr(model, "layer_weights"):
             raise BadConfig(f"model.layer_weighting is not supported by {type(model).__name__}; use a "
                             "wav2vec2, HuBERT, WavLM or data2vec-audio model")
+    family = carry_family(model, backbone_for(model))  # resolved once, before any lever reads it (family_of)
     apply_freezing(model, cfg)
-    family = carry_family(model, backbone_for(model))  # resolved once: the levers read it (family_of)
     family.configure_inputs(fe, window_seconds=float(max_seconds), pad_to_window=bool(cfg.pad_to_window))
     family.configure_trim(fe, cfg.trim_silence_db)
     if cfg.lora_r:
