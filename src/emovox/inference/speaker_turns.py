@@ -19,6 +19,12 @@ scaling either). On assembled RAVDESS conversations of two same-gender actors ta
 the wrongly assigned segments from 0.055-0.064 to 0.004-0.016 (chosen on actors 01-12) and from
 0.081 to 0.008 (confirmed on 13-16); with the same segments in a random order, or in runs of 1-4
 per speaker, it changed nothing (benchmarks/NOTES.md).
+
+It also counts: where ``auto`` hears one voice (two same-gender voices are often too close for the
+silhouette), a two-way split that the turn model takes with odds of taking turns
+(:func:`alternate`: leaving a state likelier than staying) is two speakers. One actor's moods,
+even ordered to alternate, rarely pass both tests (2 of 32 recordings), while two actors taking
+turns do (benchmarks/NOTES.md).
 """
 from __future__ import annotations
 
@@ -32,21 +38,23 @@ ITERATIONS = 30
 TOLERANCE = 1e-6
 
 
-def refine_turns(y: np.ndarray, ids: np.ndarray, k: int, *, starts: Iterable[np.ndarray] = ()) -> np.ndarray:
-    """Speaker ids [N] of segments in time order, refined by the turn model where it holds.
+def turn_split(y: np.ndarray, ids: np.ndarray, k: int, *,
+               starts: Iterable[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray] | None:
+    """The turn model's speaker ids [N] and its learnt transition odds [k, k], from the best start
+    that passes the gate, or None where none does (the clustering then stands).
 
     Args:
         y: [N, F] the features the clustering split, one row per segment in time order.
-        ids: [N] the clustering's ids (0..k-1): returned unchanged when no start passes.
+        ids: [N] the clustering's ids (0..k-1), the first start.
         k: the number of speakers.
         starts: further partitions to start EM from.
     """
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
     if k < 2 or n <= 2 * k:
-        return ids
+        return None
     price = 0.5 * k * (k - 1) * np.log(n)
-    best, best_ll = ids, -np.inf
+    best, best_ll = None, -np.inf
     seen: set[bytes] = set()
     for start in [ids, *starts]:
         start = np.asarray(start, dtype=int)
@@ -54,18 +62,25 @@ def refine_turns(y: np.ndarray, ids: np.ndarray, k: int, *, starts: Iterable[np.
         if key in seen or len(np.unique(start)) < k:
             continue
         seen.add(key)
-        found, ll = fit(y, start, k)
-        _, even_ll = fit(y, start, k, learn_transitions=False)
+        found, ll, trans = fit(y, start, k)
+        even_ll = fit(y, start, k, learn_transitions=False)[1]
         if ll - even_ll > price and len(np.unique(found)) == k and ll > best_ll:
-            best, best_ll = found, ll
+            best, best_ll = (found, trans), ll
     return best
 
 
-def fit(y: np.ndarray, ids: np.ndarray, k: int, *, learn_transitions: bool = True) -> tuple[np.ndarray, float]:
-    """EM from the partition ``ids``: the most probable state per segment and the (scaled) log-likelihood.
+def alternate(trans: np.ndarray) -> bool:
+    """Whether the learnt odds say the states take turns: leaving a state is likelier than staying."""
+    return float(np.mean(np.diag(trans))) < 0.5
+
+
+def fit(y: np.ndarray, ids: np.ndarray, k: int, *,
+        learn_transitions: bool = True) -> tuple[np.ndarray, float, np.ndarray]:
+    """EM from the partition ``ids``: the most probable state per segment, the (scaled) log-likelihood
+    and the transition odds.
 
     Without ``learn_transitions`` every transition keeps even odds (a mixture model over the same
-    emissions), the comparison :func:`refine_turns` gates on.
+    emissions), the comparison :func:`turn_split` gates on.
     """
     n, d = y.shape
     post = np.eye(k)[ids]
@@ -90,7 +105,7 @@ def fit(y: np.ndarray, ids: np.ndarray, k: int, *, learn_transitions: bool = Tru
         if abs(ll - last) < TOLERANCE:
             break
         last = ll
-    return post.argmax(axis=1), ll
+    return post.argmax(axis=1), ll, trans
 
 
 def _forward_backward(log_b: np.ndarray, trans: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -49,7 +49,7 @@ from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig
 from ..models.backbones.front_end import power_spectrum
 from .kmeans import kmeans, pca, silhouette_cosine
-from .speaker_turns import refine_turns
+from .speaker_turns import alternate, turn_split
 from .voice_models import INSTALL_HINT, onnx_session, speaker_files
 
 MAX_AUTO_SPEAKERS = 8
@@ -263,7 +263,9 @@ def cluster_speakers(embeddings: np.ndarray, speakers: int | str, *, weights: np
 
     Args:
         embeddings: [N, D] L2-normalised, in time order.
-        speakers: a count, or ``"auto"`` (1 to :data:`MAX_AUTO_SPEAKERS`, by silhouette).
+        speakers: a count, or ``"auto"`` (1 to :data:`MAX_AUTO_SPEAKERS`, by silhouette; where
+            that finds one voice, two if a two-way split is taken by the turn model and its
+            speakers take turns, ``speaker_turns.alternate``).
         weights: segment durations; with ``auto`` the silhouette is weighted by them so that
             short, noisy segments do not decide the count.
         moods: [N, C] the segments' emotion probabilities: the split also reads each voice
@@ -274,18 +276,32 @@ def cluster_speakers(embeddings: np.ndarray, speakers: int | str, *, weights: np
     if n == 0:
         return []
     x = _centred(embeddings)
-    ids = _auto(x, embeddings, weights) if speakers == "auto" else None
-    k = len(np.unique(ids)) if ids is not None else min(int(speakers), n)
-    if k < 2:
-        return _in_order(np.zeros(n, dtype=int))
-    plain = ids if ids is not None else _kmeans(x, k)
+    if speakers != "auto":
+        return _in_order(_split(x, min(int(speakers), n), moods, None)[0])
+    ids = _auto(x, embeddings, weights)
+    k = len(np.unique(ids))
+    if k >= 2:
+        return _in_order(_split(x, k, moods, ids)[0])
+    ids, trans = _split(x, 2, moods, None)  # one voice by its sound: do two take turns?
+    return _in_order(ids if trans is not None and alternate(trans) else np.zeros(n, dtype=int))
+
+
+def _split(x: np.ndarray, k: int, moods: np.ndarray | None,
+           plain: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``k`` speakers of the centred embeddings: k-means on the voices (beside their moods where
+    given), refined by the turn model; with the turn model's odds where it was taken."""
+    n = len(x)
+    if k < 2 or n < 2:
+        return np.zeros(n, dtype=int), None
+    plain = _kmeans(x, k) if plain is None else plain
     if moods is not None and n > k + 1:
         y = mood_features(x, moods, max(4, 2 * k))
         ids = kmeans(y, k, n_init=10, seed=0)
     else:
         y, ids = _reduced(x, k), plain
     starts = [plain] + [kmeans(y, k, n_init=1, seed=seed) for seed in range(1, TURN_STARTS + 1)]
-    return _in_order(refine_turns(y, ids, k, starts=starts))
+    found = turn_split(y, ids, k, starts=starts)
+    return (ids, None) if found is None else found
 
 
 def mood_features(x: np.ndarray, moods: np.ndarray, dims: int) -> np.ndarray:
