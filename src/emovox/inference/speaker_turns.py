@@ -23,8 +23,8 @@ per speaker, it changed nothing (benchmarks/NOTES.md).
 It also counts: where ``auto`` hears one voice (two same-gender voices are often too close for the
 silhouette), a two-way split that the turn model takes with odds of taking turns
 (:func:`alternate`: leaving a state likelier than staying) is two speakers. One actor's moods,
-even ordered to alternate, rarely pass both tests (2 of 32 recordings), while two actors taking
-turns do (benchmarks/NOTES.md).
+even reordered to alternate, rarely pass both tests (3 of 32 one-actor recordings), while two
+actors taking turns do (benchmarks/NOTES.md).
 """
 from __future__ import annotations
 
