@@ -40,10 +40,7 @@ def _wrong(ids, who):
 
 
 def _without_turns(x):
-    c = x - x.mean(axis=0)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    c -= c.mean(axis=0)
-    y = c @ np.linalg.svd(c, full_matrices=False)[2][:4].T  # what cluster_speakers splits (PCA to 4)
+    y = speakers._reduced(speakers._centred(x), 2)  # what cluster_speakers splits, without the moods
     return y, kmeans(y, 2, n_init=10, seed=0)
 
 

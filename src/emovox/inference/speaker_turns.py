@@ -58,7 +58,7 @@ def turn_split(y: np.ndarray, ids: np.ndarray, k: int, *,
     seen: set[bytes] = set()
     for start in [ids, *starts]:
         start = np.asarray(start, dtype=int)
-        key = _canonical(start).tobytes()
+        key = first_seen(start).tobytes()
         if key in seen or len(np.unique(start)) < k:
             continue
         seen.add(key)
@@ -130,7 +130,8 @@ def _forward_backward(log_b: np.ndarray, trans: np.ndarray, first: np.ndarray) -
     return post, pair_counts, float(np.log(scale).sum() + shift.sum())
 
 
-def _canonical(ids: np.ndarray) -> np.ndarray:
-    """Ids renumbered in order of first appearance, so that equal partitions compare equal."""
+def first_seen(ids: np.ndarray) -> np.ndarray:
+    """Ids renumbered 0, 1, ... in order of first appearance: equal partitions compare equal, and
+    speakers are named in the order they first speak."""
     names: dict[int, int] = {}
     return np.array([names.setdefault(int(i), len(names)) for i in ids], dtype=int)

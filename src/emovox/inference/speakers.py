@@ -18,7 +18,7 @@ dimensions for ``k`` speakers) and clustered with k-means (10 starts, seeded; ``
 assembled RAVDESS conversations that split speakers best among agglomerative (average, complete,
 Ward), spectral and k-means with and without the reduction (benchmarks/NOTES.md). With ``auto`` the count (2 to 8) is
 the one with the best silhouette; one speaker when the best split's silhouette is low or its two
-closest voices are alike. Speakers are named ``S1, S2, ...`` in order of first appearance.
+closest voices are alike, unless two voices are heard taking turns (see Turns below). Speakers are named ``S1, S2, ...`` in order of first appearance.
 Moods: on emotional speech one voice's moods can lie further apart in GE2E's space than two voices
 of the same gender, and k-means then splits the moods. Given the segments' emotion probabilities
 (the conversation path has them before it clusters), each segment's similarity to the others is
@@ -33,6 +33,9 @@ Turns: the split is then read along the recording's order (``speaker_turns``): a
 model whose turn-taking odds are learnt from the recording replaces the k-means split only where
 the order explains the recording better than even odds (two same-gender actors taking turns:
 wrongly assigned segments 0.081 -> 0.008 on unseen actors; segments in no order: unchanged).
+Where ``auto``'s silhouette hears one voice, a two-way split the turn model takes with turn-taking
+odds (``speaker_turns.alternate``) is two speakers: same-gender pairs are often too alike for the
+silhouette.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from ..data.audio import SAMPLE_RATE
 from ..errors import BadConfig
 from ..models.backbones.front_end import power_spectrum
 from .kmeans import kmeans, pca, silhouette_cosine
-from .speaker_turns import alternate, turn_split
+from .speaker_turns import alternate, first_seen, turn_split
 from .voice_models import INSTALL_HINT, onnx_session, speaker_files
 
 MAX_AUTO_SPEAKERS = 8
@@ -293,12 +296,13 @@ def _split(x: np.ndarray, k: int, moods: np.ndarray | None,
     n = len(x)
     if k < 2 or n < 2:
         return np.zeros(n, dtype=int), None
-    plain = _kmeans(x, k) if plain is None else plain
+    voices = _reduced(x, k)
+    plain = kmeans(voices, k, n_init=10, seed=0) if plain is None else plain
     if moods is not None and n > k + 1:
         y = mood_features(x, moods, max(4, 2 * k))
         ids = kmeans(y, k, n_init=10, seed=0)
     else:
-        y, ids = _reduced(x, k), plain
+        y, ids = voices, plain
     starts = [plain] + [kmeans(y, k, n_init=1, seed=seed) for seed in range(1, TURN_STARTS + 1)]
     found = turn_split(y, ids, k, starts=starts)
     return (ids, None) if found is None else found
@@ -402,8 +406,4 @@ def _closest_centres(x: np.ndarray, ids: np.ndarray) -> float:
 
 
 def _in_order(ids: np.ndarray) -> list[str]:
-    names: dict[int, str] = {}
-    for i in ids:
-        names.setdefault(int(i), f"S{len(names) + 1}")
-    return [names[int(i)] for i in ids]
-
+    return [f"S{i + 1}" for i in first_seen(ids)]
